@@ -1,0 +1,6 @@
+import ConvNet
+import MNIST
+import DataParallel
+import ZeroMQ
+// Placeholder.
+public enum TrainingInfo {}

@@ -1,0 +1,3 @@
+import XCTest
+@testable import DataParallel
+final class DataParallelPlaceholderTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import Training
+final class TrainingPlaceholderTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
