@@ -30,7 +30,7 @@ let package = Package(
             name: "MNIST",
             dependencies: ["CZlib", "CPNG", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: optimised),
-        .target(name: "DataParallel"),
+        .target(name: "DataParallel", exclude: ["PROTOCOL.md"]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(
             name: "Training",
