@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the system packages this project needs, only those missing, and says what it did.
+# Safe to run again and again. Uses sudo when not root. Needs a Debian-family system with apt-get.
+set -euo pipefail
+
+# C libraries (found by pkg-config at build time), python3 with pip (the offline MNIST source),
+# and iproute2 (network-namespace tests of the coordinator and workers).
+packages=(pkg-config libzmq3-dev libopenblas-dev zlib1g-dev libpng-dev iproute2)
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    packages+=(python3 python3-pip)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all system packages present (${packages[*]})"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+        echo "setup: need root or sudo to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    sudo="sudo"
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: installed ${missing[*]}"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: system packages, the real MNIST (verified), build, tests.
+# Usage: Cluster/test.sh [extra `swift test` arguments, e.g. --filter MNISTTests]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+Cluster/setup.sh
+swift build --build-tests
+# End-to-end tests train on the real MNIST: fetch it into the default cache (a no-op when verified).
+.build/debug/mnist fetch
+if swift format --version >/dev/null 2>&1; then
+    echo "lint: $(swift format lint -r Sources Tests 2>&1 | grep -c 'warning:' || true) swift-format warnings"
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+swift test "$@" 2>&1 | tee "$log" || status=$?
+# One plain closing line, whatever the runner printed above it.
+summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 || true)
+if [ -n "$summary" ]; then
+    total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+    failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+    skipped=$(grep -c "' skipped" "$log" || true)
+    echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+fi
+exit $status
