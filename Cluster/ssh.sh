@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Distributed training over SSH: workers on the hosts of a hostfile, the coordinator here.
+# Usage: Cluster/ssh.sh HOSTFILE [mnist coordinator options, e.g. --epochs 3]
+#   HOSTFILE: one host per line ("user@host" works; "host slots=2" starts two workers there); # comments.
+# Environment: MNIST_BIN (path of `mnist` on the remote hosts, default: this machine's path of it),
+#   MNIST_PORT (default 5555), MNIST_ADVERTISE (the address workers connect to, default: `hostname -f`).
+# The remote hosts need the `mnist` binary and its shared libraries, not the data. Everything started is
+# stopped on exit, Ctrl-C included; workers also leave by themselves when the coordinator goes silent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+hostfile=${1:?usage: Cluster/ssh.sh HOSTFILE [coordinator options]}
+shift
+local_bin=${MNIST_LOCAL_BIN:-$PWD/.build/release/mnist}
+remote_bin=${MNIST_BIN:-$local_bin}
+port=${MNIST_PORT:-5555}
+advertise=${MNIST_ADVERTISE:-$(hostname -f)}
+endpoint="tcp://$advertise:$port"
+
+hosts=()
+while read -r host rest; do
+    [[ -z "$host" || "$host" == \#* ]] && continue
+    slots=1
+    [[ "$rest" =~ slots=([0-9]+) ]] && slots=${BASH_REMATCH[1]}
+    for ((i = 0; i < slots; i++)); do hosts+=("$host"); done
+done <"$hostfile"
+[ ${#hosts[@]} -gt 0 ] || { echo "ssh.sh: no hosts in $hostfile" >&2; exit 1; }
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for host in $(printf '%s\n' "${hosts[@]}" | sort -u); do
+        ssh -o BatchMode=yes "$host" "pkill -f 'mnist worker --connect $endpoint'" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT INT TERM
+
+echo "ssh.sh: ${#hosts[@]} workers on $(printf '%s\n' "${hosts[@]}" | sort -u | tr '\n' ' ')-> $endpoint"
+for host in "${hosts[@]}"; do
+    ssh -o BatchMode=yes "$host" "exec $remote_bin worker --connect $endpoint" &
+    pids+=($!)
+done
+"$local_bin" coordinator --bind "tcp://*:$port" --workers "${#hosts[@]}" "$@"
