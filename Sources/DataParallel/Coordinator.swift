@@ -144,6 +144,7 @@ public struct Coordinator {
 
     private struct WorkerState {
         var info: WorkerInfo
+        var session: UInt64
         var silentTicks = 0
         var isReady = false
         var ticksSinceRequest = 0
@@ -217,8 +218,8 @@ public struct Coordinator {
             actions.append(.ignored(from: peer, kind: message.kind, reason: "coordinator is \(phase)"))
             return
         }
-        if case .hello(let version, let name, let threads) = message {
-            hello(from: peer, version: version, name: name, threads: threads, into: &actions)
+        if case .hello(let version, let name, let threads, let session) = message {
+            hello(from: peer, version: version, name: name, threads: threads, session: session, into: &actions)
             return
         }
         guard workers[peer] != nil else {
@@ -241,8 +242,13 @@ public struct Coordinator {
         }
     }
 
-    private mutating func hello(from peer: PeerID, version: UInt16, name: String, threads: Int,
+    private mutating func hello(from peer: PeerID, version: UInt16, name: String, threads: Int, session: UInt64,
                                 into actions: inout [CoordinatorAction]) {
+        if let known = workers[peer], known.session == session {
+            workers[peer]?.silentTicks = 0
+            actions.append(.ignored(from: peer, kind: .hello, reason: "duplicate hello (session \(session))"))
+            return
+        }
         guard version == configuration.protocolVersion else {
             refuse(peer, name: name, reason: "protocol version mismatch: worker speaks version \(version), "
                    + "coordinator speaks version \(configuration.protocolVersion); run the same release on both",
@@ -271,7 +277,7 @@ public struct Coordinator {
         }
         let range = plan.shardRange(worker: index)
         let info = WorkerInfo(peer: peer, name: name, index: index, threads: threads, shardSampleCount: range.count)
-        workers[peer] = WorkerState(info: info)
+        workers[peer] = WorkerState(info: info, session: session)
         departed.remove(peer)
         actions.append(.workerJoined(info, joined: workers.count, expected: configuration.workerCount))
         actions.append(.send(.welcome(workerIndex: index, workerCount: configuration.workerCount), to: peer))
@@ -410,8 +416,14 @@ public struct Coordinator {
             workers[peer]?.ticksSinceRequest += 1
             if worker.ticksSinceRequest + 1 >= configuration.resendTicks {
                 workers[peer]?.ticksSinceRequest = 0
-                let message = phase == .joining ? shardMessage(for: worker.info.index) : stepMessage(for: worker.info.index)
-                actions.append(.send(message, to: peer))
+                if phase == .joining {
+                    // The welcome may be what was lost: a worker ignores a shard before its welcome.
+                    actions.append(.send(.welcome(workerIndex: worker.info.index, workerCount: configuration.workerCount),
+                                         to: peer))
+                    actions.append(.send(shardMessage(for: worker.info.index), to: peer))
+                } else {
+                    actions.append(.send(stepMessage(for: worker.info.index), to: peer))
+                }
             }
         }
         if phase == .joining && ticksSinceStart > configuration.joinTimeoutTicks {

@@ -61,11 +61,12 @@ extension Message {
     public func encode() -> [[UInt8]] {
         var header = Header(version: ProtocolInfo.version, kind: kind)
         switch self {
-        case .hello(let protocolVersion, let workerName, let threads):
+        case .hello(let protocolVersion, let workerName, let threads, let session):
             let name = Array(workerName.utf8)
             header.version = protocolVersion
             header.a = UInt64(clamping: threads)
             header.b = UInt64(name.count)
+            header.c = session
             return [header.bytes, name]
         case .welcome(let workerIndex, let workerCount):
             header.a = UInt64(clamping: workerIndex)
@@ -129,10 +130,10 @@ extension Message {
         var reader = FieldReader(kind: kind, header: header, frames: frames)
         switch kind {
         case .hello:
-            try reader.requireZero(step: true, c: true, d: true)
+            try reader.requireZero(step: true, d: true)
             let threads = try reader.int(header.a, "threads (a)")
             let name = try reader.text(frame: 1, byteCount: header.b, field: "workerName")
-            return .hello(protocolVersion: header.version, workerName: name, threads: threads)
+            return .hello(protocolVersion: header.version, workerName: name, threads: threads, session: header.c)
         case .welcome:
             try reader.requireZero(step: true, c: true, d: true)
             let count = try reader.int(header.b, "workerCount (b)")

@@ -135,7 +135,9 @@ public struct GradientReport: Equatable, Sendable {
 /// Every message on the wire. `encode()` and `decode(_:)` in Message+Codec.swift are its only codec.
 public enum Message: Equatable, Sendable {
     /// Worker → coordinator, the first message of a worker: who it is and which protocol it speaks.
-    case hello(protocolVersion: UInt16, workerName: String, threads: Int)
+    /// `session` changes whenever the worker starts over (new process or reconnect), so the coordinator
+    /// can tell a duplicated hello (same session: ignored) from a worker that lost its state.
+    case hello(protocolVersion: UInt16, workerName: String, threads: Int, session: UInt64)
     /// Coordinator → worker: accepted as worker `workerIndex` of `workerCount`.
     case welcome(workerIndex: Int, workerCount: Int)
     /// Coordinator → worker: not accepted (version mismatch, cluster full, training under way).

@@ -19,6 +19,9 @@ public struct WorkerConfiguration: Sendable {
     public var maximumBackoffTicks = 320
     /// Reconnects tried in a row without being welcomed before the worker gives up.
     public var maximumReconnectAttempts = 8
+    /// Distinguishes this process from earlier ones with the same transport identity; set it to a random
+    /// number per process. Each reconnect adds one, giving the `session` of the hello.
+    public var incarnation: UInt64 = 0
     /// The protocol version this worker speaks (tests set another one to provoke a mismatch).
     public var protocolVersion = ProtocolInfo.version
 
@@ -90,6 +93,7 @@ public struct Worker {
     private var silentTicks = 0
     private var ticksSinceHeartbeat = 0
     private var reconnectAttempts = 0
+    private var sessionsStarted: UInt64 = 0
     private var shardSampleCount: Int?
     private var lastReport: GradientReport?
 
@@ -99,7 +103,7 @@ public struct Worker {
 
     private var hello: Message {
         .hello(protocolVersion: configuration.protocolVersion, workerName: configuration.name,
-               threads: configuration.threads)
+               threads: configuration.threads, session: configuration.incarnation &+ sessionsStarted)
     }
 
     /// Feeds one event; returns the actions to perform, in order.
@@ -109,6 +113,7 @@ public struct Worker {
         case .start:
             guard phase == .idle else { break }
             phase = .connecting
+            ticksSinceHeartbeat = 0
             actions.append(.send(hello))
         case .received(let message):
             receive(message, into: &actions)
@@ -220,6 +225,8 @@ public struct Worker {
             }
             phase = .connecting
             silentTicks = 0
+            ticksSinceHeartbeat = 0
+            sessionsStarted &+= 1
             actions.append(.reconnect(attempt: reconnectAttempts))
             actions.append(.send(hello))
             return
@@ -244,7 +251,7 @@ public struct Worker {
                                             attempt: reconnectAttempts))
             return
         }
-        guard phase != .connecting else { return }
+        // Heartbeats flow from hello on, so that a coordinator whose welcome was lost still hears from us.
         ticksSinceHeartbeat += 1
         if ticksSinceHeartbeat >= configuration.heartbeatIntervalTicks {
             ticksSinceHeartbeat = 0
