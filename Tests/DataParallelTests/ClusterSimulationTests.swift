@@ -151,19 +151,30 @@ final class ClusterSimulationTests: XCTestCase {
             options.workerCount = Int.random(in: 2...4, using: &random)
             options.totalSteps = 30
             options.workerDeathPolicy = .continueWithoutWorker
-            options.kills = [0: 60 + Int(seed % 40)]
             let cluster = SimulatedCluster(seed: seed, options: options)
-            cluster.run()
-            XCTAssertEqual(cluster.outcome, .finished, cluster.summary)
-            XCTAssertEqual(cluster.completedSteps.count, 30, cluster.summary)
+            // Kill worker 0 a few steps into training, then run to the end.
+            let killAfterSteps = Int.random(in: 1...10, using: &random)
+            cluster.start()
+            while cluster.completedSteps.count < killAfterSteps && cluster.outcome == .running
+                && cluster.now < options.maximumTicks {
+                cluster.advance()
+            }
+            let killTick = cluster.now
+            cluster.kill(worker: 0)
+            while cluster.outcome == .running && cluster.now < options.maximumTicks { cluster.advance() }
+            let context = "killed after \(killAfterSteps) steps at tick \(killTick); \(cluster.summary)"
+            XCTAssertEqual(cluster.outcome, .finished, context)
+            XCTAssertEqual(cluster.completedSteps.count, 30, context)
             checkInvariants(cluster)
             let victim = SimulatedCluster.peer(ofWorker: 0)
-            if let death = cluster.deaths.last {
-                XCTAssertEqual(death.peer, victim, cluster.summary)
-                for completed in cluster.completedSteps where completed.tick > death.tick {
-                    XCTAssertFalse(completed.result.contributors.contains(victim), cluster.summary)
-                }
+            XCTAssertEqual(cluster.deaths.map(\.peer), [victim], context)
+            guard let death = cluster.deaths.first else { continue }
+            XCTAssertLessThanOrEqual(death.tick, killTick + options.maximumDelayTicks + options.livenessTicks + 1, context)
+            for completed in cluster.completedSteps where completed.tick >= death.tick {
+                XCTAssertFalse(completed.result.contributors.contains(victim), context)
+                XCTAssertEqual(completed.result.contributors.count, options.workerCount - 1, context)
             }
+            if testRun?.failureCount ?? 0 > 0 { return }
         }
     }
 
