@@ -18,7 +18,8 @@ public struct BatchPlan: Equatable, Sendable {
     public let seed: UInt64
 
     public init(sampleCount: Int, workerCount: Int, batchSize: Int, seed: UInt64) {
-        precondition(sampleCount > 0 && workerCount > 0 && batchSize > 0, "a plan needs samples, workers and a batch size")
+        precondition(
+            sampleCount > 0 && workerCount > 0 && batchSize > 0, "a plan needs samples, workers and a batch size")
         precondition(workerCount <= sampleCount, "every worker needs at least one sample")
         self.sampleCount = sampleCount
         self.workerCount = workerCount

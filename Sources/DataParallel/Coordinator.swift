@@ -171,8 +171,9 @@ public struct Coordinator {
     public init(configuration: CoordinatorConfiguration, data: TrainingSamples) {
         self.configuration = configuration
         self.data = data
-        self.plan = BatchPlan(sampleCount: data.count, workerCount: configuration.workerCount,
-                              batchSize: configuration.batchSize, seed: configuration.seed)
+        self.plan = BatchPlan(
+            sampleCount: data.count, workerCount: configuration.workerCount,
+            batchSize: configuration.batchSize, seed: configuration.seed)
     }
 
     /// The workers currently alive, in index order.
@@ -197,8 +198,9 @@ public struct Coordinator {
         case .weightsUpdated(let newWeights):
             guard phase == .training, !isGathering else { break }
             guard newWeights.count == weights.count else {
-                fail("weights changed size from \(weights.count) to \(newWeights.count) after step \(step)",
-                     into: &actions)
+                fail(
+                    "weights changed size from \(weights.count) to \(newWeights.count) after step \(step)",
+                    into: &actions)
                 break
             }
             weights = newWeights
@@ -242,25 +244,30 @@ public struct Coordinator {
         }
     }
 
-    private mutating func hello(from peer: PeerID, version: UInt16, name: String, threads: Int, session: UInt64,
-                                into actions: inout [CoordinatorAction]) {
+    private mutating func hello(
+        from peer: PeerID, version: UInt16, name: String, threads: Int, session: UInt64,
+        into actions: inout [CoordinatorAction]
+    ) {
         if let known = workers[peer], known.session == session {
             workers[peer]?.silentTicks = 0
             actions.append(.ignored(from: peer, kind: .hello, reason: "duplicate hello (session \(session))"))
             return
         }
         guard version == configuration.protocolVersion else {
-            refuse(peer, name: name, reason: "protocol version mismatch: worker speaks version \(version), "
-                   + "coordinator speaks version \(configuration.protocolVersion); run the same release on both",
-                   into: &actions)
+            refuse(
+                peer, name: name,
+                reason: "protocol version mismatch: worker speaks version \(version), "
+                    + "coordinator speaks version \(configuration.protocolVersion); run the same release on both",
+                into: &actions)
             return
         }
         if phase == .training {
             if workers[peer] != nil {
                 workerDied(peer, reason: "said hello again mid-run, so it lost its shard and step", into: &actions)
             }
-            refuse(peer, name: name, reason: "training is under way (step \(step)); workers cannot join a running job",
-                   into: &actions)
+            refuse(
+                peer, name: name, reason: "training is under way (step \(step)); workers cannot join a running job",
+                into: &actions)
             return
         }
         let index: Int
@@ -269,8 +276,10 @@ public struct Coordinator {
         } else {
             let taken = Set(workers.values.map(\.info.index))
             guard let free = (0..<configuration.workerCount).first(where: { !taken.contains($0) }) else {
-                refuse(peer, name: name, reason: "cluster is full: all \(configuration.workerCount) worker slots are taken",
-                       into: &actions)
+                refuse(
+                    peer, name: name,
+                    reason: "cluster is full: all \(configuration.workerCount) worker slots are taken",
+                    into: &actions)
                 return
             }
             index = free
@@ -287,12 +296,15 @@ public struct Coordinator {
     private func shardMessage(for index: Int) -> Message {
         let range = plan.shardRange(worker: index)
         let pixels = data.pixelsPerImage
-        return .shard(Shard(pixelsPerImage: pixels,
-                            images: Array(data.images[(range.lowerBound * pixels)..<(range.upperBound * pixels)]),
-                            labels: Array(data.labels[range]), settings: configuration.settings))
+        return .shard(
+            Shard(
+                pixelsPerImage: pixels,
+                images: Array(data.images[(range.lowerBound * pixels)..<(range.upperBound * pixels)]),
+                labels: Array(data.labels[range]), settings: configuration.settings))
     }
 
-    private mutating func refuse(_ peer: PeerID, name: String, reason: String, into actions: inout [CoordinatorAction]) {
+    private mutating func refuse(_ peer: PeerID, name: String, reason: String, into actions: inout [CoordinatorAction])
+    {
         actions.append(.workerRefused(peer, name: name, reason: reason))
         actions.append(.send(.refuse(protocolVersion: configuration.protocolVersion, reason: reason), to: peer))
     }
@@ -303,8 +315,9 @@ public struct Coordinator {
             return
         }
         guard sampleCount == worker.info.shardSampleCount else {
-            workerDied(peer, reason: "reported \(sampleCount) samples, its shard has \(worker.info.shardSampleCount)",
-                       into: &actions)
+            workerDied(
+                peer, reason: "reported \(sampleCount) samples, its shard has \(worker.info.shardSampleCount)",
+                into: &actions)
             return
         }
         workers[peer]?.isReady = true
@@ -316,10 +329,15 @@ public struct Coordinator {
         }
     }
 
-    private mutating func gradient(_ report: GradientReport, from peer: PeerID, into actions: inout [CoordinatorAction]) {
+    private mutating func gradient(_ report: GradientReport, from peer: PeerID, into actions: inout [CoordinatorAction])
+    {
         guard phase == .training, isGathering, report.step == step else {
-            actions.append(.ignored(from: peer, kind: .gradient,
-                                    reason: "gradient for step \(report.step) while \(isGathering ? "gathering" : "applying") step \(step)"))
+            actions.append(
+                .ignored(
+                    from: peer, kind: .gradient,
+                    reason:
+                        "gradient for step \(report.step) while \(isGathering ? "gathering" : "applying") step \(step)")
+            )
             return
         }
         guard received[peer] == nil else {
@@ -329,9 +347,11 @@ public struct Coordinator {
         guard let worker = workers[peer] else { return }
         let assigned = assignments[worker.info.index].count
         guard report.gradient.count == weights.count, report.sampleCount == assigned else {
-            workerDied(peer, reason: "answered step \(step) with \(report.gradient.count) gradient values for "
-                       + "\(report.sampleCount) samples; expected \(weights.count) values for \(assigned) samples",
-                       into: &actions)
+            workerDied(
+                peer,
+                reason: "answered step \(step) with \(report.gradient.count) gradient values for "
+                    + "\(report.sampleCount) samples; expected \(weights.count) values for \(assigned) samples",
+                into: &actions)
             return
         }
         received[peer] = report
@@ -344,8 +364,10 @@ public struct Coordinator {
         guard step < configuration.totalSteps else {
             phase = .finished
             for worker in sortedWorkers {
-                actions.append(.send(.shutdown(reason: "training finished after \(configuration.totalSteps) steps"),
-                                     to: worker.info.peer))
+                actions.append(
+                    .send(
+                        .shutdown(reason: "training finished after \(configuration.totalSteps) steps"),
+                        to: worker.info.peer))
             }
             actions.append(.finished)
             return
@@ -365,13 +387,16 @@ public struct Coordinator {
     }
 
     private func stepMessage(for index: Int) -> Message {
-        .step(StepAssignment(step: step, epoch: plan.epoch(ofStep: step), weights: weights,
-                             sampleIndices: assignments[index]))
+        .step(
+            StepAssignment(
+                step: step, epoch: plan.epoch(ofStep: step), weights: weights,
+                sampleIndices: assignments[index]))
     }
 
     private mutating func completeStepIfGathered(into actions: inout [CoordinatorAction]) {
         guard phase == .training, isGathering, !workers.isEmpty,
-              workers.keys.allSatisfy({ received[$0] != nil }) else { return }
+            workers.keys.allSatisfy({ received[$0] != nil })
+        else { return }
         // Sum in worker-index order, in Double, so the result does not depend on arrival order.
         var sum = [Double](repeating: 0, count: weights.count)
         var samples = 0, correct = 0, lossSum = 0.0
@@ -385,9 +410,10 @@ public struct Coordinator {
             contributors.append(worker.info.peer)
         }
         let scale = samples > 0 ? 1 / Double(samples) : 0
-        let result = StepResult(step: step, epoch: plan.epoch(ofStep: step), sampleCount: samples, lossSum: lossSum,
-                                correctCount: correct, averagedGradient: sum.map { Float($0 * scale) },
-                                contributors: contributors)
+        let result = StepResult(
+            step: step, epoch: plan.epoch(ofStep: step), sampleCount: samples, lossSum: lossSum,
+            correctCount: correct, averagedGradient: sum.map { Float($0 * scale) },
+            contributors: contributors)
         isGathering = false
         received = [:]
         actions.append(.stepCompleted(result))
@@ -406,8 +432,10 @@ public struct Coordinator {
             guard workers[peer] != nil, phase == .joining || phase == .training else { continue }
             workers[peer]?.silentTicks += 1
             if worker.silentTicks + 1 > configuration.livenessTicks {
-                workerDied(peer, reason: "silent for \(worker.silentTicks + 1) ticks "
-                           + "(liveness window \(configuration.livenessTicks) ticks)", into: &actions)
+                workerDied(
+                    peer,
+                    reason: "silent for \(worker.silentTicks + 1) ticks "
+                        + "(liveness window \(configuration.livenessTicks) ticks)", into: &actions)
                 continue
             }
             if sendHeartbeat { actions.append(.send(.heartbeat, to: peer)) }
@@ -418,8 +446,10 @@ public struct Coordinator {
                 workers[peer]?.ticksSinceRequest = 0
                 if phase == .joining {
                     // The welcome may be what was lost: a worker ignores a shard before its welcome.
-                    actions.append(.send(.welcome(workerIndex: worker.info.index, workerCount: configuration.workerCount),
-                                         to: peer))
+                    actions.append(
+                        .send(
+                            .welcome(workerIndex: worker.info.index, workerCount: configuration.workerCount),
+                            to: peer))
                     actions.append(.send(shardMessage(for: worker.info.index), to: peer))
                 } else {
                     actions.append(.send(stepMessage(for: worker.info.index), to: peer))
@@ -428,9 +458,10 @@ public struct Coordinator {
         }
         if phase == .joining && ticksSinceStart > configuration.joinTimeoutTicks {
             let joined = sortedWorkers.map { "\($0.info)\($0.isReady ? " ready" : " still loading its shard")" }
-            fail("only \(workers.count) of \(configuration.workerCount) workers joined and got ready within "
-                 + "\(configuration.joinTimeoutTicks) ticks (joined: \(joined.isEmpty ? "none" : joined.joined(separator: ", ")))",
-                 into: &actions)
+            fail(
+                "only \(workers.count) of \(configuration.workerCount) workers joined and got ready within "
+                    + "\(configuration.joinTimeoutTicks) ticks (joined: \(joined.isEmpty ? "none" : joined.joined(separator: ", ")))",
+                into: &actions)
         }
     }
 

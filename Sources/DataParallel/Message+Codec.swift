@@ -90,8 +90,10 @@ extension Message {
             header.a = UInt64(clamping: assignment.epoch)
             header.b = UInt64(assignment.weights.count)
             header.c = UInt64(assignment.sampleIndices.count)
-            return [header.bytes, WireBytes.bytes(of: assignment.weights),
-                    WireBytes.bytes(of: assignment.sampleIndices)]
+            return [
+                header.bytes, WireBytes.bytes(of: assignment.weights),
+                WireBytes.bytes(of: assignment.sampleIndices),
+            ]
         case .gradient(let report):
             header.step = UInt64(clamping: report.step)
             header.a = UInt64(clamping: report.sampleCount)
@@ -112,20 +114,24 @@ extension Message {
     ///
     /// `hello` and `refuse` are accepted at any protocol version (their layout never changes) so that
     /// a version mismatch can be answered and reported; every other kind must carry `supportedVersion`.
-    public static func decode(_ frames: [[UInt8]],
-                              supportedVersion: UInt16 = ProtocolInfo.version) throws -> Message {
+    public static func decode(
+        _ frames: [[UInt8]],
+        supportedVersion: UInt16 = ProtocolInfo.version
+    ) throws -> Message {
         guard let first = frames.first else { throw MessageDecodingError.noFrames }
         let header = try Header(decoding: first)
         guard let kind = MessageKind(rawValue: header.kindRaw) else {
             throw MessageDecodingError.unknownKind(header.kindRaw)
         }
         if kind != .hello && kind != .refuse && header.version != supportedVersion {
-            throw MessageDecodingError.unsupportedVersion(kind: kind, version: header.version,
-                                                          supported: supportedVersion)
+            throw MessageDecodingError.unsupportedVersion(
+                kind: kind, version: header.version,
+                supported: supportedVersion)
         }
         guard frames.count == 1 + kind.payloadFrameCount else {
-            throw MessageDecodingError.frameCount(kind: kind, expected: 1 + kind.payloadFrameCount,
-                                                  actual: frames.count)
+            throw MessageDecodingError.frameCount(
+                kind: kind, expected: 1 + kind.payloadFrameCount,
+                actual: frames.count)
         }
         var reader = FieldReader(kind: kind, header: header, frames: frames)
         switch kind {
@@ -152,8 +158,9 @@ extension Message {
             let imageBytes = try reader.byteCount(samples, times: pixels, field: "images")
             try reader.requireSize(frame: 1, bytes: imageBytes, field: "images")
             try reader.requireSize(frame: 2, bytes: samples, field: "labels")
-            try reader.requireSize(frame: 3, bytes: try reader.int(header.c, "settings byte count (c)"),
-                                   field: "settings")
+            try reader.requireSize(
+                frame: 3, bytes: try reader.int(header.c, "settings byte count (c)"),
+                field: "settings")
             return .shard(Shard(pixelsPerImage: pixels, images: frames[1], labels: frames[2], settings: frames[3]))
         case .ready:
             try reader.requireZero(step: true, b: true, c: true, d: true)
@@ -164,12 +171,16 @@ extension Message {
             let epoch = try reader.int(header.a, "epoch (a)")
             let weightCount = try reader.int(header.b, "weight count (b)")
             let indexCount = try reader.int(header.c, "index count (c)")
-            try reader.requireSize(frame: 1, bytes: try reader.byteCount(weightCount, times: 4, field: "weights"),
-                                   field: "weights")
-            try reader.requireSize(frame: 2, bytes: try reader.byteCount(indexCount, times: 4, field: "sampleIndices"),
-                                   field: "sampleIndices")
-            return .step(StepAssignment(step: step, epoch: epoch, weights: WireBytes.floats(from: frames[1]),
-                                        sampleIndices: WireBytes.uint32s(from: frames[2])))
+            try reader.requireSize(
+                frame: 1, bytes: try reader.byteCount(weightCount, times: 4, field: "weights"),
+                field: "weights")
+            try reader.requireSize(
+                frame: 2, bytes: try reader.byteCount(indexCount, times: 4, field: "sampleIndices"),
+                field: "sampleIndices")
+            return .step(
+                StepAssignment(
+                    step: step, epoch: epoch, weights: WireBytes.floats(from: frames[1]),
+                    sampleIndices: WireBytes.uint32s(from: frames[2])))
         case .gradient:
             let step = try reader.int(header.step, "step")
             let samples = try reader.int(header.a, "sampleCount (a)")
@@ -177,11 +188,14 @@ extension Message {
                 throw MessageDecodingError.valueOutOfRange(kind: kind, field: "correctCount (b)", value: header.b)
             }
             let count = try reader.int(header.c, "gradient count (c)")
-            try reader.requireSize(frame: 1, bytes: try reader.byteCount(count, times: 4, field: "gradient"),
-                                   field: "gradient")
-            return .gradient(GradientReport(step: step, sampleCount: samples,
-                                            lossSum: Double(bitPattern: header.d), correctCount: Int(header.b),
-                                            gradient: WireBytes.floats(from: frames[1])))
+            try reader.requireSize(
+                frame: 1, bytes: try reader.byteCount(count, times: 4, field: "gradient"),
+                field: "gradient")
+            return .gradient(
+                GradientReport(
+                    step: step, sampleCount: samples,
+                    lossSum: Double(bitPattern: header.d), correctCount: Int(header.b),
+                    gradient: WireBytes.floats(from: frames[1])))
         case .heartbeat:
             try reader.requireZero(step: true, a: true, b: true, c: true, d: true)
             return .heartbeat
@@ -247,8 +261,10 @@ private struct FieldReader {
     }
 
     func requireZero(step: Bool = false, a: Bool = false, b: Bool = false, c: Bool = false, d: Bool = false) throws {
-        let checks: [(Bool, UInt64, String)] = [(step, header.step, "step"), (a, header.a, "a"),
-                                                 (b, header.b, "b"), (c, header.c, "c"), (d, header.d, "d")]
+        let checks: [(Bool, UInt64, String)] = [
+            (step, header.step, "step"), (a, header.a, "a"),
+            (b, header.b, "b"), (c, header.c, "c"), (d, header.d, "d"),
+        ]
         for (wanted, value, name) in checks where wanted && value != 0 {
             throw MessageDecodingError.nonZeroUnusedField(kind: kind, field: name)
         }
@@ -272,8 +288,9 @@ private struct FieldReader {
 
     func requireSize(frame: Int, bytes: Int, field: String) throws {
         guard frames[frame].count == bytes else {
-            throw MessageDecodingError.payloadSize(kind: kind, frame: frame, field: field,
-                                                   expectedBytes: bytes, actualBytes: frames[frame].count)
+            throw MessageDecodingError.payloadSize(
+                kind: kind, frame: frame, field: field,
+                expectedBytes: bytes, actualBytes: frames[frame].count)
         }
     }
 
@@ -304,12 +321,12 @@ enum WireBytes {
     /// The little-endian bytes of 4-byte values (Float32 or UInt32), one copy on little-endian hosts.
     static func bytes<Value: FixedWidthScalar>(of values: [Value]) -> [UInt8] {
         #if _endian(little)
-        return values.withUnsafeBytes { Array($0) }
+            return values.withUnsafeBytes { Array($0) }
         #else
-        var out = [UInt8]()
-        out.reserveCapacity(values.count * 4)
-        for value in values { append(UInt64(value.wireBits), width: 4, to: &out) }
-        return out
+            var out = [UInt8]()
+            out.reserveCapacity(values.count * 4)
+            for value in values { append(UInt64(value.wireBits), width: 4, to: &out) }
+            return out
         #endif
     }
 
@@ -317,14 +334,15 @@ enum WireBytes {
     static func values<Value: FixedWidthScalar>(from bytes: [UInt8], as: Value.Type) -> [Value] {
         let count = bytes.count / 4
         #if _endian(little)
-        return [Value](unsafeUninitializedCapacity: count) { buffer, initialized in
-            bytes.withUnsafeBytes { source in
-                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<(count * 4)]))
+            return [Value](unsafeUninitializedCapacity: count) { buffer, initialized in
+                bytes.withUnsafeBytes { source in
+                    UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                        from: UnsafeRawBufferPointer(rebasing: source[0..<(count * 4)]))
+                }
+                initialized = count
             }
-            initialized = count
-        }
         #else
-        return (0..<count).map { Value(wireBits: UInt32(littleEndian(bytes, at: $0 * 4, width: 4))) }
+            return (0..<count).map { Value(wireBits: UInt32(littleEndian(bytes, at: $0 * 4, width: 4))) }
         #endif
     }
 

@@ -80,8 +80,9 @@ public struct Shard: Equatable, Sendable {
 
     /// Creates a shard; `images.count` must equal `labels.count * pixelsPerImage`.
     public init(pixelsPerImage: Int, images: [UInt8], labels: [UInt8], settings: [UInt8]) {
-        precondition(pixelsPerImage >= 0 && images.count == labels.count * pixelsPerImage,
-                     "a shard holds pixelsPerImage bytes per label")
+        precondition(
+            pixelsPerImage >= 0 && images.count == labels.count * pixelsPerImage,
+            "a shard holds pixelsPerImage bytes per label")
         self.pixelsPerImage = pixelsPerImage
         self.images = images
         self.labels = labels
@@ -186,9 +187,10 @@ public struct PeerID: Hashable, Sendable, CustomStringConvertible {
         if !bytes.isEmpty, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
             return String(decoding: bytes, as: UTF8.self)
         }
-        return "0x" + bytes.map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
+        return "0x"
+            + bytes.map { byte in
+                let hex = String(byte, radix: 16)
+                return hex.count == 1 ? "0" + hex : hex
+            }.joined()
     }
 }

@@ -102,8 +102,9 @@ public struct Worker {
     }
 
     private var hello: Message {
-        .hello(protocolVersion: configuration.protocolVersion, workerName: configuration.name,
-               threads: configuration.threads, session: configuration.incarnation &+ sessionsStarted)
+        .hello(
+            protocolVersion: configuration.protocolVersion, workerName: configuration.name,
+            threads: configuration.threads, session: configuration.incarnation &+ sessionsStarted)
     }
 
     /// Feeds one event; returns the actions to perform, in order.
@@ -123,7 +124,8 @@ public struct Worker {
             tick(into: &actions)
         case .gradientComputed(let report):
             guard case .computing(let step) = phase, step == report.step else {
-                actions.append(.ignored(kind: .gradient, reason: "computed gradient for step \(report.step) is no longer wanted"))
+                actions.append(
+                    .ignored(kind: .gradient, reason: "computed gradient for step \(report.step) is no longer wanted"))
                 break
             }
             lastReport = report
@@ -163,8 +165,10 @@ public struct Worker {
             actions.append(.welcomed(workerIndex: index, workerCount: count))
         case .refuse(let version, let reason):
             phase = .failed
-            actions.append(.failed(reason: "coordinator refused this worker: \(reason) "
-                                   + "(coordinator protocol version \(version), this worker \(configuration.protocolVersion))"))
+            actions.append(
+                .failed(
+                    reason: "coordinator refused this worker: \(reason) "
+                        + "(coordinator protocol version \(version), this worker \(configuration.protocolVersion))"))
         case .shard(let shard):
             if phase == .connecting {
                 actions.append(.ignored(kind: .shard, reason: "shard before welcome"))
@@ -201,9 +205,11 @@ public struct Worker {
         } else if computing == assignment.step {
             actions.append(.ignored(kind: .step, reason: "step \(assignment.step) is being computed"))
         } else if let last = lastReport, assignment.step < last.step {
-            actions.append(.ignored(kind: .step, reason: "stale step \(assignment.step), already answered \(last.step)"))
+            actions.append(
+                .ignored(kind: .step, reason: "stale step \(assignment.step), already answered \(last.step)"))
         } else if let count = shardSampleCount,
-                  let bad = assignment.sampleIndices.first(where: { Int($0) >= count }) {
+            let bad = assignment.sampleIndices.first(where: { Int($0) >= count })
+        {
             phase = .failed
             let reason = "step \(assignment.step) asks for sample \(bad) but the shard holds \(count)"
             actions.append(.send(.goodbye(reason: reason)))
@@ -238,8 +244,10 @@ public struct Worker {
             reconnectAttempts += 1
             guard reconnectAttempts <= configuration.maximumReconnectAttempts else {
                 phase = .failed
-                actions.append(.failed(reason: "coordinator silent: no message for \(configuration.livenessTicks) ticks, "
-                                       + "\(configuration.maximumReconnectAttempts) reconnects failed; is it running?"))
+                actions.append(
+                    .failed(
+                        reason: "coordinator silent: no message for \(configuration.livenessTicks) ticks, "
+                            + "\(configuration.maximumReconnectAttempts) reconnects failed; is it running?"))
                 return
             }
             let shift = min(reconnectAttempts - 1, 30)
@@ -247,8 +255,10 @@ public struct Worker {
             phase = .backingOff(ticksLeft: max(1, backoff))
             shardSampleCount = nil  // A reconnect starts over: the coordinator will treat us as new.
             lastReport = nil
-            actions.append(.coordinatorLost(silentTicks: silentTicks, reconnectInTicks: backoff,
-                                            attempt: reconnectAttempts))
+            actions.append(
+                .coordinatorLost(
+                    silentTicks: silentTicks, reconnectInTicks: backoff,
+                    attempt: reconnectAttempts))
             return
         }
         // Heartbeats flow from hello on, so that a coordinator whose welcome was lost still hears from us.

@@ -3,9 +3,9 @@
 // zmq_* call goes through `zmqCall` in ZeroMQError.swift. Nothing here knows the training protocol.
 import CZeroMQ
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Facts about the libzmq this binary is linked against.

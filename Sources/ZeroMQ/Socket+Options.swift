@@ -14,9 +14,13 @@ extension Socket {
     public func routingID() throws -> [UInt8] { try bytesOption(ZMQ_ROUTING_ID, name: "ZMQ_ROUTING_ID", capacity: 256) }
 
     /// The most messages queued for receiving before libzmq stops reading (0: no limit).
-    public func setReceiveHighWaterMark(_ messages: Int) throws { try setInt32Option(ZMQ_RCVHWM, messages, name: "ZMQ_RCVHWM") }
+    public func setReceiveHighWaterMark(_ messages: Int) throws {
+        try setInt32Option(ZMQ_RCVHWM, messages, name: "ZMQ_RCVHWM")
+    }
     /// The most messages queued for sending per peer before send blocks or drops (0: no limit).
-    public func setSendHighWaterMark(_ messages: Int) throws { try setInt32Option(ZMQ_SNDHWM, messages, name: "ZMQ_SNDHWM") }
+    public func setSendHighWaterMark(_ messages: Int) throws {
+        try setInt32Option(ZMQ_SNDHWM, messages, name: "ZMQ_SNDHWM")
+    }
 
     /// Whether a ROUTER reports EHOSTUNREACH for an unknown peer instead of silently dropping the message.
     public func setRouterMandatory(_ isMandatory: Bool) throws {
@@ -33,7 +37,9 @@ extension Socket {
     }
 
     /// How long a waiting `send` blocks before giving up with EAGAIN, in ms (-1: forever).
-    public func setSendTimeout(milliseconds: Int) throws { try setInt32Option(ZMQ_SNDTIMEO, milliseconds, name: "ZMQ_SNDTIMEO") }
+    public func setSendTimeout(milliseconds: Int) throws {
+        try setInt32Option(ZMQ_SNDTIMEO, milliseconds, name: "ZMQ_SNDTIMEO")
+    }
 
     /// libzmq's own reconnect backoff for connect()ed sockets, in ms (the protocol adds its own on top).
     public func setReconnectInterval(milliseconds: Int, maximumMilliseconds: Int) throws {
@@ -42,11 +48,15 @@ extension Socket {
     }
 
     /// Queue messages only to completed connections (a DEALER then never queues to a peer not yet there).
-    public func setImmediate(_ isImmediate: Bool) throws { try setInt32Option(ZMQ_IMMEDIATE, isImmediate ? 1 : 0, name: "ZMQ_IMMEDIATE") }
+    public func setImmediate(_ isImmediate: Bool) throws {
+        try setInt32Option(ZMQ_IMMEDIATE, isImmediate ? 1 : 0, name: "ZMQ_IMMEDIATE")
+    }
 
     /// ZMTP-level heartbeats (ZMQ_HEARTBEAT_IVL/TIMEOUT/TTL, in ms): libzmq drops a dead TCP connection
     /// by itself. The protocol's own heartbeats still decide liveness; this only cleans up connections.
-    public func setTransportHeartbeat(intervalMilliseconds: Int, timeoutMilliseconds: Int, timeToLiveMilliseconds: Int) throws {
+    public func setTransportHeartbeat(intervalMilliseconds: Int, timeoutMilliseconds: Int, timeToLiveMilliseconds: Int)
+        throws
+    {
         try setInt32Option(ZMQ_HEARTBEAT_IVL, intervalMilliseconds, name: "ZMQ_HEARTBEAT_IVL")
         try setInt32Option(ZMQ_HEARTBEAT_TIMEOUT, timeoutMilliseconds, name: "ZMQ_HEARTBEAT_TIMEOUT")
         try setInt32Option(ZMQ_HEARTBEAT_TTL, timeToLiveMilliseconds, name: "ZMQ_HEARTBEAT_TTL")
@@ -56,9 +66,13 @@ extension Socket {
 
     func setInt32Option(_ option: Int32, _ value: Int, name: String) throws {
         let handle = try openHandle("zmq_setsockopt(\(name))")
-        guard let narrow = Int32(exactly: value) else { throw ZeroMQError(call: "zmq_setsockopt(\(name), \(value))", code: EINVAL) }
+        guard let narrow = Int32(exactly: value) else {
+            throw ZeroMQError(call: "zmq_setsockopt(\(name), \(value))", code: EINVAL)
+        }
         var copy = narrow
-        try zmqCall("zmq_setsockopt(\(name), \(value))") { zmq_setsockopt(handle, option, &copy, MemoryLayout<Int32>.size) }
+        try zmqCall("zmq_setsockopt(\(name), \(value))") {
+            zmq_setsockopt(handle, option, &copy, MemoryLayout<Int32>.size)
+        }
     }
 
     func int32Option(_ option: Int32, name: String) throws -> Int {

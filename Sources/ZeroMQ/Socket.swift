@@ -3,9 +3,9 @@
 // every wait in this module is bounded, as the ZeroMQ guide's reliable patterns require.
 import CZeroMQ
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The socket types this project uses.
@@ -125,7 +125,9 @@ public final class Socket {
             if !wait { flags |= ZMQ_DONTWAIT }
             do {
                 try zmqCall("zmq_send(frame \(index) of \(frames.count), \(frame.count) bytes)") {
-                    frame.withUnsafeBytes { Int32(truncatingIfNeeded: zmq_send(handle, $0.baseAddress, $0.count, flags)) }
+                    frame.withUnsafeBytes {
+                        Int32(truncatingIfNeeded: zmq_send(handle, $0.baseAddress, $0.count, flags))
+                    }
                 }
             } catch let error as ZeroMQError where error.isWouldBlock && index == 0 {
                 return false  // Only the first frame can block: the rest follow it atomically.
@@ -177,9 +179,12 @@ public final class Socket {
 
     /// Waits at most `timeoutMilliseconds` until any of the sockets is ready; returns each socket's ready
     /// events, in order (all empty on timeout or when a signal interrupted the wait).
-    public static func poll(_ items: [(socket: Socket, events: PollEvents)], timeoutMilliseconds: Int) throws -> [PollEvents] {
+    public static func poll(_ items: [(socket: Socket, events: PollEvents)], timeoutMilliseconds: Int) throws
+        -> [PollEvents]
+    {
         var pollItems = try items.map { item in
-            zmq_pollitem_t(socket: try item.socket.openHandle("zmq_poll"), fd: 0, events: item.events.rawValue, revents: 0)
+            zmq_pollitem_t(
+                socket: try item.socket.openHandle("zmq_poll"), fd: 0, events: item.events.rawValue, revents: 0)
         }
         let timeout = max(0, timeoutMilliseconds)
         do {

@@ -3,9 +3,9 @@
 // `ZeroMQError` naming the call and libzmq's own text for errno.
 import CZeroMQ
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A failed libzmq call: which call (with its argument, such as the endpoint), errno and `zmq_strerror`.
@@ -33,8 +33,10 @@ public struct ZeroMQError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// Runs one zmq_* call that returns -1 on failure; retries on EINTR; throws a `ZeroMQError` naming it.
 @discardableResult
-func zmqCall(_ call: @autoclosure () -> String, retryingInterrupts: Bool = true,
-             _ body: () -> Int32) throws -> Int32 {
+func zmqCall(
+    _ call: @autoclosure () -> String, retryingInterrupts: Bool = true,
+    _ body: () -> Int32
+) throws -> Int32 {
     while true {
         let result = body()
         if result != -1 { return result }
@@ -45,8 +47,10 @@ func zmqCall(_ call: @autoclosure () -> String, retryingInterrupts: Bool = true,
 }
 
 /// Runs one zmq_* call that returns NULL on failure; throws a `ZeroMQError` naming it.
-func zmqPointerCall(_ call: @autoclosure () -> String,
-                    _ body: () -> UnsafeMutableRawPointer?) throws -> UnsafeMutableRawPointer {
+func zmqPointerCall(
+    _ call: @autoclosure () -> String,
+    _ body: () -> UnsafeMutableRawPointer?
+) throws -> UnsafeMutableRawPointer {
     guard let pointer = body() else { throw ZeroMQError(call: call(), code: zmq_errno()) }
     return pointer
 }

@@ -14,7 +14,8 @@ final class BatchPlanTests: XCTestCase {
                 XCTAssertFalse(range.isEmpty)
                 XCTAssertLessThanOrEqual(abs(range.count - samples / workers), 1)
                 for (local, sample) in range.enumerated() where local < 3 || sample == range.upperBound - 1 {
-                    XCTAssertTrue(plan.owner(ofSample: sample) == (worker, local), "sample \(sample) of \(samples)/\(workers)")
+                    XCTAssertTrue(
+                        plan.owner(ofSample: sample) == (worker, local), "sample \(sample) of \(samples)/\(workers)")
                 }
                 next = range.upperBound
             }
@@ -37,7 +38,9 @@ final class BatchPlanTests: XCTestCase {
         let plan = BatchPlan(sampleCount: 50, workerCount: 4, batchSize: 16, seed: 7)
         let again = BatchPlan(sampleCount: 50, workerCount: 4, batchSize: 16, seed: 7)
         XCTAssertEqual(plan.globalBatch(step: 5), again.globalBatch(step: 5))
-        XCTAssertNotEqual(plan.permutation(epoch: 0), BatchPlan(sampleCount: 50, workerCount: 4, batchSize: 16, seed: 8).permutation(epoch: 0))
+        XCTAssertNotEqual(
+            plan.permutation(epoch: 0),
+            BatchPlan(sampleCount: 50, workerCount: 4, batchSize: 16, seed: 8).permutation(epoch: 0))
         let batch = plan.globalBatch(step: 5)
         let assignments = plan.localAssignments(of: batch)
         let rebuilt = assignments.enumerated().flatMap { worker, locals in

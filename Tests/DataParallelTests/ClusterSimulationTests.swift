@@ -27,24 +27,30 @@ final class ClusterSimulationTests: XCTestCase {
         let context = cluster.summary
         XCTAssertEqual(cluster.decodeFailures, [], context, file: file, line: line)
         // Steps only increase, one at a time from 0.
-        XCTAssertEqual(cluster.completedSteps.map(\.result.step), Array(0..<cluster.completedSteps.count), context,
-                       file: file, line: line)
+        XCTAssertEqual(
+            cluster.completedSteps.map(\.result.step), Array(0..<cluster.completedSteps.count), context,
+            file: file, line: line)
         for completed in cluster.completedSteps {
             let result = completed.result
             // Exactly one gradient per live worker: the contributors are the live workers, each once ...
             XCTAssertEqual(result.contributors.count, Set(result.contributors).count, context, file: file, line: line)
-            XCTAssertEqual(Set(result.contributors), completed.liveWorkers, "step \(result.step), \(context)",
-                           file: file, line: line)
+            XCTAssertEqual(
+                Set(result.contributors), completed.liveWorkers, "step \(result.step), \(context)",
+                file: file, line: line)
             // ... and the mean equals the naive full-batch mean over their samples, so nothing was
             // counted twice and no stale or foreign gradient slipped in.
-            let naive = cluster.naiveMeanGradient(step: result.step, weights: completed.weights,
-                                                  contributors: result.contributors)
+            let naive = cluster.naiveMeanGradient(
+                step: result.step, weights: completed.weights,
+                contributors: result.contributors)
             XCTAssertEqual(result.sampleCount, naive.samples, "step \(result.step), \(context)", file: file, line: line)
-            XCTAssertEqual(result.lossSum, naive.lossSum, accuracy: 1e-9 * max(1, naive.lossSum), context,
-                           file: file, line: line)
-            let worst = zip(result.averagedGradient, naive.gradient).map { abs(Double($0) - $1) / max(1, abs($1)) }.max() ?? 0
-            XCTAssertLessThan(worst, 1e-5, "step \(result.step): worst relative difference \(worst), \(context)",
-                              file: file, line: line)
+            XCTAssertEqual(
+                result.lossSum, naive.lossSum, accuracy: 1e-9 * max(1, naive.lossSum), context,
+                file: file, line: line)
+            let worst =
+                zip(result.averagedGradient, naive.gradient).map { abs(Double($0) - $1) / max(1, abs($1)) }.max() ?? 0
+            XCTAssertLessThan(
+                worst, 1e-5, "step \(result.step): worst relative difference \(worst), \(context)",
+                file: file, line: line)
         }
     }
 
@@ -92,9 +98,12 @@ final class ClusterSimulationTests: XCTestCase {
             while cluster.outcome == .running && cluster.now < cluster.options.maximumTicks {
                 cluster.advance()
                 let step = cluster.completedSteps.count
-                cluster.inject(.gradient(GradientReport(step: step, sampleCount: 1, lossSum: 1e6, correctCount: 1,
-                                                        gradient: Array(repeating: 1e6, count: cluster.options.parameterCount))),
-                               from: intruder)
+                cluster.inject(
+                    .gradient(
+                        GradientReport(
+                            step: step, sampleCount: 1, lossSum: 1e6, correctCount: 1,
+                            gradient: Array(repeating: 1e6, count: cluster.options.parameterCount))),
+                    from: intruder)
                 cluster.inject(.ready(sampleCount: 1), from: intruder)
             }
             XCTAssertEqual(cluster.outcome, .finished, cluster.summary)
@@ -120,8 +129,9 @@ final class ClusterSimulationTests: XCTestCase {
             let context = "victim \(victim) killed at tick \(killTick); \(cluster.summary)"
             checkInvariants(cluster)
             guard case .failed(let reason) = cluster.outcome else {
-                XCTAssertGreaterThanOrEqual(killTick, cluster.completedSteps.last?.tick ?? 0,
-                                            "the run must stop when a worker dies: \(context)")
+                XCTAssertGreaterThanOrEqual(
+                    killTick, cluster.completedSteps.last?.tick ?? 0,
+                    "the run must stop when a worker dies: \(context)")
                 continue
             }
             guard cluster.workerIndexByPeer[SimulatedCluster.peer(ofWorker: victim)] != nil else {
@@ -137,8 +147,9 @@ final class ClusterSimulationTests: XCTestCase {
             if reason.contains("joined and got ready") {
                 XCTAssertTrue(cluster.completedSteps.isEmpty, "died while joining: \(context)")
             } else {
-                XCTAssertTrue(reason.contains("sim-\(victim)") && reason.contains("step \(death.step)"),
-                              "the failure must name the worker and the step: \(reason); \(context)")
+                XCTAssertTrue(
+                    reason.contains("sim-\(victim)") && reason.contains("step \(death.step)"),
+                    "the failure must name the worker and the step: \(reason); \(context)")
             }
             if testRun?.failureCount ?? 0 > 0 { return }
         }
@@ -156,7 +167,8 @@ final class ClusterSimulationTests: XCTestCase {
             let killAfterSteps = Int.random(in: 1...10, using: &random)
             cluster.start()
             while cluster.completedSteps.count < killAfterSteps && cluster.outcome == .running
-                && cluster.now < options.maximumTicks {
+                && cluster.now < options.maximumTicks
+            {
                 cluster.advance()
             }
             let killTick = cluster.now
@@ -169,7 +181,8 @@ final class ClusterSimulationTests: XCTestCase {
             let victim = SimulatedCluster.peer(ofWorker: 0)
             XCTAssertEqual(cluster.deaths.map(\.peer), [victim], context)
             guard let death = cluster.deaths.first else { continue }
-            XCTAssertLessThanOrEqual(death.tick, killTick + options.maximumDelayTicks + options.livenessTicks + 1, context)
+            XCTAssertLessThanOrEqual(
+                death.tick, killTick + options.maximumDelayTicks + options.livenessTicks + 1, context)
             for completed in cluster.completedSteps where completed.tick >= death.tick {
                 XCTAssertFalse(completed.result.contributors.contains(victim), context)
                 XCTAssertEqual(completed.result.contributors.count, options.workerCount - 1, context)
@@ -195,7 +208,8 @@ final class ClusterSimulationTests: XCTestCase {
         }
         XCTAssertTrue(workerReason.contains("refused") && workerReason.contains("version"), workerReason)
         guard case .failed(let coordinatorReason) = cluster.outcome else { return XCTFail(cluster.summary) }
-        XCTAssertTrue(coordinatorReason.contains("only 1 of 2") && coordinatorReason.contains("sim-0"), coordinatorReason)
+        XCTAssertTrue(
+            coordinatorReason.contains("only 1 of 2") && coordinatorReason.contains("sim-0"), coordinatorReason)
     }
 
     func testASeedReproducesItsRun() {

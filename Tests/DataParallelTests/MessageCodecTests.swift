@@ -7,15 +7,23 @@ import TestSupport
 final class MessageCodecTests: XCTestCase {
     /// One example of every kind, with non-trivial values. Add the new kind here when adding one.
     static let examples: [Message] = [
-        .hello(protocolVersion: ProtocolInfo.version, workerName: "node-7 ✓", threads: 8, session: 0xDEAD_BEEF_0000_0001),
+        .hello(
+            protocolVersion: ProtocolInfo.version, workerName: "node-7 ✓", threads: 8, session: 0xDEAD_BEEF_0000_0001),
         .welcome(workerIndex: 2, workerCount: 3),
         .refuse(protocolVersion: ProtocolInfo.version, reason: "cluster is full"),
-        .shard(Shard(pixelsPerImage: 3, images: [0, 1, 2, 250, 251, 255], labels: [7, 9], settings: Array("{\"lr\":0.1}".utf8))),
+        .shard(
+            Shard(
+                pixelsPerImage: 3, images: [0, 1, 2, 250, 251, 255], labels: [7, 9],
+                settings: Array("{\"lr\":0.1}".utf8))),
         .ready(sampleCount: 20_000),
-        .step(StepAssignment(step: 1234, epoch: 5, weights: [1.5, -0.25, .greatestFiniteMagnitude, 0],
-                             sampleIndices: [0, 19_999, 7])),
-        .gradient(GradientReport(step: 1234, sampleCount: 3, lossSum: 6.931471805599453, correctCount: 2,
-                                 gradient: [-1, 2.5, 1e-30, -0.0])),
+        .step(
+            StepAssignment(
+                step: 1234, epoch: 5, weights: [1.5, -0.25, .greatestFiniteMagnitude, 0],
+                sampleIndices: [0, 19_999, 7])),
+        .gradient(
+            GradientReport(
+                step: 1234, sampleCount: 3, lossSum: 6.931471805599453, correctCount: 2,
+                gradient: [-1, 2.5, 1e-30, -0.0])),
         .heartbeat,
         .shutdown(reason: "training finished after 100 steps"),
         .goodbye(reason: "interrupted"),
@@ -46,8 +54,11 @@ final class MessageCodecTests: XCTestCase {
 
     /// The exact bytes of a gradient header, as documented in PROTOCOL.md.
     func testHeaderLayoutIsLittleEndianAsDocumented() {
-        let frames = Message.gradient(GradientReport(step: 0x0102, sampleCount: 3, lossSum: 1.0, correctCount: 2,
-                                                     gradient: [1.0, -2.0])).encode()
+        let frames = Message.gradient(
+            GradientReport(
+                step: 0x0102, sampleCount: 3, lossSum: 1.0, correctCount: 2,
+                gradient: [1.0, -2.0])
+        ).encode()
         let expected: [UInt8] = [
             0x4D, 0x4E, 0x44, 0x50,  // magic "MNDP"
             0x01, 0x00,  // version 1
@@ -64,7 +75,8 @@ final class MessageCodecTests: XCTestCase {
 
     func testNaNAndInfinityTravelBitExact() throws {
         let payload: [Float] = [.nan, .infinity, -.infinity, .leastNonzeroMagnitude]
-        let decoded = try Message.decode(Message.step(StepAssignment(step: 1, epoch: 0, weights: payload, sampleIndices: [])).encode())
+        let decoded = try Message.decode(
+            Message.step(StepAssignment(step: 1, epoch: 0, weights: payload, sampleIndices: [])).encode())
         guard case .step(let assignment) = decoded else { return XCTFail("not a step") }
         XCTAssertEqual(assignment.weights.map(\.bitPattern), payload.map(\.bitPattern))
     }
@@ -111,11 +123,15 @@ final class MessageCodecTests: XCTestCase {
     }
 
     func testErrorDescriptionsAreSpecific() {
-        XCTAssertEqual(MessageDecodingError.payloadSize(kind: .gradient, frame: 1, field: "gradient", expectedBytes: 8,
-                                                        actualBytes: 4).description,
-                       "gradient message: frame 1 (gradient) is 4 bytes, header says 8")
-        XCTAssertTrue(MessageDecodingError.unsupportedVersion(kind: .step, version: 2, supported: 1).description
-            .contains("version 2"))
+        XCTAssertEqual(
+            MessageDecodingError.payloadSize(
+                kind: .gradient, frame: 1, field: "gradient", expectedBytes: 8,
+                actualBytes: 4
+            ).description,
+            "gradient message: frame 1 (gradient) is 4 bytes, header says 8")
+        XCTAssertTrue(
+            MessageDecodingError.unsupportedVersion(kind: .step, version: 2, supported: 1).description
+                .contains("version 2"))
     }
 
     private func expect(_ frames: [[UInt8]], _ expected: MessageDecodingError, line: UInt = #line) {
@@ -142,16 +158,21 @@ final class MessageCodecTests: XCTestCase {
                     frames[0].replaceSubrange(0..<4, with: ProtocolInfo.magic)
                 }
             case 1:  // A valid header of a random kind with random counts and random payload lengths.
-                var header = Header(version: ProtocolInfo.version,
-                                    kind: MessageKind.allCases.randomElement(using: &random) ?? .heartbeat)
+                var header = Header(
+                    version: ProtocolInfo.version,
+                    kind: MessageKind.allCases.randomElement(using: &random) ?? .heartbeat)
                 header.step = random.chance(0.5) ? UInt64.random(in: 0...3, using: &random) : random.next()
                 header.a = UInt64.random(in: 0...4, using: &random)
                 header.b = random.chance(0.9) ? UInt64.random(in: 0...4, using: &random) : random.next()
                 header.c = random.chance(0.9) ? UInt64.random(in: 0...4, using: &random) : random.next()
                 header.d = random.chance(0.5) ? 0 : random.next()
-                frames = [header.bytes] + (0..<Int.random(in: 0...4, using: &random)).map { _ in
-                    (0..<Int.random(in: 0...24, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-                }
+                frames =
+                    [header.bytes]
+                    + (0..<Int.random(in: 0...4, using: &random)).map { _ in
+                        (0..<Int.random(in: 0...24, using: &random)).map { _ in
+                            UInt8.random(in: 0...255, using: &random)
+                        }
+                    }
             case 2:  // A valid message truncated somewhere.
                 frames = (Self.examples.randomElement(using: &random) ?? .heartbeat).encode()
                 let frame = Int.random(in: 0..<frames.count, using: &random)

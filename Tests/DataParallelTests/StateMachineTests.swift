@@ -6,10 +6,14 @@ import XCTest
 final class CoordinatorTests: XCTestCase {
     let alice = PeerID("alice"), bob = PeerID("bob"), mallory = PeerID("mallory")
 
-    func makeCoordinator(workers: Int = 2, steps: Int = 3, configure: (inout CoordinatorConfiguration) -> Void = { _ in })
-        -> Coordinator {
-        var configuration = CoordinatorConfiguration(workerCount: workers, batchSize: 4, totalSteps: steps, seed: 9,
-                                                     settings: [42])
+    func makeCoordinator(
+        workers: Int = 2, steps: Int = 3, configure: (inout CoordinatorConfiguration) -> Void = { _ in }
+    )
+        -> Coordinator
+    {
+        var configuration = CoordinatorConfiguration(
+            workerCount: workers, batchSize: 4, totalSteps: steps, seed: 9,
+            settings: [42])
         configuration.livenessTicks = 5
         configuration.heartbeatIntervalTicks = 2
         configuration.joinTimeoutTicks = 20
@@ -46,8 +50,13 @@ final class CoordinatorTests: XCTestCase {
         let actions = coordinator.handle(.received(hello("a"), from: alice))
         XCTAssertEqual(actions.count, 3)
         XCTAssertEqual(actions[1], .send(.welcome(workerIndex: 0, workerCount: 2), to: alice))
-        XCTAssertEqual(actions[2], .send(.shard(Shard(pixelsPerImage: 2, images: Array(0..<8), labels: [0, 1, 2, 3],
-                                                      settings: [42])), to: alice))
+        XCTAssertEqual(
+            actions[2],
+            .send(
+                .shard(
+                    Shard(
+                        pixelsPerImage: 2, images: Array(0..<8), labels: [0, 1, 2, 3],
+                        settings: [42])), to: alice))
         XCTAssertEqual(coordinator.phase, .joining)
     }
 
@@ -65,14 +74,18 @@ final class CoordinatorTests: XCTestCase {
         let duplicate = coordinator.handle(.received(hello("a"), from: alice))
         XCTAssertEqual(duplicate, [.ignored(from: alice, kind: .hello, reason: "duplicate hello (session 1)")])
         let restarted = coordinator.handle(.received(hello("a", session: 2), from: alice))
-        XCTAssertTrue(restarted.contains { if case .workerDied(let info, 0, _) = $0 { return info.peer == self.alice } else { return false } })
+        XCTAssertTrue(
+            restarted.contains {
+                if case .workerDied(let info, 0, _) = $0 { return info.peer == self.alice } else { return false }
+            })
         XCTAssertEqual(coordinator.phase, .failed)
     }
 
     func testFullClusterAndRunningJobRefuseNewcomers() {
         var coordinator = makeTrainingCoordinator()
         let actions = coordinator.handle(.received(hello("late"), from: mallory))
-        XCTAssertTrue(actions.contains { if case .workerRefused(self.mallory, _, _) = $0 { return true } else { return false } })
+        XCTAssertTrue(
+            actions.contains { if case .workerRefused(self.mallory, _, _) = $0 { return true } else { return false } })
     }
 
     func testJoinTimeoutNamesWhoJoined() {
@@ -84,15 +97,18 @@ final class CoordinatorTests: XCTestCase {
             for case .failed(let reason) in coordinator.handle(.tick) { failure = reason }
         }
         XCTAssertEqual(coordinator.phase, .failed)
-        XCTAssertTrue(failure?.contains("only 1 of 2 workers") == true && failure?.contains("\"a\"") == true, "\(failure ?? "")")
+        XCTAssertTrue(
+            failure?.contains("only 1 of 2 workers") == true && failure?.contains("\"a\"") == true, "\(failure ?? "")")
     }
 
     func testStaleDuplicateAndUnknownGradientsAreIgnored() throws {
         var coordinator = makeTrainingCoordinator()
         let parameters = 3
         func report(step: Int, samples: Int, value: Float) -> Message {
-            .gradient(GradientReport(step: step, sampleCount: samples, lossSum: 1, correctCount: 0,
-                                     gradient: Array(repeating: value, count: parameters)))
+            .gradient(
+                GradientReport(
+                    step: step, sampleCount: samples, lossSum: 1, correctCount: 0,
+                    gradient: Array(repeating: value, count: parameters)))
         }
         // Find out how many samples each worker was assigned in step 0 by replaying a fresh coordinator.
         var fresh = makeCoordinator()
@@ -104,10 +120,12 @@ final class CoordinatorTests: XCTestCase {
         let bobCount = try XCTUnwrap(assignment(start, to: bob)).sampleIndices.count
         XCTAssertEqual(aliceCount + bobCount, 4)
 
-        XCTAssertTrue(ignored(coordinator.handle(.received(report(step: 7, samples: aliceCount, value: 100), from: alice))))
+        XCTAssertTrue(
+            ignored(coordinator.handle(.received(report(step: 7, samples: aliceCount, value: 100), from: alice))))
         XCTAssertTrue(ignored(coordinator.handle(.received(report(step: 0, samples: 1, value: 100), from: mallory))))
         XCTAssertEqual(coordinator.handle(.received(report(step: 0, samples: aliceCount, value: 1), from: alice)), [])
-        XCTAssertTrue(ignored(coordinator.handle(.received(report(step: 0, samples: aliceCount, value: 100), from: alice))))
+        XCTAssertTrue(
+            ignored(coordinator.handle(.received(report(step: 0, samples: aliceCount, value: 100), from: alice))))
         let done = coordinator.handle(.received(report(step: 0, samples: bobCount, value: 3), from: bob))
         guard case .stepCompleted(let result) = done.first else { return XCTFail("\(done)") }
         XCTAssertEqual(result.contributors, [alice, bob])
@@ -134,7 +152,8 @@ final class CoordinatorTests: XCTestCase {
         }
         XCTAssertEqual(died?.0.peer, bob)
         XCTAssertEqual(died?.1, 0)
-        XCTAssertTrue(failure?.contains("worker 1 \"b\"") == true && failure?.contains("step 0") == true, "\(failure ?? "")")
+        XCTAssertTrue(
+            failure?.contains("worker 1 \"b\"") == true && failure?.contains("step 0") == true, "\(failure ?? "")")
         XCTAssertEqual(coordinator.phase, .failed)
     }
 
@@ -151,8 +170,12 @@ final class CoordinatorTests: XCTestCase {
         _ = coordinator.handle(.received(hello("a"), from: alice))
         let start = coordinator.handle(.received(.ready(sampleCount: 8), from: alice))
         let count = assignment(start, to: alice)?.sampleIndices.count ?? -1
-        _ = coordinator.handle(.received(.gradient(GradientReport(step: 0, sampleCount: count, lossSum: 0, correctCount: 0,
-                                                                  gradient: [0, 0, 0])), from: alice))
+        _ = coordinator.handle(
+            .received(
+                .gradient(
+                    GradientReport(
+                        step: 0, sampleCount: count, lossSum: 0, correctCount: 0,
+                        gradient: [0, 0, 0])), from: alice))
         let end = coordinator.handle(.weightsUpdated([0, 0, 0]))
         XCTAssertEqual(end.last, .finished)
         XCTAssertTrue(end.contains { if case .send(.shutdown, alice) = $0 { return true } else { return false } })
@@ -177,18 +200,21 @@ final class WorkerTests: XCTestCase {
 
     func testHelloCarriesTheVersionAndRefusalFailsWithBothVersions() {
         var worker = makeWorker(version: 7)
-        XCTAssertEqual(worker.handle(.start), [.send(.hello(protocolVersion: 7, workerName: "w", threads: 4, session: 0))])
+        XCTAssertEqual(
+            worker.handle(.start), [.send(.hello(protocolVersion: 7, workerName: "w", threads: 4, session: 0))])
         let actions = worker.handle(.received(.refuse(protocolVersion: 1, reason: "protocol version mismatch")))
         guard case .failed(let reason) = actions.first else { return XCTFail("\(actions)") }
-        XCTAssertTrue(reason.contains("mismatch") && reason.contains("version 1") && reason.contains("worker 7"), reason)
+        XCTAssertTrue(
+            reason.contains("mismatch") && reason.contains("version 1") && reason.contains("worker 7"), reason)
         XCTAssertEqual(worker.phase, .failed)
     }
 
     func makeReadyWorker() -> Worker {
         var worker = makeWorker()
         _ = worker.handle(.start)
-        XCTAssertEqual(worker.handle(.received(.welcome(workerIndex: 0, workerCount: 1))),
-                       [.welcomed(workerIndex: 0, workerCount: 1)])
+        XCTAssertEqual(
+            worker.handle(.received(.welcome(workerIndex: 0, workerCount: 1))),
+            [.welcomed(workerIndex: 0, workerCount: 1)])
         let shard = Shard(pixelsPerImage: 1, images: [1, 2, 3], labels: [0, 1, 2], settings: [])
         XCTAssertEqual(worker.handle(.received(.shard(shard))), [.shardReceived(shard), .send(.ready(sampleCount: 3))])
         return worker
@@ -239,7 +265,8 @@ final class WorkerTests: XCTestCase {
         var worker = makeReadyWorker()
         XCTAssertEqual(worker.handle(.received(.shutdown(reason: "done"))), [.finished(reason: "done")])
         var other = makeReadyWorker()
-        XCTAssertEqual(other.handle(.abort(reason: "bad settings")),
-                       [.send(.goodbye(reason: "bad settings")), .failed(reason: "bad settings")])
+        XCTAssertEqual(
+            other.handle(.abort(reason: "bad settings")),
+            [.send(.goodbye(reason: "bad settings")), .failed(reason: "bad settings")])
     }
 }

@@ -141,15 +141,18 @@ public final class SimulatedCluster {
         self.seed = seed
         self.options = options
         var random = ClusterRandom(seed: seed)
-        let images = (0..<(options.sampleCount * options.pixelsPerImage)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let images = (0..<(options.sampleCount * options.pixelsPerImage)).map { _ in
+            UInt8.random(in: 0...255, using: &random)
+        }
         let labels = (0..<options.sampleCount).map { _ in UInt8.random(in: 0...9, using: &random) }
         data = TrainingSamples(pixelsPerImage: options.pixelsPerImage, images: images, labels: labels)
         initialWeights = (0..<options.parameterCount).map { _ in Float.random(in: -1...1, using: &random) }
         weights = initialWeights
         self.random = random
 
-        var configuration = CoordinatorConfiguration(workerCount: options.workerCount, batchSize: options.batchSize,
-                                                     totalSteps: options.totalSteps, seed: seed, settings: [1, 2, 3])
+        var configuration = CoordinatorConfiguration(
+            workerCount: options.workerCount, batchSize: options.batchSize,
+            totalSteps: options.totalSteps, seed: seed, settings: [1, 2, 3])
         configuration.joinTimeoutTicks = options.joinTimeoutTicks
         configuration.livenessTicks = options.livenessTicks
         configuration.heartbeatIntervalTicks = options.heartbeatIntervalTicks
@@ -258,13 +261,16 @@ public final class SimulatedCluster {
             lossSum += loss
             if isCorrect { correct += 1 }
         }
-        return GradientReport(step: assignment.step, sampleCount: assignment.sampleIndices.count, lossSum: lossSum,
-                              correctCount: correct, gradient: sum.map { Float($0) })
+        return GradientReport(
+            step: assignment.step, sampleCount: assignment.sampleIndices.count, lossSum: lossSum,
+            correctCount: correct, gradient: sum.map { Float($0) })
     }
 
     /// The naive mean gradient of step `step`'s global batch over the whole data set, counting only the
     /// samples held by `contributors` (all samples when every worker contributed).
-    public func naiveMeanGradient(step: Int, weights: [Float], contributors: [PeerID]) -> (gradient: [Double], samples: Int, lossSum: Double) {
+    public func naiveMeanGradient(step: Int, weights: [Float], contributors: [PeerID]) -> (
+        gradient: [Double], samples: Int, lossSum: Double
+    ) {
         let plan = coordinator.plan
         let indices = Set(contributors.compactMap { workerIndexByPeer[$0] })
         var sum = [Double](repeating: 0, count: weights.count)
@@ -300,12 +306,15 @@ public final class SimulatedCluster {
                 lastDelivery[from, default: [:]][to] = deliverAt
             }
             sequence += 1
-            network.append(Packet(deliverAt: deliverAt, sequence: sequence, from: from, to: to, frames: message.encode()))
+            network.append(
+                Packet(deliverAt: deliverAt, sequence: sequence, from: from, to: to, frames: message.encode()))
         }
     }
 
     private func deliverDueMessages() {
-        let due = network.filter { $0.deliverAt <= now }.sorted { ($0.deliverAt, $0.sequence) < ($1.deliverAt, $1.sequence) }
+        let due = network.filter { $0.deliverAt <= now }.sorted {
+            ($0.deliverAt, $0.sequence) < ($1.deliverAt, $1.sequence)
+        }
         network.removeAll { $0.deliverAt <= now }
         for packet in due {
             let message: Message
@@ -345,8 +354,10 @@ public final class SimulatedCluster {
                     declaredDead.insert(info.peer)
                     deaths.append((now, info.peer, step, reason))
                 case .stepCompleted(let result):
-                    completedSteps.append(CompletedStep(result: result, weights: weights,
-                                                        liveWorkers: joined.subtracting(declaredDead), tick: now))
+                    completedSteps.append(
+                        CompletedStep(
+                            result: result, weights: weights,
+                            liveWorkers: joined.subtracting(declaredDead), tick: now))
                     weights = zip(weights, result.averagedGradient).map { $0 - options.learningRate * $1 }
                     events.append(.weightsUpdated(weights))
                 case .finished:

@@ -16,10 +16,12 @@ final class ProtocolOverSocketsTests: XCTestCase {
 
         var random = ClusterRandom(seed: 5)
         let sampleCount = 30, pixels = 4, parameterCount = 6
-        let data = TrainingSamples(pixelsPerImage: pixels,
-                                   images: (0..<(sampleCount * pixels)).map { _ in UInt8.random(in: 0...255, using: &random) },
-                                   labels: (0..<sampleCount).map { _ in UInt8.random(in: 0...9, using: &random) })
-        var configuration = CoordinatorConfiguration(workerCount: 2, batchSize: 8, totalSteps: 6, seed: 11, settings: [7])
+        let data = TrainingSamples(
+            pixelsPerImage: pixels,
+            images: (0..<(sampleCount * pixels)).map { _ in UInt8.random(in: 0...255, using: &random) },
+            labels: (0..<sampleCount).map { _ in UInt8.random(in: 0...9, using: &random) })
+        var configuration = CoordinatorConfiguration(
+            workerCount: 2, batchSize: 8, totalSteps: 6, seed: 11, settings: [7])
         configuration.livenessTicks = 5_000  // Ticks are loop turns here, not 100 ms.
         var coordinator = Coordinator(configuration: configuration, data: data)
         var workers = (0..<2).map { index -> Worker in
@@ -79,7 +81,8 @@ final class ProtocolOverSocketsTests: XCTestCase {
             while let frames = try router.receive() {
                 let peer = PeerID(frames[0])
                 do {
-                    try perform(coordinator.handle(.received(try Message.decode(Array(frames.dropFirst())), from: peer)))
+                    try perform(
+                        coordinator.handle(.received(try Message.decode(Array(frames.dropFirst())), from: peer)))
                 } catch let error as MessageDecodingError {
                     try perform(coordinator.handle(.undecodable(error, from: peer)))
                 }
@@ -100,8 +103,9 @@ final class ProtocolOverSocketsTests: XCTestCase {
                         weights: assignment.weights)
                     for parameter in sum.indices { sum[parameter] += sample[parameter] }
                 }
-                let report = GradientReport(step: assignment.step, sampleCount: assignment.sampleIndices.count,
-                                            lossSum: 0, correctCount: 0, gradient: sum.map { Float($0) })
+                let report = GradientReport(
+                    step: assignment.step, sampleCount: assignment.sampleIndices.count,
+                    lossSum: 0, correctCount: 0, gradient: sum.map { Float($0) })
                 try perform(workers[index].handle(.gradientComputed(report)), worker: index)
             }
             try perform(coordinator.handle(.tick))
@@ -111,7 +115,9 @@ final class ProtocolOverSocketsTests: XCTestCase {
         XCTAssertEqual(coordinator.phase, .finished, "after \(turns) turns")
         XCTAssertEqual(completed.map(\.result.step), Array(0..<6))
         XCTAssertEqual(workerOutcomes.count, 2)
-        XCTAssertTrue(workerOutcomes.allSatisfy { if case .finished = $0 { return true } else { return false } }, "\(workerOutcomes)")
+        XCTAssertTrue(
+            workerOutcomes.allSatisfy { if case .finished = $0 { return true } else { return false } },
+            "\(workerOutcomes)")
         // Each step's mean equals the naive mean over the whole global batch.
         for (result, stepWeights) in completed {
             XCTAssertEqual(result.contributors.count, 2)
@@ -119,8 +125,9 @@ final class ProtocolOverSocketsTests: XCTestCase {
             XCTAssertEqual(result.sampleCount, batch.count)
             var naive = [Double](repeating: 0, count: parameterCount)
             for sample in batch {
-                let gradient = SimulatedCluster.sampleGradient(pixels: data.images[(sample * pixels)..<((sample + 1) * pixels)],
-                                                               label: data.labels[sample], weights: stepWeights)
+                let gradient = SimulatedCluster.sampleGradient(
+                    pixels: data.images[(sample * pixels)..<((sample + 1) * pixels)],
+                    label: data.labels[sample], weights: stepWeights)
                 for parameter in naive.indices { naive[parameter] += gradient[parameter] / Double(batch.count) }
             }
             let worst = zip(result.averagedGradient, naive).map { abs(Double($0) - $1) }.max() ?? 0

@@ -7,8 +7,9 @@ import ZeroMQ
 final class ZeroMQTests: XCTestCase {
     func testLinkedLibraryIsRecentAndHasCurve() {
         let version = ZeroMQLibrary.version
-        XCTAssertFalse([version.major, version.minor, version.patch].lexicographicallyPrecedes([4, 3, 3]),
-                       "libzmq \(version) is older than 4.3.3")
+        XCTAssertFalse(
+            [version.major, version.minor, version.patch].lexicographicallyPrecedes([4, 3, 3]),
+            "libzmq \(version) is older than 4.3.3")
         XCTAssertTrue(ZeroMQLibrary.has("curve"), "libzmq was built without CURVE")
     }
 
@@ -63,7 +64,8 @@ final class ZeroMQTests: XCTestCase {
         let router = try context.makeSocket(.router)
         let dealer = try context.makeSocket(.dealer)
         try router.makeCurveServer(secretKey: try CurveKeyPair.generate().secretKey)
-        try dealer.makeCurveClient(serverPublicKey: try CurveKeyPair.generate().publicKey, keyPair: try CurveKeyPair.generate())
+        try dealer.makeCurveClient(
+            serverPublicKey: try CurveKeyPair.generate().publicKey, keyPair: try CurveKeyPair.generate())
         try dealer.connect(try router.bind("tcp://127.0.0.1:*"))
         _ = try dealer.send([[1]], wait: false)
         XCTAssertNil(try router.receive(timeoutMilliseconds: 300), "the handshake must fail")
@@ -76,7 +78,8 @@ final class ZeroMQTests: XCTestCase {
         XCTAssertEqual(try router.poll(.readable, timeoutMilliseconds: 20), [])
         XCTAssertNil(try router.receive())
         XCTAssertNil(try router.receive(timeoutMilliseconds: 20))
-        XCTAssertEqual(try router.poll(.readable, timeoutMilliseconds: -5), [], "a negative timeout must not mean forever")
+        XCTAssertEqual(
+            try router.poll(.readable, timeoutMilliseconds: -5), [], "a negative timeout must not mean forever")
     }
 
     func testSocketsStartWithLingerZero() throws {
@@ -91,8 +94,10 @@ final class ZeroMQTests: XCTestCase {
             let error = error as? ZeroMQError
             XCTAssertEqual(error?.call, "zmq_bind(tcp://not an endpoint)")
             XCTAssertFalse(error?.message.isEmpty ?? true)
-            XCTAssertTrue(error?.description.contains("zmq_bind") == true && error?.description.contains(error?.message ?? "?") == true,
-                          "\(String(describing: error))")
+            XCTAssertTrue(
+                error?.description.contains("zmq_bind") == true
+                    && error?.description.contains(error?.message ?? "?") == true,
+                "\(String(describing: error))")
         }
         XCTAssertThrowsError(try router.connect("bogus://x")) { error in
             XCTAssertEqual((error as? ZeroMQError)?.message, "Protocol not supported", "\(error)")
