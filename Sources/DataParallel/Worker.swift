@@ -12,6 +12,9 @@ public struct WorkerConfiguration: Sendable {
     public var threads = 1
     /// The coordinator is lost after this many ticks without any message from it.
     public var livenessTicks = 50
+    /// While waiting for the shard after the welcome, the coordinator's heartbeats queue behind the
+    /// shard (up to 47 MB / workers), so the window is stretched to this many ticks.
+    public var shardTimeoutTicks = 600
     /// Ticks between heartbeats to the coordinator.
     public var heartbeatIntervalTicks = 10
     /// Ticks to wait before the first reconnect; doubled each further attempt up to the maximum.
@@ -240,7 +243,10 @@ public struct Worker {
             break
         }
         silentTicks += 1
-        if silentTicks > configuration.livenessTicks {
+        let window =
+            phase == .awaitingShard
+            ? max(configuration.livenessTicks, configuration.shardTimeoutTicks) : configuration.livenessTicks
+        if silentTicks > window {
             reconnectAttempts += 1
             guard reconnectAttempts <= configuration.maximumReconnectAttempts else {
                 phase = .failed

@@ -270,3 +270,21 @@ final class WorkerTests: XCTestCase {
             [.send(.goodbye(reason: "bad settings")), .failed(reason: "bad settings")])
     }
 }
+
+final class WorkerShardWindowTests: XCTestCase {
+    /// Between welcome and shard the coordinator's heartbeats queue behind the shard, so the worker
+    /// waits `shardTimeoutTicks` rather than the liveness window before giving up on the coordinator.
+    func testWorkerWaitsLongerForTheShard() {
+        var configuration = WorkerConfiguration(name: "w")
+        configuration.livenessTicks = 4
+        configuration.shardTimeoutTicks = 20
+        var worker = Worker(configuration: configuration)
+        _ = worker.handle(.start)
+        _ = worker.handle(.received(.welcome(workerIndex: 0, workerCount: 1)))
+        for _ in 0..<20 { _ = worker.handle(.tick) }
+        XCTAssertEqual(worker.phase, .awaitingShard)
+        let actions = worker.handle(.tick)
+        XCTAssertTrue(
+            actions.contains { if case .coordinatorLost = $0 { return true } else { return false } }, "\(actions)")
+    }
+}
