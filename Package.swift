@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "TestSupport"]),
         .testTarget(name: "MNISTTests", dependencies: ["MNIST", "TestSupport"]),
         .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "TestSupport"]),
-        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "DataParallel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,2 +1,196 @@
-// Placeholder: the protocol lands here.
-public enum ProtocolInfo { public static let version: UInt16 = 1 }
+// Every message the coordinator and workers exchange, as plain Swift values.
+// The byte encoding lives in Message+Codec.swift; the logic that decides when to send what lives in
+// Coordinator.swift and Worker.swift. Nothing here touches a socket, a clock or the network model.
+
+/// Facts about the wire protocol that every node must agree on.
+public enum ProtocolInfo {
+    /// The protocol version this build speaks. Bump it when any frame layout or meaning changes.
+    /// `hello` and `refuse` keep their layout across every version so that a mismatch can be reported.
+    public static let version: UInt16 = 1
+    /// The four bytes every header frame starts with: ASCII "MNDP" (MNIST data parallel).
+    public static let magic: [UInt8] = [0x4D, 0x4E, 0x44, 0x50]
+    /// The size of the header frame in bytes; every message starts with exactly one such frame.
+    public static let headerByteCount = 48
+    /// The tick length the default timeouts are tuned for, in milliseconds.
+    /// The state machines never read a clock; the caller delivers one `tick` event per interval.
+    public static let recommendedTickMilliseconds = 100
+    /// The longest `workerName`, `reason` or similar text accepted, in UTF-8 bytes.
+    public static let maximumTextByteCount = 4096
+}
+
+/// The kind number of a message: the 16-bit value at byte offset 6 of the header frame.
+///
+/// These numbers are fixed forever. To add a kind: pick the next unused number (never reuse one),
+/// then update, in this order, `Message` (the case), `Message.kind`, `Message.encode()`,
+/// `Message.decode(_:)` (with its frame count in `payloadFrameCount`), the round-trip test in
+/// `Tests/DataParallelTests/MessageCodecTests.swift`, and the message table and byte layout in
+/// `Sources/DataParallel/PROTOCOL.md`.
+public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible {
+    case hello = 1
+    case welcome = 2
+    case refuse = 3
+    case shard = 4
+    case ready = 5
+    case step = 6
+    case gradient = 7
+    case heartbeat = 8
+    case shutdown = 9
+    case goodbye = 10
+
+    public var description: String {
+        switch self {
+        case .hello: "hello"
+        case .welcome: "welcome"
+        case .refuse: "refuse"
+        case .shard: "shard"
+        case .ready: "ready"
+        case .step: "step"
+        case .gradient: "gradient"
+        case .heartbeat: "heartbeat"
+        case .shutdown: "shutdown"
+        case .goodbye: "goodbye"
+        }
+    }
+
+    /// The number of frames after the header frame that a message of this kind carries.
+    public var payloadFrameCount: Int {
+        switch self {
+        case .hello, .refuse, .shutdown, .goodbye: 1
+        case .welcome, .ready, .heartbeat: 0
+        case .shard: 3
+        case .step: 2
+        case .gradient: 1
+        }
+    }
+}
+
+/// A worker's part of the training set, sent once by the coordinator after `welcome`.
+public struct Shard: Equatable, Sendable {
+    /// Bytes per image (784 for MNIST).
+    public var pixelsPerImage: Int
+    /// Pixels, one byte each, row-major: `[sampleCount, pixelsPerImage]`.
+    public var images: [UInt8]
+    /// One class label per image: `[sampleCount]`.
+    public var labels: [UInt8]
+    /// The coordinator's training settings (model shape, learning rate...), opaque to the protocol.
+    public var settings: [UInt8]
+
+    /// The number of samples in the shard.
+    public var sampleCount: Int { labels.count }
+
+    /// Creates a shard; `images.count` must equal `labels.count * pixelsPerImage`.
+    public init(pixelsPerImage: Int, images: [UInt8], labels: [UInt8], settings: [UInt8]) {
+        precondition(
+            pixelsPerImage >= 0 && images.count == labels.count * pixelsPerImage,
+            "a shard holds pixelsPerImage bytes per label")
+        self.pixelsPerImage = pixelsPerImage
+        self.images = images
+        self.labels = labels
+        self.settings = settings
+    }
+}
+
+/// The coordinator's request for one step: the weights w_t and which samples of the worker's shard
+/// form its part of the global batch.
+public struct StepAssignment: Equatable, Sendable {
+    /// The step number t, counted from 0 over the whole run.
+    public var step: Int
+    /// The epoch the step belongs to (informational for the worker).
+    public var epoch: Int
+    /// The current weights, one flat slab: `[parameterCount]`.
+    public var weights: [Float]
+    /// Indices into the worker's shard (0-based, local to the shard), in global-batch order.
+    /// May be empty when none of the step's samples live on this worker; the worker still answers.
+    public var sampleIndices: [UInt32]
+
+    public init(step: Int, epoch: Int, weights: [Float], sampleIndices: [UInt32]) {
+        self.step = step
+        self.epoch = epoch
+        self.weights = weights
+        self.sampleIndices = sampleIndices
+    }
+}
+
+/// A worker's answer to a step: the SUM over its samples of the per-sample gradients and losses.
+public struct GradientReport: Equatable, Sendable {
+    /// The step this gradient belongs to.
+    public var step: Int
+    /// The number of samples summed (the length of the assignment's `sampleIndices`).
+    public var sampleCount: Int
+    /// The sum of the per-sample losses.
+    public var lossSum: Double
+    /// How many of the samples the model classified correctly at these weights.
+    public var correctCount: Int
+    /// The summed gradient, laid out like the weights: `[parameterCount]`. Not averaged.
+    public var gradient: [Float]
+
+    public init(step: Int, sampleCount: Int, lossSum: Double, correctCount: Int, gradient: [Float]) {
+        self.step = step
+        self.sampleCount = sampleCount
+        self.lossSum = lossSum
+        self.correctCount = correctCount
+        self.gradient = gradient
+    }
+}
+
+/// Every message on the wire. `encode()` and `decode(_:)` in Message+Codec.swift are its only codec.
+public enum Message: Equatable, Sendable {
+    /// Worker → coordinator, the first message of a worker: who it is and which protocol it speaks.
+    /// `session` changes whenever the worker starts over (new process or reconnect), so the coordinator
+    /// can tell a duplicated hello (same session: ignored) from a worker that lost its state.
+    case hello(protocolVersion: UInt16, workerName: String, threads: Int, session: UInt64)
+    /// Coordinator → worker: accepted as worker `workerIndex` of `workerCount`.
+    case welcome(workerIndex: Int, workerCount: Int)
+    /// Coordinator → worker: not accepted (version mismatch, cluster full, training under way).
+    case refuse(protocolVersion: UInt16, reason: String)
+    /// Coordinator → worker: the worker's part of the training set plus opaque settings.
+    case shard(Shard)
+    /// Worker → coordinator: the shard arrived and the worker can compute; echoes the sample count.
+    case ready(sampleCount: Int)
+    /// Coordinator → worker: compute the summed gradient of these samples at these weights.
+    case step(StepAssignment)
+    /// Worker → coordinator: the answer to `step`.
+    case gradient(GradientReport)
+    /// Either direction: "I am alive". Any message counts as a sign of life; this one says nothing else.
+    case heartbeat
+    /// Coordinator → worker: training is over (finished or failed); the worker exits.
+    case shutdown(reason: String)
+    /// Worker → coordinator: the worker is leaving (interrupted, failed to compute); treat it as dead.
+    case goodbye(reason: String)
+
+    /// The kind number written in the header.
+    public var kind: MessageKind {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .refuse: .refuse
+        case .shard: .shard
+        case .ready: .ready
+        case .step: .step
+        case .gradient: .gradient
+        case .heartbeat: .heartbeat
+        case .shutdown: .shutdown
+        case .goodbye: .goodbye
+        }
+    }
+}
+
+/// The identity of a peer as the transport sees it (for ZeroMQ: the ROUTER routing id of a worker).
+public struct PeerID: Hashable, Sendable, CustomStringConvertible {
+    public var bytes: [UInt8]
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public init(_ text: String) { self.bytes = Array(text.utf8) }
+
+    /// Printable ASCII is shown as text, anything else as hex (ZeroMQ's generated ids are binary).
+    public var description: String {
+        if !bytes.isEmpty, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return "0x"
+            + bytes.map { byte in
+                let hex = String(byte, radix: 16)
+                return hex.count == 1 ? "0" + hex : hex
+            }.joined()
+    }
+}

@@ -1,5 +1,12 @@
-// Library-wide facts about the linked libzmq.
+// The libzmq context and library-wide facts about the linked libzmq.
+// Sockets live in Socket.swift, options in Socket+Options.swift, CURVE keys in Curve.swift; every
+// zmq_* call goes through `zmqCall` in ZeroMQError.swift. Nothing here knows the training protocol.
 import CZeroMQ
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Facts about the libzmq this binary is linked against.
 public enum ZeroMQLibrary {
@@ -12,4 +19,28 @@ public enum ZeroMQLibrary {
 
     /// Whether libzmq was built with a capability such as "curve" or "ipc".
     public static func has(_ capability: String) -> Bool { zmq_has(capability) != 0 }
+}
+
+/// A libzmq context: the owner of I/O threads and of the `inproc://` namespace.
+///
+/// Thread safety: a context may be shared between threads (libzmq contexts are thread-safe); the
+/// sockets made from it may not. Every socket keeps its context alive, so the context is terminated
+/// only after its last socket is closed, and because every socket lingers 0 ms by default the
+/// termination never waits for unsent messages.
+public final class Context: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+
+    /// Creates a context with libzmq's defaults (one I/O thread).
+    public init() throws {
+        handle = try zmqPointerCall("zmq_ctx_new") { zmq_ctx_new() }
+    }
+
+    deinit {
+        while zmq_ctx_term(handle) == -1 && zmq_errno() == EINTR {}
+    }
+
+    /// Makes a socket of `type`, owned by the calling thread (see `Socket`).
+    public func makeSocket(_ type: SocketType) throws -> Socket {
+        try Socket(context: self, type: type)
+    }
 }

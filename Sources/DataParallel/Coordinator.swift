@@ -1,0 +1,489 @@
+// The coordinator's protocol logic as a pure state machine: events in, actions out.
+// It admits workers, sends each its shard, runs synchronous steps (one gradient per live worker per
+// step, sample-weighted mean) and watches worker liveness in ticks. It never reads a clock, never
+// touches a socket and knows nothing of the model: weights and gradients are flat [Float] slabs,
+// and the caller applies the optimizer between `stepCompleted` and `weightsUpdated`.
+
+/// What the coordinator does when a worker dies during training.
+public enum WorkerDeathPolicy: Sendable, Equatable {
+    /// Stop the run with `.failed` naming the worker and the step, so the caller can save the model.
+    case stop
+    /// Drop the worker and carry on; its samples leave the later global batches.
+    case continueWithoutWorker
+}
+
+/// The settings of a coordinator run. Durations are in ticks (see `ProtocolInfo.recommendedTickMilliseconds`).
+public struct CoordinatorConfiguration: Sendable {
+    /// How many workers must join before training starts.
+    public var workerCount: Int
+    /// Samples per global batch, across all workers.
+    public var batchSize: Int
+    /// Steps to run; the caller derives it from epochs with `BatchPlan.stepsPerEpoch`.
+    public var totalSteps: Int
+    /// Seeds the batch order (`BatchPlan`).
+    public var seed: UInt64
+    /// Opaque bytes sent to every worker with its shard (model shape, hyperparameters...).
+    public var settings: [UInt8]
+    /// Ticks to wait for all workers to join and report ready before failing.
+    public var joinTimeoutTicks = 600
+    /// A worker silent (no message of any kind) for more than this many ticks is dead.
+    public var livenessTicks = 50
+    /// Ticks between heartbeats to each worker.
+    public var heartbeatIntervalTicks = 10
+    /// Ticks after which an unanswered shard or step request is sent again (covers lost messages).
+    public var resendTicks = 100
+    /// What to do when a worker dies during training.
+    public var workerDeathPolicy = WorkerDeathPolicy.stop
+    /// The protocol version this coordinator speaks (tests set another one to provoke a mismatch).
+    public var protocolVersion = ProtocolInfo.version
+
+    public init(workerCount: Int, batchSize: Int, totalSteps: Int, seed: UInt64, settings: [UInt8] = []) {
+        self.workerCount = workerCount
+        self.batchSize = batchSize
+        self.totalSteps = totalSteps
+        self.seed = seed
+        self.settings = settings
+    }
+}
+
+/// The training set the coordinator shards, as raw bytes.
+public struct TrainingSamples: Sendable, Equatable {
+    public var pixelsPerImage: Int
+    /// `[count, pixelsPerImage]`
+    public var images: [UInt8]
+    /// `[count]`
+    public var labels: [UInt8]
+
+    public var count: Int { labels.count }
+
+    public init(pixelsPerImage: Int, images: [UInt8], labels: [UInt8]) {
+        precondition(images.count == labels.count * pixelsPerImage, "images must hold pixelsPerImage bytes per label")
+        self.pixelsPerImage = pixelsPerImage
+        self.images = images
+        self.labels = labels
+    }
+}
+
+/// A worker as the coordinator knows it.
+public struct WorkerInfo: Equatable, Sendable, CustomStringConvertible {
+    public var peer: PeerID
+    public var name: String
+    /// The worker's slot, 0..<workerCount; it decides the worker's shard.
+    public var index: Int
+    public var threads: Int
+    public var shardSampleCount: Int
+
+    public var description: String { "worker \(index) \"\(name)\" (\(peer))" }
+}
+
+/// The outcome of one synchronous step, ready for the optimizer.
+public struct StepResult: Equatable, Sendable {
+    public var step: Int
+    public var epoch: Int
+    /// Samples that contributed (the global batch minus samples of dead workers).
+    public var sampleCount: Int
+    public var lossSum: Double
+    public var correctCount: Int
+    /// Sum of the workers' summed gradients divided by `sampleCount` (all zeros if it is 0): `[parameterCount]`.
+    public var averagedGradient: [Float]
+    /// The workers whose gradients were applied, in worker-index order; exactly one entry per live worker.
+    public var contributors: [PeerID]
+
+    /// Mean loss per sample (0 when no sample contributed).
+    public var meanLoss: Double { sampleCount > 0 ? lossSum / Double(sampleCount) : 0 }
+}
+
+/// Something that happened to the coordinator.
+public enum CoordinatorEvent: Sendable {
+    /// Begin accepting workers; training starts from these weights once all workers are ready.
+    case start(initialWeights: [Float])
+    /// A message arrived from a peer.
+    case received(Message, from: PeerID)
+    /// Frames arrived from a peer but did not decode; logged as ignored.
+    case undecodable(MessageDecodingError, from: PeerID)
+    /// One tick of time passed.
+    case tick
+    /// The caller applied the optimizer after `stepCompleted`; these are the weights for the next step.
+    case weightsUpdated([Float])
+    /// The caller wants to stop (interrupt): shut every worker down.
+    case stop(reason: String)
+}
+
+/// Something the caller must do or may report.
+public enum CoordinatorAction: Equatable, Sendable {
+    /// Encode `message` and send it to `peer`.
+    case send(Message, to: PeerID)
+    /// A worker was admitted; `joined` of `expected` slots are now taken.
+    case workerJoined(WorkerInfo, joined: Int, expected: Int)
+    /// A peer was refused (the reason was also sent to it in a `refuse` message).
+    case workerRefused(PeerID, name: String, reason: String)
+    /// Every worker holds its shard; step 0 is being sent.
+    case trainingStarted([WorkerInfo])
+    /// Every live worker answered the step: apply the optimizer, then deliver `weightsUpdated`.
+    case stepCompleted(StepResult)
+    /// A worker was declared dead (silent past the liveness window, left, rejoined, or misbehaved).
+    case workerDied(WorkerInfo, step: Int, reason: String)
+    /// A message was ignored (unknown sender, stale or duplicate gradient...): worth a debug log line.
+    case ignored(from: PeerID, kind: MessageKind?, reason: String)
+    /// All steps are done and every worker was told to shut down.
+    case finished
+    /// The run cannot continue; the caller should save the model so far and exit non-zero.
+    case failed(reason: String)
+}
+
+/// The coordinator state machine. Drive it with `handle(_:)` and perform the returned actions in order.
+///
+/// Invariants (tested against a simulated cluster): steps complete in order 0, 1, 2...; each completed
+/// step uses exactly one gradient from every live worker and none from anyone else; a gradient for
+/// another step, a duplicate, or one from an unknown peer is ignored; a worker silent for more than
+/// `livenessTicks` ticks is declared dead on the next tick.
+public struct Coordinator {
+    public enum Phase: Equatable, Sendable {
+        case idle, joining, training, finished, failed
+    }
+
+    private struct WorkerState {
+        var info: WorkerInfo
+        var session: UInt64
+        var silentTicks = 0
+        var isReady = false
+        var ticksSinceRequest = 0
+    }
+
+    public let configuration: CoordinatorConfiguration
+    public let plan: BatchPlan
+    public private(set) var phase = Phase.idle
+    /// The step being gathered, or the next one while the caller applies the optimizer.
+    public private(set) var step = 0
+
+    private var data: TrainingSamples
+    private var workers: [PeerID: WorkerState] = [:]
+    private var departed: Set<PeerID> = []
+    private var ticksSinceStart = 0
+    private var ticksSinceHeartbeat = 0
+    private var weights: [Float] = []
+    private var isGathering = false
+    private var received: [PeerID: GradientReport] = [:]
+    private var assignments: [[UInt32]] = []
+    private var permutationEpoch = -1
+    private var permutation: [Int] = []
+
+    public init(configuration: CoordinatorConfiguration, data: TrainingSamples) {
+        self.configuration = configuration
+        self.data = data
+        self.plan = BatchPlan(
+            sampleCount: data.count, workerCount: configuration.workerCount,
+            batchSize: configuration.batchSize, seed: configuration.seed)
+    }
+
+    /// The workers currently alive, in index order.
+    public var liveWorkers: [WorkerInfo] { sortedWorkers.map(\.info) }
+
+    private var sortedWorkers: [WorkerState] { workers.values.sorted { $0.info.index < $1.info.index } }
+
+    /// Feeds one event; returns the actions to perform, in order.
+    public mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorAction] {
+        var actions: [CoordinatorAction] = []
+        switch event {
+        case .start(let initialWeights):
+            guard phase == .idle else { break }
+            weights = initialWeights
+            phase = .joining
+        case .received(let message, let peer):
+            receive(message, from: peer, into: &actions)
+        case .undecodable(let error, let peer):
+            actions.append(.ignored(from: peer, kind: nil, reason: "undecodable message: \(error)"))
+        case .tick:
+            tick(into: &actions)
+        case .weightsUpdated(let newWeights):
+            guard phase == .training, !isGathering else { break }
+            guard newWeights.count == weights.count else {
+                fail(
+                    "weights changed size from \(weights.count) to \(newWeights.count) after step \(step)",
+                    into: &actions)
+                break
+            }
+            weights = newWeights
+            step += 1
+            beginStep(into: &actions)
+        case .stop(let reason):
+            guard phase == .joining || phase == .training else { break }
+            fail("stopped at step \(step): \(reason)", into: &actions)
+        }
+        return actions
+    }
+
+    // MARK: Messages
+
+    private mutating func receive(_ message: Message, from peer: PeerID, into actions: inout [CoordinatorAction]) {
+        guard phase == .joining || phase == .training else {
+            actions.append(.ignored(from: peer, kind: message.kind, reason: "coordinator is \(phase)"))
+            return
+        }
+        if case .hello(let version, let name, let threads, let session) = message {
+            hello(from: peer, version: version, name: name, threads: threads, session: session, into: &actions)
+            return
+        }
+        guard workers[peer] != nil else {
+            let why = departed.contains(peer) ? "sender was declared dead" : "unknown sender"
+            actions.append(.ignored(from: peer, kind: message.kind, reason: why))
+            return
+        }
+        workers[peer]?.silentTicks = 0
+        switch message {
+        case .heartbeat:
+            break
+        case .ready(let sampleCount):
+            ready(from: peer, sampleCount: sampleCount, into: &actions)
+        case .gradient(let report):
+            gradient(report, from: peer, into: &actions)
+        case .goodbye(let reason):
+            workerDied(peer, reason: "left: \(reason)", into: &actions)
+        case .hello, .welcome, .refuse, .shard, .step, .shutdown:
+            actions.append(.ignored(from: peer, kind: message.kind, reason: "not a worker-to-coordinator message"))
+        }
+    }
+
+    private mutating func hello(
+        from peer: PeerID, version: UInt16, name: String, threads: Int, session: UInt64,
+        into actions: inout [CoordinatorAction]
+    ) {
+        if let known = workers[peer], known.session == session {
+            workers[peer]?.silentTicks = 0
+            actions.append(.ignored(from: peer, kind: .hello, reason: "duplicate hello (session \(session))"))
+            return
+        }
+        guard version == configuration.protocolVersion else {
+            refuse(
+                peer, name: name,
+                reason: "protocol version mismatch: worker speaks version \(version), "
+                    + "coordinator speaks version \(configuration.protocolVersion); run the same release on both",
+                into: &actions)
+            return
+        }
+        if phase == .training {
+            if workers[peer] != nil {
+                workerDied(peer, reason: "said hello again mid-run, so it lost its shard and step", into: &actions)
+            }
+            refuse(
+                peer, name: name, reason: "training is under way (step \(step)); workers cannot join a running job",
+                into: &actions)
+            return
+        }
+        let index: Int
+        if let existing = workers[peer] {
+            index = existing.info.index  // The worker restarted while joining: give it its slot again.
+        } else {
+            let taken = Set(workers.values.map(\.info.index))
+            guard let free = (0..<configuration.workerCount).first(where: { !taken.contains($0) }) else {
+                refuse(
+                    peer, name: name,
+                    reason: "cluster is full: all \(configuration.workerCount) worker slots are taken",
+                    into: &actions)
+                return
+            }
+            index = free
+        }
+        let range = plan.shardRange(worker: index)
+        let info = WorkerInfo(peer: peer, name: name, index: index, threads: threads, shardSampleCount: range.count)
+        workers[peer] = WorkerState(info: info, session: session)
+        departed.remove(peer)
+        actions.append(.workerJoined(info, joined: workers.count, expected: configuration.workerCount))
+        actions.append(.send(.welcome(workerIndex: index, workerCount: configuration.workerCount), to: peer))
+        actions.append(.send(shardMessage(for: index), to: peer))
+    }
+
+    private func shardMessage(for index: Int) -> Message {
+        let range = plan.shardRange(worker: index)
+        let pixels = data.pixelsPerImage
+        return .shard(
+            Shard(
+                pixelsPerImage: pixels,
+                images: Array(data.images[(range.lowerBound * pixels)..<(range.upperBound * pixels)]),
+                labels: Array(data.labels[range]), settings: configuration.settings))
+    }
+
+    private mutating func refuse(_ peer: PeerID, name: String, reason: String, into actions: inout [CoordinatorAction])
+    {
+        actions.append(.workerRefused(peer, name: name, reason: reason))
+        actions.append(.send(.refuse(protocolVersion: configuration.protocolVersion, reason: reason), to: peer))
+    }
+
+    private mutating func ready(from peer: PeerID, sampleCount: Int, into actions: inout [CoordinatorAction]) {
+        guard let worker = workers[peer], phase == .joining, !worker.isReady else {
+            actions.append(.ignored(from: peer, kind: .ready, reason: "duplicate ready"))
+            return
+        }
+        guard sampleCount == worker.info.shardSampleCount else {
+            workerDied(
+                peer, reason: "reported \(sampleCount) samples, its shard has \(worker.info.shardSampleCount)",
+                into: &actions)
+            return
+        }
+        workers[peer]?.isReady = true
+        if workers.count == configuration.workerCount, workers.values.allSatisfy(\.isReady) {
+            phase = .training
+            data = TrainingSamples(pixelsPerImage: data.pixelsPerImage, images: [], labels: [])  // Shards are out.
+            actions.append(.trainingStarted(liveWorkers))
+            beginStep(into: &actions)
+        }
+    }
+
+    private mutating func gradient(_ report: GradientReport, from peer: PeerID, into actions: inout [CoordinatorAction])
+    {
+        guard phase == .training, isGathering, report.step == step else {
+            actions.append(
+                .ignored(
+                    from: peer, kind: .gradient,
+                    reason:
+                        "gradient for step \(report.step) while \(isGathering ? "gathering" : "applying") step \(step)")
+            )
+            return
+        }
+        guard received[peer] == nil else {
+            actions.append(.ignored(from: peer, kind: .gradient, reason: "duplicate gradient for step \(step)"))
+            return
+        }
+        guard let worker = workers[peer] else { return }
+        let assigned = assignments[worker.info.index].count
+        guard report.gradient.count == weights.count, report.sampleCount == assigned else {
+            workerDied(
+                peer,
+                reason: "answered step \(step) with \(report.gradient.count) gradient values for "
+                    + "\(report.sampleCount) samples; expected \(weights.count) values for \(assigned) samples",
+                into: &actions)
+            return
+        }
+        received[peer] = report
+        completeStepIfGathered(into: &actions)
+    }
+
+    // MARK: Steps
+
+    private mutating func beginStep(into actions: inout [CoordinatorAction]) {
+        guard step < configuration.totalSteps else {
+            phase = .finished
+            for worker in sortedWorkers {
+                actions.append(
+                    .send(
+                        .shutdown(reason: "training finished after \(configuration.totalSteps) steps"),
+                        to: worker.info.peer))
+            }
+            actions.append(.finished)
+            return
+        }
+        let epoch = plan.epoch(ofStep: step)
+        if epoch != permutationEpoch {
+            permutation = plan.permutation(epoch: epoch)
+            permutationEpoch = epoch
+        }
+        assignments = plan.localAssignments(of: plan.globalBatch(step: step, permutation: permutation))
+        isGathering = true
+        received = [:]
+        for worker in sortedWorkers {
+            workers[worker.info.peer]?.ticksSinceRequest = 0
+            actions.append(.send(stepMessage(for: worker.info.index), to: worker.info.peer))
+        }
+    }
+
+    private func stepMessage(for index: Int) -> Message {
+        .step(
+            StepAssignment(
+                step: step, epoch: plan.epoch(ofStep: step), weights: weights,
+                sampleIndices: assignments[index]))
+    }
+
+    private mutating func completeStepIfGathered(into actions: inout [CoordinatorAction]) {
+        guard phase == .training, isGathering, !workers.isEmpty,
+            workers.keys.allSatisfy({ received[$0] != nil })
+        else { return }
+        // Sum in worker-index order, in Double, so the result does not depend on arrival order.
+        var sum = [Double](repeating: 0, count: weights.count)
+        var samples = 0, correct = 0, lossSum = 0.0
+        var contributors: [PeerID] = []
+        for worker in sortedWorkers {
+            guard let report = received[worker.info.peer] else { continue }
+            for index in sum.indices { sum[index] += Double(report.gradient[index]) }
+            samples += report.sampleCount
+            correct += report.correctCount
+            lossSum += report.lossSum
+            contributors.append(worker.info.peer)
+        }
+        let scale = samples > 0 ? 1 / Double(samples) : 0
+        let result = StepResult(
+            step: step, epoch: plan.epoch(ofStep: step), sampleCount: samples, lossSum: lossSum,
+            correctCount: correct, averagedGradient: sum.map { Float($0 * scale) },
+            contributors: contributors)
+        isGathering = false
+        received = [:]
+        actions.append(.stepCompleted(result))
+    }
+
+    // MARK: Time and death
+
+    private mutating func tick(into actions: inout [CoordinatorAction]) {
+        guard phase == .joining || phase == .training else { return }
+        ticksSinceStart += 1
+        ticksSinceHeartbeat += 1
+        let sendHeartbeat = ticksSinceHeartbeat >= configuration.heartbeatIntervalTicks
+        if sendHeartbeat { ticksSinceHeartbeat = 0 }
+        for worker in sortedWorkers {
+            let peer = worker.info.peer
+            guard workers[peer] != nil, phase == .joining || phase == .training else { continue }
+            workers[peer]?.silentTicks += 1
+            if worker.silentTicks + 1 > configuration.livenessTicks {
+                workerDied(
+                    peer,
+                    reason: "silent for \(worker.silentTicks + 1) ticks "
+                        + "(liveness window \(configuration.livenessTicks) ticks)", into: &actions)
+                continue
+            }
+            if sendHeartbeat { actions.append(.send(.heartbeat, to: peer)) }
+            let awaiting = phase == .joining ? !worker.isReady : (isGathering && received[peer] == nil)
+            guard awaiting else { continue }
+            workers[peer]?.ticksSinceRequest += 1
+            if worker.ticksSinceRequest + 1 >= configuration.resendTicks {
+                workers[peer]?.ticksSinceRequest = 0
+                if phase == .joining {
+                    // The welcome may be what was lost: a worker ignores a shard before its welcome.
+                    actions.append(
+                        .send(
+                            .welcome(workerIndex: worker.info.index, workerCount: configuration.workerCount),
+                            to: peer))
+                    actions.append(.send(shardMessage(for: worker.info.index), to: peer))
+                } else {
+                    actions.append(.send(stepMessage(for: worker.info.index), to: peer))
+                }
+            }
+        }
+        if phase == .joining && ticksSinceStart > configuration.joinTimeoutTicks {
+            let joined = sortedWorkers.map { "\($0.info)\($0.isReady ? " ready" : " still loading its shard")" }
+            fail(
+                "only \(workers.count) of \(configuration.workerCount) workers joined and got ready within "
+                    + "\(configuration.joinTimeoutTicks) ticks (joined: \(joined.isEmpty ? "none" : joined.joined(separator: ", ")))",
+                into: &actions)
+        }
+    }
+
+    private mutating func workerDied(_ peer: PeerID, reason: String, into actions: inout [CoordinatorAction]) {
+        guard let worker = workers.removeValue(forKey: peer) else { return }
+        departed.insert(peer)
+        received[peer] = nil
+        actions.append(.workerDied(worker.info, step: step, reason: reason))
+        if phase == .joining { return }  // Its slot is free again for the next hello.
+        if configuration.workerDeathPolicy == .stop || workers.isEmpty {
+            actions.append(.send(.shutdown(reason: "coordinator stopping: \(worker.info) died"), to: peer))
+            fail("\(worker.info) died at step \(step): \(reason)", into: &actions)
+        } else {
+            completeStepIfGathered(into: &actions)
+        }
+    }
+
+    private mutating func fail(_ reason: String, into actions: inout [CoordinatorAction]) {
+        for worker in sortedWorkers {
+            actions.append(.send(.shutdown(reason: "coordinator stopping: \(reason)"), to: worker.info.peer))
+        }
+        phase = .failed
+        actions.append(.failed(reason: reason))
+    }
+}

@@ -1,0 +1,367 @@
+// The one codec of the wire protocol: Message <-> multipart frames ([[UInt8]]).
+// Layout (all little-endian, see PROTOCOL.md for the per-kind table):
+//   frame 0, 48 bytes: magic "MNDP" | version u16 | kind u16 | step u64 | a u64 | b u64 | c u64 | d u64
+//   frames 1...: raw payloads (UInt8 bytes, Float32 or UInt32 arrays), no per-tensor framing.
+// Decoding never traps: every length is checked against the header before any copy, and every
+// failure is a specific `MessageDecodingError`. This file knows nothing about sockets.
+
+/// Why a list of frames is not a valid message.
+public enum MessageDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The message had no frames at all.
+    case noFrames
+    /// The first frame is not exactly `ProtocolInfo.headerByteCount` bytes long.
+    case headerSize(byteCount: Int)
+    /// The first four bytes are not "MNDP": the peer does not speak this protocol at all.
+    case badMagic([UInt8])
+    /// The kind number is not one this build knows.
+    case unknownKind(UInt16)
+    /// A kind other than hello/refuse arrived with a protocol version this build does not speak.
+    case unsupportedVersion(kind: MessageKind, version: UInt16, supported: UInt16)
+    /// The message has the wrong number of frames for its kind (header included).
+    case frameCount(kind: MessageKind, expected: Int, actual: Int)
+    /// A payload frame's length disagrees with the counts in the header.
+    case payloadSize(kind: MessageKind, frame: Int, field: String, expectedBytes: Int, actualBytes: Int)
+    /// A header field that this kind does not use is not zero.
+    case nonZeroUnusedField(kind: MessageKind, field: String)
+    /// A header field is outside the range this kind allows.
+    case valueOutOfRange(kind: MessageKind, field: String, value: UInt64)
+    /// A text field is not valid UTF-8.
+    case invalidText(kind: MessageKind, field: String)
+
+    public var description: String {
+        switch self {
+        case .noFrames:
+            return "message has no frames"
+        case .headerSize(let byteCount):
+            return "header frame is \(byteCount) bytes, expected \(ProtocolInfo.headerByteCount)"
+        case .badMagic(let bytes):
+            return "header does not start with \"MNDP\" (got \(bytes)); the peer does not speak this protocol"
+        case .unknownKind(let raw):
+            return "unknown message kind \(raw)"
+        case .unsupportedVersion(let kind, let version, let supported):
+            return "\(kind) message uses protocol version \(version), this build speaks \(supported)"
+        case .frameCount(let kind, let expected, let actual):
+            return "\(kind) message has \(actual) frames, expected \(expected)"
+        case .payloadSize(let kind, let frame, let field, let expected, let actual):
+            return "\(kind) message: frame \(frame) (\(field)) is \(actual) bytes, header says \(expected)"
+        case .nonZeroUnusedField(let kind, let field):
+            return "\(kind) message: unused header field \(field) is not zero"
+        case .valueOutOfRange(let kind, let field, let value):
+            return "\(kind) message: header field \(field) = \(value) is out of range"
+        case .invalidText(let kind, let field):
+            return "\(kind) message: \(field) is not valid UTF-8"
+        }
+    }
+}
+
+extension Message {
+    /// Encodes the message as multipart frames: one 48-byte header frame, then the payload frames.
+    ///
+    /// Negative counts (which the public types do not prevent) are written as 0.
+    public func encode() -> [[UInt8]] {
+        var header = Header(version: ProtocolInfo.version, kind: kind)
+        switch self {
+        case .hello(let protocolVersion, let workerName, let threads, let session):
+            let name = Array(workerName.utf8)
+            header.version = protocolVersion
+            header.a = UInt64(clamping: threads)
+            header.b = UInt64(name.count)
+            header.c = session
+            return [header.bytes, name]
+        case .welcome(let workerIndex, let workerCount):
+            header.a = UInt64(clamping: workerIndex)
+            header.b = UInt64(clamping: workerCount)
+            return [header.bytes]
+        case .refuse(let protocolVersion, let reason):
+            let text = Array(reason.utf8)
+            header.version = protocolVersion
+            header.b = UInt64(text.count)
+            return [header.bytes, text]
+        case .shard(let shard):
+            header.a = UInt64(shard.sampleCount)
+            header.b = UInt64(clamping: shard.pixelsPerImage)
+            header.c = UInt64(shard.settings.count)
+            return [header.bytes, shard.images, shard.labels, shard.settings]
+        case .ready(let sampleCount):
+            header.a = UInt64(clamping: sampleCount)
+            return [header.bytes]
+        case .step(let assignment):
+            header.step = UInt64(clamping: assignment.step)
+            header.a = UInt64(clamping: assignment.epoch)
+            header.b = UInt64(assignment.weights.count)
+            header.c = UInt64(assignment.sampleIndices.count)
+            return [
+                header.bytes, WireBytes.bytes(of: assignment.weights),
+                WireBytes.bytes(of: assignment.sampleIndices),
+            ]
+        case .gradient(let report):
+            header.step = UInt64(clamping: report.step)
+            header.a = UInt64(clamping: report.sampleCount)
+            header.b = UInt64(clamping: report.correctCount)
+            header.c = UInt64(report.gradient.count)
+            header.d = report.lossSum.bitPattern
+            return [header.bytes, WireBytes.bytes(of: report.gradient)]
+        case .heartbeat:
+            return [header.bytes]
+        case .shutdown(let reason), .goodbye(let reason):
+            let text = Array(reason.utf8)
+            header.b = UInt64(text.count)
+            return [header.bytes, text]
+        }
+    }
+
+    /// Decodes multipart frames into a message, or throws a `MessageDecodingError` saying what is wrong.
+    ///
+    /// `hello` and `refuse` are accepted at any protocol version (their layout never changes) so that
+    /// a version mismatch can be answered and reported; every other kind must carry `supportedVersion`.
+    public static func decode(
+        _ frames: [[UInt8]],
+        supportedVersion: UInt16 = ProtocolInfo.version
+    ) throws -> Message {
+        guard let first = frames.first else { throw MessageDecodingError.noFrames }
+        let header = try Header(decoding: first)
+        guard let kind = MessageKind(rawValue: header.kindRaw) else {
+            throw MessageDecodingError.unknownKind(header.kindRaw)
+        }
+        if kind != .hello && kind != .refuse && header.version != supportedVersion {
+            throw MessageDecodingError.unsupportedVersion(
+                kind: kind, version: header.version,
+                supported: supportedVersion)
+        }
+        guard frames.count == 1 + kind.payloadFrameCount else {
+            throw MessageDecodingError.frameCount(
+                kind: kind, expected: 1 + kind.payloadFrameCount,
+                actual: frames.count)
+        }
+        var reader = FieldReader(kind: kind, header: header, frames: frames)
+        switch kind {
+        case .hello:
+            try reader.requireZero(step: true, d: true)
+            let threads = try reader.int(header.a, "threads (a)")
+            let name = try reader.text(frame: 1, byteCount: header.b, field: "workerName")
+            return .hello(protocolVersion: header.version, workerName: name, threads: threads, session: header.c)
+        case .welcome:
+            try reader.requireZero(step: true, c: true, d: true)
+            let count = try reader.int(header.b, "workerCount (b)")
+            guard header.a < header.b else {
+                throw MessageDecodingError.valueOutOfRange(kind: kind, field: "workerIndex (a)", value: header.a)
+            }
+            return .welcome(workerIndex: Int(header.a), workerCount: count)
+        case .refuse:
+            try reader.requireZero(step: true, a: true, c: true, d: true)
+            let reason = try reader.text(frame: 1, byteCount: header.b, field: "reason")
+            return .refuse(protocolVersion: header.version, reason: reason)
+        case .shard:
+            try reader.requireZero(step: true, d: true)
+            let samples = try reader.int(header.a, "sampleCount (a)")
+            let pixels = try reader.int(header.b, "pixelsPerImage (b)")
+            let imageBytes = try reader.byteCount(samples, times: pixels, field: "images")
+            try reader.requireSize(frame: 1, bytes: imageBytes, field: "images")
+            try reader.requireSize(frame: 2, bytes: samples, field: "labels")
+            try reader.requireSize(
+                frame: 3, bytes: try reader.int(header.c, "settings byte count (c)"),
+                field: "settings")
+            return .shard(Shard(pixelsPerImage: pixels, images: frames[1], labels: frames[2], settings: frames[3]))
+        case .ready:
+            try reader.requireZero(step: true, b: true, c: true, d: true)
+            return .ready(sampleCount: try reader.int(header.a, "sampleCount (a)"))
+        case .step:
+            try reader.requireZero(d: true)
+            let step = try reader.int(header.step, "step")
+            let epoch = try reader.int(header.a, "epoch (a)")
+            let weightCount = try reader.int(header.b, "weight count (b)")
+            let indexCount = try reader.int(header.c, "index count (c)")
+            try reader.requireSize(
+                frame: 1, bytes: try reader.byteCount(weightCount, times: 4, field: "weights"),
+                field: "weights")
+            try reader.requireSize(
+                frame: 2, bytes: try reader.byteCount(indexCount, times: 4, field: "sampleIndices"),
+                field: "sampleIndices")
+            return .step(
+                StepAssignment(
+                    step: step, epoch: epoch, weights: WireBytes.floats(from: frames[1]),
+                    sampleIndices: WireBytes.uint32s(from: frames[2])))
+        case .gradient:
+            let step = try reader.int(header.step, "step")
+            let samples = try reader.int(header.a, "sampleCount (a)")
+            guard header.b <= header.a else {
+                throw MessageDecodingError.valueOutOfRange(kind: kind, field: "correctCount (b)", value: header.b)
+            }
+            let count = try reader.int(header.c, "gradient count (c)")
+            try reader.requireSize(
+                frame: 1, bytes: try reader.byteCount(count, times: 4, field: "gradient"),
+                field: "gradient")
+            return .gradient(
+                GradientReport(
+                    step: step, sampleCount: samples,
+                    lossSum: Double(bitPattern: header.d), correctCount: Int(header.b),
+                    gradient: WireBytes.floats(from: frames[1])))
+        case .heartbeat:
+            try reader.requireZero(step: true, a: true, b: true, c: true, d: true)
+            return .heartbeat
+        case .shutdown, .goodbye:
+            try reader.requireZero(step: true, a: true, c: true, d: true)
+            let reason = try reader.text(frame: 1, byteCount: header.b, field: "reason")
+            return kind == .shutdown ? .shutdown(reason: reason) : .goodbye(reason: reason)
+        }
+    }
+}
+
+/// The fixed 48-byte header frame.
+struct Header: Equatable {
+    var version: UInt16
+    var kindRaw: UInt16
+    var step: UInt64 = 0
+    var a: UInt64 = 0
+    var b: UInt64 = 0
+    var c: UInt64 = 0
+    var d: UInt64 = 0
+
+    init(version: UInt16, kind: MessageKind) {
+        self.version = version
+        self.kindRaw = kind.rawValue
+    }
+
+    init(decoding frame: [UInt8]) throws {
+        guard frame.count == ProtocolInfo.headerByteCount else {
+            throw MessageDecodingError.headerSize(byteCount: frame.count)
+        }
+        guard Array(frame[0..<4]) == ProtocolInfo.magic else {
+            throw MessageDecodingError.badMagic(Array(frame[0..<4]))
+        }
+        version = UInt16(WireBytes.littleEndian(frame, at: 4, width: 2))
+        kindRaw = UInt16(WireBytes.littleEndian(frame, at: 6, width: 2))
+        step = WireBytes.littleEndian(frame, at: 8, width: 8)
+        a = WireBytes.littleEndian(frame, at: 16, width: 8)
+        b = WireBytes.littleEndian(frame, at: 24, width: 8)
+        c = WireBytes.littleEndian(frame, at: 32, width: 8)
+        d = WireBytes.littleEndian(frame, at: 40, width: 8)
+    }
+
+    var bytes: [UInt8] {
+        var out = ProtocolInfo.magic
+        out.reserveCapacity(ProtocolInfo.headerByteCount)
+        WireBytes.append(UInt64(version), width: 2, to: &out)
+        WireBytes.append(UInt64(kindRaw), width: 2, to: &out)
+        for field in [step, a, b, c, d] { WireBytes.append(field, width: 8, to: &out) }
+        return out
+    }
+}
+
+/// Checks the header fields and payload frames of one message being decoded.
+private struct FieldReader {
+    let kind: MessageKind
+    let header: Header
+    let frames: [[UInt8]]
+
+    init(kind: MessageKind, header: Header, frames: [[UInt8]]) {
+        self.kind = kind
+        self.header = header
+        self.frames = frames
+    }
+
+    func requireZero(step: Bool = false, a: Bool = false, b: Bool = false, c: Bool = false, d: Bool = false) throws {
+        let checks: [(Bool, UInt64, String)] = [
+            (step, header.step, "step"), (a, header.a, "a"),
+            (b, header.b, "b"), (c, header.c, "c"), (d, header.d, "d"),
+        ]
+        for (wanted, value, name) in checks where wanted && value != 0 {
+            throw MessageDecodingError.nonZeroUnusedField(kind: kind, field: name)
+        }
+    }
+
+    /// A header count as an Int; values beyond 2^48 are rejected, which no real message reaches.
+    func int(_ value: UInt64, _ field: String) throws -> Int {
+        guard value <= 1 << 48 else {
+            throw MessageDecodingError.valueOutOfRange(kind: kind, field: field, value: value)
+        }
+        return Int(value)
+    }
+
+    func byteCount(_ count: Int, times size: Int, field: String) throws -> Int {
+        let (product, overflow) = count.multipliedReportingOverflow(by: size)
+        guard !overflow else {
+            throw MessageDecodingError.valueOutOfRange(kind: kind, field: field, value: UInt64(count))
+        }
+        return product
+    }
+
+    func requireSize(frame: Int, bytes: Int, field: String) throws {
+        guard frames[frame].count == bytes else {
+            throw MessageDecodingError.payloadSize(
+                kind: kind, frame: frame, field: field,
+                expectedBytes: bytes, actualBytes: frames[frame].count)
+        }
+    }
+
+    func text(frame: Int, byteCount: UInt64, field: String) throws -> String {
+        guard byteCount <= UInt64(ProtocolInfo.maximumTextByteCount) else {
+            throw MessageDecodingError.valueOutOfRange(kind: kind, field: "\(field) byte count (b)", value: byteCount)
+        }
+        try requireSize(frame: frame, bytes: Int(byteCount), field: field)
+        guard let text = String(validating: frames[frame], as: UTF8.self) else {
+            throw MessageDecodingError.invalidText(kind: kind, field: field)
+        }
+        return text
+    }
+}
+
+/// Little-endian conversions between numbers and bytes.
+enum WireBytes {
+    static func littleEndian(_ bytes: [UInt8], at offset: Int, width: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for index in 0..<width { value |= UInt64(bytes[offset + index]) << (8 * UInt64(index)) }
+        return value
+    }
+
+    static func append(_ value: UInt64, width: Int, to bytes: inout [UInt8]) {
+        for index in 0..<width { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))) }
+    }
+
+    /// The little-endian bytes of 4-byte values (Float32 or UInt32), one copy on little-endian hosts.
+    static func bytes<Value: FixedWidthScalar>(of values: [Value]) -> [UInt8] {
+        #if _endian(little)
+            return values.withUnsafeBytes { Array($0) }
+        #else
+            var out = [UInt8]()
+            out.reserveCapacity(values.count * 4)
+            for value in values { append(UInt64(value.wireBits), width: 4, to: &out) }
+            return out
+        #endif
+    }
+
+    /// 4-byte values from little-endian bytes; `bytes.count` must be a multiple of 4.
+    static func values<Value: FixedWidthScalar>(from bytes: [UInt8], as: Value.Type) -> [Value] {
+        let count = bytes.count / 4
+        #if _endian(little)
+            return [Value](unsafeUninitializedCapacity: count) { buffer, initialized in
+                bytes.withUnsafeBytes { source in
+                    UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                        from: UnsafeRawBufferPointer(rebasing: source[0..<(count * 4)]))
+                }
+                initialized = count
+            }
+        #else
+            return (0..<count).map { Value(wireBits: UInt32(littleEndian(bytes, at: $0 * 4, width: 4))) }
+        #endif
+    }
+
+    static func floats(from bytes: [UInt8]) -> [Float] { values(from: bytes, as: Float.self) }
+    static func uint32s(from bytes: [UInt8]) -> [UInt32] { values(from: bytes, as: UInt32.self) }
+}
+
+/// The 4-byte scalars that travel as payload arrays.
+protocol FixedWidthScalar {
+    var wireBits: UInt32 { get }
+    init(wireBits: UInt32)
+}
+
+extension Float: FixedWidthScalar {
+    var wireBits: UInt32 { bitPattern }
+    init(wireBits: UInt32) { self.init(bitPattern: wireBits) }
+}
+
+extension UInt32: FixedWidthScalar {
+    var wireBits: UInt32 { self }
+    init(wireBits: UInt32) { self = wireBits }
+}

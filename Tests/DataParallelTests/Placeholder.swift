@@ -1,3 +1,0 @@
-import XCTest
-@testable import DataParallel
-final class DataParallelPlaceholderTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

@@ -1,0 +1,290 @@
+// Scripted, single-scenario tests of the coordinator and worker state machines, event by event.
+// The randomised many-seed runs live in ClusterSimulationTests.swift.
+import XCTest
+@testable import DataParallel
+
+final class CoordinatorTests: XCTestCase {
+    let alice = PeerID("alice"), bob = PeerID("bob"), mallory = PeerID("mallory")
+
+    func makeCoordinator(
+        workers: Int = 2, steps: Int = 3, configure: (inout CoordinatorConfiguration) -> Void = { _ in }
+    )
+        -> Coordinator
+    {
+        var configuration = CoordinatorConfiguration(
+            workerCount: workers, batchSize: 4, totalSteps: steps, seed: 9,
+            settings: [42])
+        configuration.livenessTicks = 5
+        configuration.heartbeatIntervalTicks = 2
+        configuration.joinTimeoutTicks = 20
+        configure(&configuration)
+        let data = TrainingSamples(pixelsPerImage: 2, images: Array(0..<16), labels: [0, 1, 2, 3, 4, 5, 6, 7])
+        var coordinator = Coordinator(configuration: configuration, data: data)
+        XCTAssertEqual(coordinator.handle(.start(initialWeights: [0, 0, 0])), [])
+        return coordinator
+    }
+
+    func hello(_ name: String, version: UInt16 = ProtocolInfo.version, session: UInt64 = 1) -> Message {
+        .hello(protocolVersion: version, workerName: name, threads: 2, session: session)
+    }
+
+    /// Brings a coordinator with alice and bob to the first step.
+    func makeTrainingCoordinator(configure: (inout CoordinatorConfiguration) -> Void = { _ in }) -> Coordinator {
+        var coordinator = makeCoordinator(configure: configure)
+        _ = coordinator.handle(.received(hello("a"), from: alice))
+        _ = coordinator.handle(.received(hello("b"), from: bob))
+        _ = coordinator.handle(.received(.ready(sampleCount: 4), from: alice))
+        let actions = coordinator.handle(.received(.ready(sampleCount: 4), from: bob))
+        XCTAssertEqual(coordinator.phase, .training)
+        XCTAssertEqual(actions.filter { if case .send(.step, _) = $0 { return true } else { return false } }.count, 2)
+        return coordinator
+    }
+
+    func assignment(_ actions: [CoordinatorAction], to peer: PeerID) -> StepAssignment? {
+        for case .send(.step(let assignment), let to) in actions where to == peer { return assignment }
+        return nil
+    }
+
+    func testJoinSendsWelcomeAndShardThenStartsTraining() {
+        var coordinator = makeCoordinator()
+        let actions = coordinator.handle(.received(hello("a"), from: alice))
+        XCTAssertEqual(actions.count, 3)
+        XCTAssertEqual(actions[1], .send(.welcome(workerIndex: 0, workerCount: 2), to: alice))
+        XCTAssertEqual(
+            actions[2],
+            .send(
+                .shard(
+                    Shard(
+                        pixelsPerImage: 2, images: Array(0..<8), labels: [0, 1, 2, 3],
+                        settings: [42])), to: alice))
+        XCTAssertEqual(coordinator.phase, .joining)
+    }
+
+    func testVersionMismatchIsRefusedAndReported() {
+        var coordinator = makeCoordinator()
+        let actions = coordinator.handle(.received(hello("old", version: 0), from: alice))
+        guard case .workerRefused(alice, "old", let reason) = actions.first else { return XCTFail("\(actions)") }
+        XCTAssertTrue(reason.contains("version 0") && reason.contains("version \(ProtocolInfo.version)"), reason)
+        XCTAssertEqual(actions.last, .send(.refuse(protocolVersion: ProtocolInfo.version, reason: reason), to: alice))
+        XCTAssertTrue(coordinator.liveWorkers.isEmpty)
+    }
+
+    func testDuplicateHelloIsIgnoredButANewSessionMidRunIsADeath() {
+        var coordinator = makeTrainingCoordinator()
+        let duplicate = coordinator.handle(.received(hello("a"), from: alice))
+        XCTAssertEqual(duplicate, [.ignored(from: alice, kind: .hello, reason: "duplicate hello (session 1)")])
+        let restarted = coordinator.handle(.received(hello("a", session: 2), from: alice))
+        XCTAssertTrue(
+            restarted.contains {
+                if case .workerDied(let info, 0, _) = $0 { return info.peer == self.alice } else { return false }
+            })
+        XCTAssertEqual(coordinator.phase, .failed)
+    }
+
+    func testFullClusterAndRunningJobRefuseNewcomers() {
+        var coordinator = makeTrainingCoordinator()
+        let actions = coordinator.handle(.received(hello("late"), from: mallory))
+        XCTAssertTrue(
+            actions.contains { if case .workerRefused(self.mallory, _, _) = $0 { return true } else { return false } })
+    }
+
+    func testJoinTimeoutNamesWhoJoined() {
+        var coordinator = makeCoordinator()
+        _ = coordinator.handle(.received(hello("a"), from: alice))
+        var failure: String?
+        for _ in 0..<21 {
+            _ = coordinator.handle(.received(.heartbeat, from: alice))
+            for case .failed(let reason) in coordinator.handle(.tick) { failure = reason }
+        }
+        XCTAssertEqual(coordinator.phase, .failed)
+        XCTAssertTrue(
+            failure?.contains("only 1 of 2 workers") == true && failure?.contains("\"a\"") == true, "\(failure ?? "")")
+    }
+
+    func testStaleDuplicateAndUnknownGradientsAreIgnored() throws {
+        var coordinator = makeTrainingCoordinator()
+        let parameters = 3
+        func report(step: Int, samples: Int, value: Float) -> Message {
+            .gradient(
+                GradientReport(
+                    step: step, sampleCount: samples, lossSum: 1, correctCount: 0,
+                    gradient: Array(repeating: value, count: parameters)))
+        }
+        // Find out how many samples each worker was assigned in step 0 by replaying a fresh coordinator.
+        var fresh = makeCoordinator()
+        _ = fresh.handle(.received(hello("a"), from: alice))
+        _ = fresh.handle(.received(hello("b"), from: bob))
+        _ = fresh.handle(.received(.ready(sampleCount: 4), from: alice))
+        let start = fresh.handle(.received(.ready(sampleCount: 4), from: bob))
+        let aliceCount = try XCTUnwrap(assignment(start, to: alice)).sampleIndices.count
+        let bobCount = try XCTUnwrap(assignment(start, to: bob)).sampleIndices.count
+        XCTAssertEqual(aliceCount + bobCount, 4)
+
+        XCTAssertTrue(
+            ignored(coordinator.handle(.received(report(step: 7, samples: aliceCount, value: 100), from: alice))))
+        XCTAssertTrue(ignored(coordinator.handle(.received(report(step: 0, samples: 1, value: 100), from: mallory))))
+        XCTAssertEqual(coordinator.handle(.received(report(step: 0, samples: aliceCount, value: 1), from: alice)), [])
+        XCTAssertTrue(
+            ignored(coordinator.handle(.received(report(step: 0, samples: aliceCount, value: 100), from: alice))))
+        let done = coordinator.handle(.received(report(step: 0, samples: bobCount, value: 3), from: bob))
+        guard case .stepCompleted(let result) = done.first else { return XCTFail("\(done)") }
+        XCTAssertEqual(result.contributors, [alice, bob])
+        XCTAssertEqual(result.sampleCount, 4)
+        XCTAssertEqual(result.averagedGradient, Array(repeating: 1, count: parameters), "(1 + 3) / 4 samples")
+        // After completion and before the next step, a late duplicate is stale.
+        XCTAssertTrue(ignored(coordinator.handle(.received(report(step: 0, samples: bobCount, value: 3), from: bob))))
+        let next = coordinator.handle(.weightsUpdated([1, 2, 3]))
+        XCTAssertEqual(assignment(next, to: alice)?.step, 1)
+        XCTAssertEqual(assignment(next, to: alice)?.weights, [1, 2, 3])
+    }
+
+    func testSilentWorkerIsDeclaredDeadWithinTheLivenessWindow() {
+        var coordinator = makeTrainingCoordinator()
+        var died: (WorkerInfo, Int, String)?
+        var failure: String?
+        for tick in 1...6 {
+            _ = coordinator.handle(.received(.heartbeat, from: alice))
+            for action in coordinator.handle(.tick) {
+                if case .workerDied(let info, let step, let reason) = action { died = (info, step, reason) }
+                if case .failed(let reason) = action { failure = reason }
+            }
+            if tick <= 5 { XCTAssertNil(died, "tick \(tick) is inside the window") }
+        }
+        XCTAssertEqual(died?.0.peer, bob)
+        XCTAssertEqual(died?.1, 0)
+        XCTAssertTrue(
+            failure?.contains("worker 1 \"b\"") == true && failure?.contains("step 0") == true, "\(failure ?? "")")
+        XCTAssertEqual(coordinator.phase, .failed)
+    }
+
+    func testWorkerDeathCanBeSurvived() {
+        var coordinator = makeTrainingCoordinator { $0.workerDeathPolicy = .continueWithoutWorker }
+        let actions = coordinator.handle(.received(.goodbye(reason: "ctrl-c"), from: bob))
+        XCTAssertTrue(actions.contains { if case .workerDied = $0 { return true } else { return false } })
+        XCTAssertEqual(coordinator.phase, .training)
+        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [alice])
+    }
+
+    func testFinishesAfterTheLastStep() {
+        var coordinator = makeCoordinator(workers: 1, steps: 1)
+        _ = coordinator.handle(.received(hello("a"), from: alice))
+        let start = coordinator.handle(.received(.ready(sampleCount: 8), from: alice))
+        let count = assignment(start, to: alice)?.sampleIndices.count ?? -1
+        _ = coordinator.handle(
+            .received(
+                .gradient(
+                    GradientReport(
+                        step: 0, sampleCount: count, lossSum: 0, correctCount: 0,
+                        gradient: [0, 0, 0])), from: alice))
+        let end = coordinator.handle(.weightsUpdated([0, 0, 0]))
+        XCTAssertEqual(end.last, .finished)
+        XCTAssertTrue(end.contains { if case .send(.shutdown, alice) = $0 { return true } else { return false } })
+    }
+
+    private func ignored(_ actions: [CoordinatorAction]) -> Bool {
+        actions.count == 1 && { if case .ignored = actions[0] { return true } else { return false } }()
+    }
+}
+
+final class WorkerTests: XCTestCase {
+    func makeWorker(version: UInt16 = ProtocolInfo.version) -> Worker {
+        var configuration = WorkerConfiguration(name: "w", threads: 4)
+        configuration.livenessTicks = 4
+        configuration.heartbeatIntervalTicks = 2
+        configuration.initialBackoffTicks = 2
+        configuration.maximumBackoffTicks = 5
+        configuration.maximumReconnectAttempts = 3
+        configuration.protocolVersion = version
+        return Worker(configuration: configuration)
+    }
+
+    func testHelloCarriesTheVersionAndRefusalFailsWithBothVersions() {
+        var worker = makeWorker(version: 7)
+        XCTAssertEqual(
+            worker.handle(.start), [.send(.hello(protocolVersion: 7, workerName: "w", threads: 4, session: 0))])
+        let actions = worker.handle(.received(.refuse(protocolVersion: 1, reason: "protocol version mismatch")))
+        guard case .failed(let reason) = actions.first else { return XCTFail("\(actions)") }
+        XCTAssertTrue(
+            reason.contains("mismatch") && reason.contains("version 1") && reason.contains("worker 7"), reason)
+        XCTAssertEqual(worker.phase, .failed)
+    }
+
+    func makeReadyWorker() -> Worker {
+        var worker = makeWorker()
+        _ = worker.handle(.start)
+        XCTAssertEqual(
+            worker.handle(.received(.welcome(workerIndex: 0, workerCount: 1))),
+            [.welcomed(workerIndex: 0, workerCount: 1)])
+        let shard = Shard(pixelsPerImage: 1, images: [1, 2, 3], labels: [0, 1, 2], settings: [])
+        XCTAssertEqual(worker.handle(.received(.shard(shard))), [.shardReceived(shard), .send(.ready(sampleCount: 3))])
+        return worker
+    }
+
+    func testAnswersStepsOnceAndResendsALostAnswer() {
+        var worker = makeReadyWorker()
+        let assignment = StepAssignment(step: 0, epoch: 0, weights: [1], sampleIndices: [2, 0])
+        XCTAssertEqual(worker.handle(.received(.step(assignment))), [.computeGradient(assignment)])
+        XCTAssertEqual(worker.handle(.received(.step(assignment))).count, 1, "in progress: ignored")
+        let report = GradientReport(step: 0, sampleCount: 2, lossSum: 1, correctCount: 1, gradient: [5])
+        XCTAssertEqual(worker.handle(.gradientComputed(report)), [.send(.gradient(report))])
+        XCTAssertEqual(worker.handle(.received(.step(assignment))), [.send(.gradient(report))], "resent")
+        let bad = StepAssignment(step: 1, epoch: 0, weights: [1], sampleIndices: [3])
+        let actions = worker.handle(.received(.step(bad)))
+        XCTAssertEqual(worker.phase, .failed, "index 3 is outside a 3-sample shard: \(actions)")
+    }
+
+    func testSilentCoordinatorTriggersReconnectWithBackoffThenGivesUp() {
+        var worker = makeReadyWorker()
+        var log: [WorkerAction] = []
+        for _ in 0..<200 { log += worker.handle(.tick) }
+        let lost = log.compactMap { action -> Int? in
+            if case .coordinatorLost(_, let backoff, _) = action { return backoff } else { return nil }
+        }
+        XCTAssertEqual(lost, [2, 4, 5], "doubling backoff, capped at the maximum")
+        XCTAssertEqual(log.filter { if case .reconnect = $0 { return true } else { return false } }.count, 3)
+        let sessions = log.compactMap { action -> UInt64? in
+            if case .send(.hello(_, _, _, let session)) = action { return session } else { return nil }
+        }
+        XCTAssertEqual(sessions, [1, 2, 3], "each reconnect is a new session")
+        guard case .failed(let reason) = log.last else { return XCTFail("\(log)") }
+        XCTAssertTrue(reason.contains("coordinator silent"), reason)
+    }
+
+    func testHeartbeatsFlowAndAnyTrafficKeepsTheCoordinatorAlive() {
+        var worker = makeReadyWorker()
+        var heartbeats = 0
+        for _ in 0..<20 {
+            heartbeats += worker.handle(.tick).filter { $0 == .send(.heartbeat) }.count
+            _ = worker.handle(.received(.heartbeat))
+        }
+        XCTAssertEqual(heartbeats, 10)
+        XCTAssertEqual(worker.phase, .ready)
+    }
+
+    func testShutdownFinishesAndAbortSaysGoodbye() {
+        var worker = makeReadyWorker()
+        XCTAssertEqual(worker.handle(.received(.shutdown(reason: "done"))), [.finished(reason: "done")])
+        var other = makeReadyWorker()
+        XCTAssertEqual(
+            other.handle(.abort(reason: "bad settings")),
+            [.send(.goodbye(reason: "bad settings")), .failed(reason: "bad settings")])
+    }
+}
+
+final class WorkerShardWindowTests: XCTestCase {
+    /// Between welcome and shard the coordinator's heartbeats queue behind the shard, so the worker
+    /// waits `shardTimeoutTicks` rather than the liveness window before giving up on the coordinator.
+    func testWorkerWaitsLongerForTheShard() {
+        var configuration = WorkerConfiguration(name: "w")
+        configuration.livenessTicks = 4
+        configuration.shardTimeoutTicks = 20
+        var worker = Worker(configuration: configuration)
+        _ = worker.handle(.start)
+        _ = worker.handle(.received(.welcome(workerIndex: 0, workerCount: 1)))
+        for _ in 0..<20 { _ = worker.handle(.tick) }
+        XCTAssertEqual(worker.phase, .awaitingShard)
+        let actions = worker.handle(.tick)
+        XCTAssertTrue(
+            actions.contains { if case .coordinatorLost = $0 { return true } else { return false } }, "\(actions)")
+    }
+}

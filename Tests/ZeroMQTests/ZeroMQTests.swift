@@ -1,0 +1,116 @@
+// The ZeroMQ wrapper against the real libzmq: version and capabilities, ROUTER/DEALER multipart round
+// trips over tcp (ephemeral port) and inproc, poll timeouts, CURVE, and errors that name the call.
+// Timeouts here are generous upper bounds on waiting for loopback traffic, never timing assertions.
+import XCTest
+import ZeroMQ
+
+final class ZeroMQTests: XCTestCase {
+    func testLinkedLibraryIsRecentAndHasCurve() {
+        let version = ZeroMQLibrary.version
+        XCTAssertFalse(
+            [version.major, version.minor, version.patch].lexicographicallyPrecedes([4, 3, 3]),
+            "libzmq \(version) is older than 4.3.3")
+        XCTAssertTrue(ZeroMQLibrary.has("curve"), "libzmq was built without CURVE")
+    }
+
+    /// A worker-like DEALER with a routing id talks to a coordinator-like ROUTER and back.
+    func roundTrip(bindTo endpoint: String, configure: (Socket, Socket) throws -> Void = { _, _ in }) throws {
+        let context = try Context()
+        let router = try context.makeSocket(.router)
+        let dealer = try context.makeSocket(.dealer)
+        try router.setRouterMandatory(true)
+        try dealer.setRoutingID(Array("worker-1".utf8))
+        try configure(router, dealer)
+        let bound = try router.bind(endpoint)
+        if endpoint.hasPrefix("tcp://") {
+            XCTAssertTrue(bound.hasPrefix("tcp://127.0.0.1:") && !bound.hasSuffix(":*"), bound)
+        }
+        try dealer.connect(bound)
+
+        let big = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let frames: [[UInt8]] = [[1, 2, 3], [], big]
+        XCTAssertTrue(try dealer.send(frames))
+        let received = try XCTUnwrap(router.receive(timeoutMilliseconds: 10_000), "nothing arrived at the ROUTER")
+        XCTAssertEqual(received.count, 4)
+        XCTAssertEqual(received[0], Array("worker-1".utf8), "frame 0 is the sender's routing id")
+        XCTAssertEqual(Array(received.dropFirst()), frames)
+
+        XCTAssertTrue(try router.send([received[0], [9], [8, 7]]))
+        let reply = try XCTUnwrap(dealer.receive(timeoutMilliseconds: 10_000), "nothing arrived at the DEALER")
+        XCTAssertEqual(reply, [[9], [8, 7]])
+    }
+
+    func testRouterDealerRoundTripOverTCPWithAnEphemeralPort() throws {
+        try roundTrip(bindTo: "tcp://127.0.0.1:*")
+    }
+
+    func testRouterDealerRoundTripOverInproc() throws {
+        try roundTrip(bindTo: "inproc://round-trip-\(UInt64.random(in: 0...UInt64.max))")
+    }
+
+    func testCurveSecuredRoundTrip() throws {
+        let server = try CurveKeyPair.generate()
+        let client = try CurveKeyPair.generate()
+        XCTAssertEqual(server.publicKey.count, 40)
+        XCTAssertNotEqual(server, client)
+        try roundTrip(bindTo: "tcp://127.0.0.1:*") { router, dealer in
+            try router.makeCurveServer(secretKey: server.secretKey)
+            try dealer.makeCurveClient(serverPublicKey: server.publicKey, keyPair: client)
+        }
+    }
+
+    func testCurveClientWithTheWrongServerKeyGetsNothing() throws {
+        let context = try Context()
+        let router = try context.makeSocket(.router)
+        let dealer = try context.makeSocket(.dealer)
+        try router.makeCurveServer(secretKey: try CurveKeyPair.generate().secretKey)
+        try dealer.makeCurveClient(
+            serverPublicKey: try CurveKeyPair.generate().publicKey, keyPair: try CurveKeyPair.generate())
+        try dealer.connect(try router.bind("tcp://127.0.0.1:*"))
+        _ = try dealer.send([[1]], wait: false)
+        XCTAssertNil(try router.receive(timeoutMilliseconds: 300), "the handshake must fail")
+    }
+
+    func testPollTimeoutReturnsNothing() throws {
+        let context = try Context()
+        let router = try context.makeSocket(.router)
+        try router.bind("tcp://127.0.0.1:*")
+        XCTAssertEqual(try router.poll(.readable, timeoutMilliseconds: 20), [])
+        XCTAssertNil(try router.receive())
+        XCTAssertNil(try router.receive(timeoutMilliseconds: 20))
+        XCTAssertEqual(
+            try router.poll(.readable, timeoutMilliseconds: -5), [], "a negative timeout must not mean forever")
+    }
+
+    func testSocketsStartWithLingerZero() throws {
+        let context = try Context()
+        XCTAssertEqual(try context.makeSocket(.dealer).linger(), 0)
+    }
+
+    func testErrorsNameTheCallAndStrerror() throws {
+        let context = try Context()
+        let router = try context.makeSocket(.router)
+        XCTAssertThrowsError(try router.bind("tcp://not an endpoint")) { error in
+            let error = error as? ZeroMQError
+            XCTAssertEqual(error?.call, "zmq_bind(tcp://not an endpoint)")
+            XCTAssertFalse(error?.message.isEmpty ?? true)
+            XCTAssertTrue(
+                error?.description.contains("zmq_bind") == true
+                    && error?.description.contains(error?.message ?? "?") == true,
+                "\(String(describing: error))")
+        }
+        XCTAssertThrowsError(try router.connect("bogus://x")) { error in
+            XCTAssertEqual((error as? ZeroMQError)?.message, "Protocol not supported", "\(error)")
+            XCTAssertTrue("\(error)".hasPrefix("zmq_connect(bogus://x) failed: Protocol not supported"), "\(error)")
+        }
+        try router.setRouterMandatory(true)
+        try router.bind("tcp://127.0.0.1:*")
+        XCTAssertThrowsError(try router.send([Array("nobody".utf8), [1]])) { error in
+            XCTAssertTrue((error as? ZeroMQError)?.isHostUnreachable == true, "\(error)")
+        }
+        router.close()
+        XCTAssertThrowsError(try router.receive()) { error in
+            XCTAssertTrue("\(error)".contains("zmq_msg_recv"), "\(error)")
+        }
+    }
+}
