@@ -3,6 +3,11 @@
 // the raw little-endian data. Writes are atomic; reads validate everything and throw errors that
 // name the file. Other dtypes, memory mapping and lazy loading are left out.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One F32 tensor read from or written to a safetensors file.
 public struct NamedTensor: Sendable, Equatable {
@@ -69,14 +74,15 @@ public enum SafeTensors {
         let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
         do {
             try file.write(to: temporary)
-            if FileManager.default.fileExists(atPath: path) {
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-            } else {
-                try FileManager.default.moveItem(at: temporary, to: url)
-            }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             throw ModelFileError(path: path, reason: "cannot write: \(error.localizedDescription)")
+        }
+        // rename(2) replaces the target atomically: readers see the old file or the new one.
+        guard rename(temporary.path, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw ModelFileError(path: path, reason: "cannot move the finished file into place: \(reason)")
         }
     }
 
