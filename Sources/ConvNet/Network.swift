@@ -1,0 +1,262 @@
+// A network built from an `Architecture`: its layers, the parameter and gradient slabs, and the
+// activation buffers reused from batch to batch. It computes summed-loss gradients and class
+// probabilities; it does not choose learning rates or apply updates (see `Optimizer`).
+//
+// Shape letters: N batch, C channels, H W height and width, F flat features, K classes.
+
+/// Summary of one gradient computation.
+public struct BatchStatistics: Sendable, Equatable {
+    /// Sum over the samples of the cross-entropy loss (natural log).
+    public var lossSum: Double
+    /// Samples whose most probable class is their label.
+    public var correct: Int
+    /// Samples seen.
+    public var count: Int
+
+    public init(lossSum: Double = 0, correct: Int = 0, count: Int = 0) {
+        self.lossSum = lossSum
+        self.correct = correct
+        self.count = count
+    }
+
+    /// Mean loss per sample (0 when empty).
+    public var meanLoss: Double { count > 0 ? lossSum / Double(count) : 0 }
+
+    /// Adds another batch's figures.
+    public mutating func add(_ other: BatchStatistics) {
+        lossSum += other.lossSum
+        correct += other.correct
+        count += other.count
+    }
+}
+
+/// A convolutional network with flat parameter and gradient slabs.
+///
+/// Not thread-safe: one network is used by one thread at a time (its kernels use several threads
+/// internally, see `ComputeThreads`). The slabs have the same layout, described by `layout`.
+public final class Network {
+    /// What the network was built from.
+    public let architecture: Architecture
+    /// Name, shape and offset of every tensor in `parameters` and `gradients`.
+    public let layout: ParameterLayout
+    /// All weights and biases, one slab, laid out by `layout`.
+    public var parameters: [Float]
+    /// Gradients, laid out exactly like `parameters`; added to by `accumulateGradients`.
+    public var gradients: [Float]
+    /// Samples processed per internal chunk; larger batches are split so memory stays bounded.
+    public var chunkSize: Int = 256
+
+    let layers: [Layer]
+    private let layerOffsets: [Int]
+    private let activations: [Scratch]
+    private let gradientA = Scratch(), gradientB = Scratch(), inputScratch = Scratch()
+
+    /// Number of trainable values.
+    public var parameterCount: Int { layout.count }
+    /// Values per input sample (C * H * W; 784 for MNIST).
+    public var inputCount: Int { architecture.inputShape.reduce(1, *) }
+    /// Number of classes (outputs of the last layer).
+    public var classCount: Int { layers.last?.outputShape.count ?? 0 }
+
+    /// Builds the network and fills its parameters with seeded He/Glorot-uniform values (biases 0).
+    /// The same architecture and seed give bit-identical parameters.
+    public init(architecture: Architecture, seed: UInt64) throws {
+        guard architecture.inputShape.count == 3, architecture.inputShape.allSatisfy({ $0 >= 1 }) else {
+            throw ArchitectureError("input shape must be [C, H, W] with positive sizes, got \(architecture.inputShape)")
+        }
+        var shape = SampleShape.image(architecture.inputShape[0], architecture.inputShape[1], architecture.inputShape[2])
+        var layers = [Layer]()
+        var convolutions = 0, denses = 0
+        for (index, description) in architecture.layers.enumerated() {
+            let feedsRelu = index + 1 < architecture.layers.count && architecture.layers[index + 1] == .relu
+            let layer: Layer
+            switch description {
+            case let .convolution(outputChannels, kernelSize, padding):
+                convolutions += 1
+                layer = try Convolution(
+                    name: "conv\(convolutions)", input: shape, outputChannels: outputChannels,
+                    kernelSize: kernelSize, padding: padding, feedsRelu: feedsRelu)
+            case .maxPool:
+                layer = try MaxPool(input: shape)
+            case .relu:
+                layer = ReLU(input: shape)
+            case .flatten:
+                guard !shape.isFlat else { throw ArchitectureError("flatten at layer \(index) follows a flat layer") }
+                layer = Flatten(input: shape)
+            case let .dense(outputs):
+                denses += 1
+                layer = try Dense(name: "dense\(denses)", input: shape, outputs: outputs, feedsRelu: feedsRelu)
+            case let .dropout(rate):
+                layer = try Dropout(input: shape, rate: rate, layerIndex: index)
+            }
+            layers.append(layer)
+            shape = layer.outputShape
+        }
+        guard shape.isFlat, shape.count >= 2 else {
+            throw ArchitectureError("the last layer must produce flat logits for at least 2 classes (end with dense)")
+        }
+        guard shape.count <= 256 else { throw ArchitectureError("at most 256 classes (labels are bytes)") }
+        self.architecture = architecture
+        self.layers = layers
+        self.layout = ParameterLayout(layers.flatMap { $0.parameterTable })
+        var offsets = [Int](), offset = 0
+        for layer in layers {
+            offsets.append(offset)
+            offset += layer.parameterCount
+        }
+        self.layerOffsets = offsets
+        self.activations = layers.map { _ in Scratch() }
+        self.parameters = [Float](repeating: 0, count: layout.count)
+        self.gradients = [Float](repeating: 0, count: layout.count)
+        var generator = SplitMix64(seed: seed)
+        parameters.withUnsafeMutableBufferPointer { slab in
+            guard let base = slab.baseAddress else { return }
+            for (layer, offset) in zip(layers, offsets) {
+                layer.initialize(parameters: base + offset, generator: &generator)
+            }
+        }
+    }
+
+    /// Sets every gradient to zero.
+    public func zeroGradients() {
+        gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// Adds to `gradients` the gradient of the SUMMED cross-entropy loss over `labels.count`
+    /// samples, so gradients of shards can be added and divided by the total count.
+    ///
+    /// - Parameters:
+    ///   - images: `[N, C, H, W]` normalised values, `N * inputCount` of them.
+    ///   - labels: `[N]` class indices below `classCount`.
+    ///   - dropoutSeed: seed for the dropout masks; sample `i` of this call gets a mask that
+    ///     depends only on (dropoutSeed, layer, i).
+    /// - Returns: loss sum and correct count, computed with dropout active.
+    @discardableResult
+    public func accumulateGradients(
+        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64
+    ) -> BatchStatistics {
+        let count = labels.count
+        precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per label")
+        var statistics = BatchStatistics()
+        guard count > 0, let imageBase = images.baseAddress, let labelBase = labels.baseAddress else { return statistics }
+        parameters.withUnsafeBufferPointer { parameterSlab in
+            gradients.withUnsafeMutableBufferPointer { gradientSlab in
+                let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
+                let gradientBase = gradientSlab.baseAddress.unsafelyUnwrappedForKernels
+                var first = 0
+                while first < count {
+                    let batch = min(chunkSize, count - first)
+                    let context = LayerContext(isTraining: true, dropoutSeed: dropoutSeed, firstSample: first)
+                    let logits = forward(images: imageBase + first * inputCount, batch: batch, parameters: parameterBase, context: context)
+                    let logitGradient = gradientA.reserve(batch * classCount)  // [N, K]
+                    let result = SoftmaxCrossEntropy.lossAndGradient(
+                        logits: logits, labels: labelBase + first, logitGradient: logitGradient, batch: batch, classes: classCount)
+                    statistics.add(BatchStatistics(lossSum: result.lossSum, correct: result.correct, count: batch))
+                    backward(
+                        images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
+                        gradients: gradientBase, context: context)
+                    first += batch
+                }
+            }
+        }
+        return statistics
+    }
+
+    /// Array form of `accumulateGradients(images:labels:dropoutSeed:)`.
+    @discardableResult
+    public func accumulateGradients(images: [Float], labels: [UInt8], dropoutSeed: UInt64) -> BatchStatistics {
+        images.withUnsafeBufferPointer { imageBuffer in
+            labels.withUnsafeBufferPointer { labelBuffer in
+                accumulateGradients(images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed)
+            }
+        }
+    }
+
+    /// Class probabilities `[N, K]` for `count` images `[N, C, H, W]`, dropout off.
+    public func probabilities(images: UnsafeBufferPointer<Float>, count: Int) -> [Float] {
+        precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per image")
+        let classes = classCount
+        var result = [Float](repeating: 0, count: count * classes)
+        guard count > 0, let imageBase = images.baseAddress else { return result }
+        parameters.withUnsafeBufferPointer { parameterSlab in
+            result.withUnsafeMutableBufferPointer { resultBuffer in
+                let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
+                let resultBase = resultBuffer.baseAddress.unsafelyUnwrappedForKernels
+                var first = 0
+                while first < count {
+                    let batch = min(chunkSize, count - first)
+                    let context = LayerContext(isTraining: false, dropoutSeed: 0, firstSample: first)
+                    let logits = forward(images: imageBase + first * inputCount, batch: batch, parameters: parameterBase, context: context)
+                    SoftmaxCrossEntropy.softmax(logits: logits, probabilities: resultBase + first * classes, batch: batch, classes: classes)
+                    first += batch
+                }
+            }
+        }
+        return result
+    }
+
+    /// Array form of `probabilities(images:count:)`; `count` is `images.count / inputCount`.
+    public func probabilities(images: [Float]) -> [Float] {
+        images.withUnsafeBufferPointer { probabilities(images: $0, count: $0.count / inputCount) }
+    }
+
+    /// The most probable class of each image `[N, C, H, W]`.
+    public func predictions(images: [Float]) -> [Int] {
+        let probabilities = probabilities(images: images)
+        let classes = classCount
+        return (0..<(probabilities.count / classes)).map { n in
+            var best = 0
+            for k in 1..<classes where probabilities[n * classes + k] > probabilities[n * classes + best] { best = k }
+            return best
+        }
+    }
+
+    // MARK: - Passes over one chunk
+
+    /// Layer input for the first layer: the images themselves when C = 1, else transposed to CNHW.
+    private func networkInput(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
+        let channels = architecture.inputShape[0]
+        if channels == 1 { return images }
+        let plane = inputCount / channels
+        let transposed = inputScratch.reserve(batch * inputCount)  // [C, N, H, W]
+        for n in 0..<batch {
+            for c in 0..<channels {
+                (transposed + (c * batch + n) * plane).update(from: images + (n * channels + c) * plane, count: plane)
+            }
+        }
+        return UnsafePointer(transposed)
+    }
+
+    /// Runs every layer; returns the logits `[N, K]`.
+    private func forward(
+        images: UnsafePointer<Float>, batch: Int, parameters: UnsafePointer<Float>, context: LayerContext
+    ) -> UnsafePointer<Float> {
+        var current = networkInput(images: images, batch: batch)
+        for (index, layer) in layers.enumerated() {
+            let output = activations[index].reserve(batch * layer.outputShape.count)
+            layer.forward(input: current, output: output, batch: batch, parameters: parameters + layerOffsets[index], context: context)
+            current = UnsafePointer(output)
+        }
+        return current
+    }
+
+    /// Back-propagates the logit gradient held in `gradientA`, adding into `gradients`.
+    private func backward(
+        images: UnsafePointer<Float>, batch: Int, parameters: UnsafePointer<Float>,
+        gradients: UnsafeMutablePointer<Float>, context: LayerContext
+    ) {
+        let input = architecture.inputShape[0] == 1 ? images : UnsafePointer(inputScratch.pointer)
+        var outputGradient = gradientA, spare = gradientB
+        for index in layers.indices.reversed() {
+            let layer = layers[index]
+            let layerInput = index == 0 ? input : UnsafePointer(activations[index - 1].pointer)
+            let inputGradient: UnsafeMutablePointer<Float>? =
+                index == 0 ? nil : spare.reserve(batch * layer.inputShape.count)
+            layer.backward(
+                outputGradient: outputGradient.pointer, input: layerInput, output: activations[index].pointer,
+                inputGradient: inputGradient, parameterGradient: gradients + layerOffsets[index],
+                batch: batch, parameters: parameters + layerOffsets[index], context: context)
+            swap(&outputGradient, &spare)
+        }
+    }
+}

@@ -1,0 +1,62 @@
+// Thread control: how many threads OpenBLAS uses inside one matrix product, and how many the
+// element-wise kernels (im2col, pooling, activations) use through `concurrentPerform`.
+// It holds no thread pool of its own: Dispatch's global pool runs the chunks.
+import Dispatch
+
+/// Process-wide thread settings for the engine.
+public enum ComputeThreads {
+    nonisolated(unsafe) private static var kernelThreads = 2
+
+    /// Threads for the element-wise kernels (im2col, col2im, pooling, ReLU, dropout). At least 1.
+    public static var kernelThreadCount: Int {
+        get { kernelThreads }
+        set { kernelThreads = max(1, newValue) }
+    }
+
+    /// Sets both OpenBLAS's thread count and the kernel thread count.
+    public static func configure(threads: Int) {
+        kernelThreadCount = threads
+        BLAS.threadCount = threads
+    }
+}
+
+/// Splits `0..<count` into at most `ComputeThreads.kernelThreadCount` contiguous chunks and runs
+/// `body` on each chunk, in parallel when there is more than one. Chunks never overlap, so a body
+/// that writes only inside its own range needs no locking.
+@inline(__always)
+func parallelChunks(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+    let tasks = min(ComputeThreads.kernelThreadCount, max(1, count / max(1, minimumChunk)))
+    if tasks <= 1 {
+        if count > 0 { body(0..<count) }
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: tasks) { task in
+        let low = count * task / tasks
+        let high = count * (task + 1) / tasks
+        if low < high { body(low..<high) }
+    }
+}
+
+/// A growable scratch allocation of Floats owned by one layer; it grows to the largest batch
+/// seen and is then reused, so the hot path allocates nothing. Contents are not zeroed.
+final class Scratch {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+
+    init() {
+        capacity = 0
+        pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// A buffer of at least `count` Floats; the previous contents are lost when it grows.
+    func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            pointer.deallocate()
+            pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
+            capacity = count
+        }
+        return pointer
+    }
+}

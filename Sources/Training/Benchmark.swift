@@ -1,0 +1,71 @@
+// Throughput figures for `mnist bench`: training images/s of a preset at a given batch size, and
+// inference images/s at the best of a few batch sizes. Uses random inputs, so it needs no data
+// set; it prints nothing (the CLI does). Not a test: no time limits.
+import ConvNet
+import Foundation
+
+/// Measured throughput.
+public struct BenchmarkFigures: Sendable, Codable, Equatable {
+    public var model: String
+    public var threads: Int
+    public var trainingBatchSize: Int
+    /// Forward + backward + optimizer step, images per second.
+    public var trainingImagesPerSecond: Double
+    /// The inference batch size that gave the best rate, and that rate.
+    public var inferenceBatchSize: Int
+    public var inferenceImagesPerSecond: Double
+}
+
+/// Throughput measurements.
+public enum Benchmark {
+    /// Measures `model` for about `seconds` each for training and inference.
+    public static func run(
+        model: ModelPreset = .classic, threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount),
+        trainingBatchSize: Int = 128, inferenceBatchSizes: [Int] = [128, 256, 512, 1000], seconds: Double = 3
+    ) throws -> BenchmarkFigures {
+        ComputeThreads.configure(threads: threads)
+        let network = try Network(architecture: model.architecture, seed: 1)
+        var generator = SplitMix64(seed: 2)
+        let largest = max(trainingBatchSize, inferenceBatchSizes.max() ?? 1)
+        let images = (0..<(largest * network.inputCount)).map { _ in generator.nextUnitFloat() * 2 - 0.5 }
+        let labels = (0..<largest).map { _ in UInt8(generator.nextInt(below: network.classCount)) }
+        let clock = ContinuousClock()
+
+        var configuration = TrainingConfiguration()
+        configuration.model = model.name
+        var update = ParameterUpdate(configuration: configuration, parameterCount: network.parameterCount, totalSteps: 1000)
+        let trainImages = Array(images[0..<(trainingBatchSize * network.inputCount)])
+        let trainLabels = Array(labels[0..<trainingBatchSize])
+        func trainStep(_ step: Int) {
+            network.zeroGradients()
+            network.accumulateGradients(images: trainImages, labels: trainLabels, dropoutSeed: UInt64(step))
+            update.apply(summedGradient: network.gradients, sampleCount: trainingBatchSize, to: &network.parameters)
+        }
+        trainStep(0)  // warm-up: allocates scratch
+        var steps = 0
+        let trainStart = clock.now
+        while (clock.now - trainStart).seconds < seconds {
+            trainStep(steps)
+            steps += 1
+        }
+        let trainingRate = Double(steps * trainingBatchSize) / (clock.now - trainStart).seconds
+
+        var bestBatch = inferenceBatchSizes.first ?? 256, bestRate = 0.0
+        for batch in inferenceBatchSizes {
+            network.chunkSize = batch
+            let input = Array(images[0..<(batch * network.inputCount)])
+            _ = network.probabilities(images: input)
+            var processed = 0
+            let start = clock.now
+            while (clock.now - start).seconds < seconds / Double(max(1, inferenceBatchSizes.count)) {
+                _ = network.probabilities(images: input)
+                processed += batch
+            }
+            let rate = Double(processed) / (clock.now - start).seconds
+            if rate > bestRate { (bestBatch, bestRate) = (batch, rate) }
+        }
+        return BenchmarkFigures(
+            model: model.name, threads: threads, trainingBatchSize: trainingBatchSize, trainingImagesPerSecond: trainingRate,
+            inferenceBatchSize: bestBatch, inferenceImagesPerSecond: bestRate)
+    }
+}

@@ -1,0 +1,92 @@
+// The settings of a training run, their defaults, and their validation; plus the pixel
+// normalisation every trainer and predictor must share. Parsing flags is the CLI's job: each
+// setting names the flag it maps to, so errors can say which flag to fix.
+import ConvNet
+import Foundation
+
+/// Everything that determines a training run. Codable: it is recorded in model-file metadata.
+public struct TrainingConfiguration: Codable, Sendable, Equatable {
+    /// `--epochs`: passes over the training set, 1...1000.
+    public var epochs: Int = 6
+    /// `--batch-size`: images per optimizer step (the global batch in distributed mode), 1...8192.
+    public var batchSize: Int = 128
+    /// `--learning-rate`: the peak learning rate, in (0, 10].
+    public var learningRate: Double = 0.003
+    /// `--optimizer`: `sgd` (momentum 0.9) or `adam`.
+    public var optimizer: OptimizerKind = .adam
+    /// `--schedule`: `constant`, `one-cycle` or `cosine`.
+    public var schedule: LearningRateSchedule = .oneCycle
+    /// `--model`: a preset name, see `ModelPreset.all`.
+    public var model: String = ModelPreset.defaultPreset.name
+    /// `--seed`: seeds initialisation, shuffling, dropout and augmentation.
+    public var seed: UInt64 = 1
+    /// `--augment`: shift each training image by up to ±2 pixels each way.
+    public var augment: Bool = false
+    /// `--threads`: threads for OpenBLAS and the element-wise kernels, 1...256.
+    public var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// `--weight-decay`: L2 (SGD) or decoupled (Adam) weight decay, 0...1.
+    public var weightDecay: Double = 0
+
+    public init() {}
+
+    /// A setting outside its allowed range, naming the command-line flag.
+    public struct ValidationError: Error, CustomStringConvertible, Equatable {
+        /// The flag, such as `--epochs`.
+        public let flag: String
+        public let message: String
+        public var description: String { "\(flag): \(message)" }
+    }
+
+    /// Throws `ValidationError` for the first setting out of range.
+    public func validate() throws {
+        func fail(_ flag: String, _ message: String) -> ValidationError { ValidationError(flag: flag, message: message) }
+        guard (1...1000).contains(epochs) else { throw fail("--epochs", "must be 1...1000, got \(epochs)") }
+        guard (1...8192).contains(batchSize) else { throw fail("--batch-size", "must be 1...8192, got \(batchSize)") }
+        guard learningRate.isFinite, learningRate > 0, learningRate <= 10 else {
+            throw fail("--learning-rate", "must be in (0, 10], got \(learningRate)")
+        }
+        guard ModelPreset.named(model) != nil else {
+            throw fail("--model", "unknown model '\(model)'; choose one of \(ModelPreset.all.map(\.name).joined(separator: ", "))")
+        }
+        guard (1...256).contains(threads) else { throw fail("--threads", "must be 1...256, got \(threads)") }
+        guard weightDecay.isFinite, (0...1).contains(weightDecay) else {
+            throw fail("--weight-decay", "must be 0...1, got \(weightDecay)")
+        }
+    }
+
+    /// The preset named by `model` (validate first; falls back to the default preset).
+    public var preset: ModelPreset { ModelPreset.named(model) ?? ModelPreset.defaultPreset }
+
+    /// The optimizer settings this configuration implies.
+    public var optimizerSettings: OptimizerSettings {
+        OptimizerSettings(kind: optimizer, momentum: 0.9, weightDecay: Float(weightDecay))
+    }
+
+    /// Compact JSON with sorted keys, as stored in model files.
+    public func jsonString() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(self), let text = String(data: data, encoding: .utf8) else { return "{}" }
+        return text
+    }
+}
+
+/// The conversion of MNIST bytes to network inputs: `(p / 255 - mean) / std`, with the MNIST
+/// training-set mean and standard deviation. Recorded in model files so predictors match.
+public enum InputNormalization {
+    public static let mean: Float = 0.1307
+    public static let standardDeviation: Float = 0.3081
+
+    /// The network input for one pixel byte.
+    @inlinable
+    public static func value(_ pixel: UInt8) -> Float {
+        (Float(pixel) / 255 - mean) / standardDeviation
+    }
+
+    /// All pixels converted, same order and count.
+    public static func normalized(_ pixels: [UInt8]) -> [Float] {
+        var table = [Float](repeating: 0, count: 256)
+        for byte in 0..<256 { table[byte] = value(UInt8(byte)) }
+        return pixels.map { table[Int($0)] }
+    }
+}

@@ -1,3 +1,0 @@
-import XCTest
-@testable import Training
-final class TrainingPlaceholderTests: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

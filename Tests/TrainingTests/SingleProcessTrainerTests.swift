@@ -1,0 +1,115 @@
+// The single-process trainer on small generated data: configuration validation, normalisation,
+// events, determinism, evaluation and saving. The real-data run is in SingleProcessRealDataTests.
+import XCTest
+import Foundation
+import ConvNet
+import MNIST
+import TestSupport
+@testable import Training
+
+final class SingleProcessTrainerTests: XCTestCase {
+    /// 28x28 images of class k: a bright 6x6 square at a class-specific place, plus noise.
+    static func makeImages(count: Int, seed: UInt64) -> LabeledImages {
+        var generator = TestGenerator(seed: seed)
+        var pixels = [UInt8](repeating: 0, count: count * 784), labels = [UInt8]()
+        for n in 0..<count {
+            let label = n % 10
+            let top = 3 + (label / 5) * 12 + Int(generator.next() % 3), left = 2 + (label % 5) * 5 + Int(generator.next() % 2)
+            for y in top..<(top + 6) { for x in left..<min(28, left + 4) { pixels[n * 784 + y * 28 + x] = 200 } }
+            for _ in 0..<20 { pixels[n * 784 + Int(generator.next() % 784)] = UInt8(truncatingIfNeeded: generator.next()) }
+            labels.append(UInt8(label))
+        }
+        return LabeledImages(rows: 28, columns: 28, pixels: pixels, labels: labels)
+    }
+
+    func testValidationNamesTheFlag() {
+        var configuration = TrainingConfiguration()
+        XCTAssertNoThrow(try configuration.validate())
+        let cases: [(WritableKeyPath<TrainingConfiguration, Int>, Int, String)] = [
+            (\.epochs, 0, "--epochs"), (\.batchSize, 0, "--batch-size"), (\.threads, 0, "--threads"),
+        ]
+        for (path, value, flag) in cases {
+            var bad = configuration
+            bad[keyPath: path] = value
+            XCTAssertThrowsError(try bad.validate()) { XCTAssertEqual(($0 as? TrainingConfiguration.ValidationError)?.flag, flag) }
+        }
+        configuration.learningRate = -1
+        XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".hasPrefix("--learning-rate")) }
+        configuration = TrainingConfiguration()
+        configuration.model = "huge"
+        XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".contains("classic"), "\($0)") }
+    }
+
+    func testNormalisation() {
+        XCTAssertEqual(InputNormalization.value(0), -0.1307 / 0.3081, accuracy: 1e-6)
+        XCTAssertEqual(InputNormalization.value(255), (1 - 0.1307) / 0.3081, accuracy: 1e-6)
+        XCTAssertEqual(InputNormalization.normalized([0, 255]).count, 2)
+    }
+
+    func testTrainingLearnsReportsAndIsDeterministic() throws {
+        let data = MNISTData(train: Self.makeImages(count: 300, seed: 1), test: Self.makeImages(count: 100, seed: 2))
+        var configuration = TrainingConfiguration()
+        configuration.model = "classic"
+        configuration.epochs = 3
+        configuration.batchSize = 32
+        configuration.augment = true
+        var events = [TrainingEvent]()
+        let result = try SingleProcessTrainer(configuration: configuration).train(data: data) { events.append($0) }
+        let summaries = events.compactMap { event -> EpochSummary? in
+            if case let .epochCompleted(summary) = event { return summary }
+            return nil
+        }
+        let batches = events.filter { if case .batchCompleted = $0 { return true } else { return false } }
+        XCTAssertEqual(summaries.count, 3)
+        XCTAssertEqual(batches.count, 3 * 10)
+        if case let .started(_, parameters, trainCount, _, stepsPerEpoch, totalSteps) = events.first {
+            XCTAssertEqual(parameters, 34_826)
+            XCTAssertEqual(trainCount, 300)
+            XCTAssertEqual(stepsPerEpoch, 10)
+            XCTAssertEqual(totalSteps, 30)
+        } else {
+            XCTFail("first event is not .started")
+        }
+        print("synthetic MNIST-like: \(summaries.map { ($0.loss, $0.testAccuracy) })")
+        XCTAssertLessThan(summaries[2].loss, summaries[0].loss)
+        XCTAssertGreaterThanOrEqual(result.testAccuracy, 0.9)
+        // Evaluation is consistent.
+        let evaluation = result.testEvaluation
+        XCTAssertEqual(evaluation.confusion.flatMap { $0 }.reduce(0, +), 100)
+        XCTAssertEqual(evaluation.precision.count, 10)
+        XCTAssertEqual(evaluation.recall.count, 10)
+        // Same seed, same parameters.
+        let again = try SingleProcessTrainer(configuration: configuration).train(data: data)
+        XCTAssertEqual(again.network.parameters.map(\.bitPattern), result.network.parameters.map(\.bitPattern))
+
+        // Save and reload with metadata.
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("trainer-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try result.network.save(to: url, configuration: configuration, testAccuracy: result.testAccuracy)
+        let (loaded, metadata) = try Network.load(from: url)
+        XCTAssertEqual(loaded.parameters, result.network.parameters)
+        XCTAssertEqual(metadata[ModelMetadataKey.inputMean], "0.1307")
+        XCTAssertEqual(metadata[ModelMetadataKey.inputStandardDeviation], "0.3081")
+        let recorded = try JSONDecoder().decode(
+            TrainingConfiguration.self, from: Data((metadata[ModelMetadataKey.trainingConfiguration] ?? "").utf8))
+        XCTAssertEqual(recorded, configuration)
+        XCTAssertEqual(Evaluation(network: loaded, images: data.test), evaluation)
+    }
+
+    func testShardGradientsSumToTheBatchGradient() throws {
+        // What the coordinator relies on: summed gradients of two shards add up to the gradient
+        // of the whole batch (dropout off in this model so masks play no part).
+        let images = Self.makeImages(count: 20, seed: 3)
+        let architecture = Architecture(layers: [
+            .convolution(outputChannels: 4, kernelSize: 3, padding: .valid), .relu, .maxPool, .flatten, .dense(outputs: 10),
+        ])
+        let computer = BatchGradientComputer(network: try Network(architecture: architecture, seed: 4))
+        let whole = computer.computeSummedGradient(images: images, indices: 0..<20, dropoutSeed: 1, augmentationSeed: nil)
+        let wholeGradient = computer.network.gradients
+        let first = computer.computeSummedGradient(images: images, indices: 0..<8, dropoutSeed: 1, augmentationSeed: nil)
+        let firstGradient = computer.network.gradients
+        let second = computer.computeSummedGradient(images: images, indices: 8..<20, dropoutSeed: 1, augmentationSeed: nil)
+        XCTAssertEqual(first.lossSum + second.lossSum, whole.lossSum, accuracy: 1e-4)
+        assertClose(zip(firstGradient, computer.network.gradients).map { $0 + $1 }, wholeGradient, absoluteTolerance: 1e-4, "shard sum")
+    }
+}
