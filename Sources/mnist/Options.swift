@@ -69,18 +69,15 @@ struct StandardErrorLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
+    func log(event: LogEvent) {
         let prefix: String
-        switch level {
+        switch event.level {
         case .warning: prefix = "warning: "
         case .error, .critical: prefix = "error: "
         case .debug, .trace: prefix = "debug: "
         default: prefix = ""
         }
-        Terminal.standardError.writeLine(prefix + message.description)
+        Terminal.standardError.writeLine(prefix + event.message.description)
     }
 }
 

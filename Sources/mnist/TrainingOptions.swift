@@ -1,0 +1,98 @@
+// Options that shape a training run, shared by `train` and `coordinator`, and how a run is shown.
+import ArgumentParser
+import ConvNet
+import Foundation
+import Training
+
+extension OptimizerKind: ExpressibleByArgument {}
+extension LearningRateSchedule: ExpressibleByArgument {}
+
+/// The flags that map one to one onto `TrainingConfiguration`.
+struct TrainingOptions: ParsableArguments {
+    private static let defaults = TrainingConfiguration()
+
+    @Option(help: "Passes over the training set (1-1000).")
+    var epochs = defaults.epochs
+
+    @Option(help: "Images per optimizer step; the global batch when training with workers (1-8192).")
+    var batchSize = defaults.batchSize
+
+    @Option(help: "Peak learning rate, in (0, 10].")
+    var learningRate = defaults.learningRate
+
+    @Option(help: "Optimizer: sgd (momentum 0.9) or adam.")
+    var optimizer = defaults.optimizer
+
+    @Option(help: ArgumentHelp(
+        "Learning-rate schedule.",
+        discussion: LearningRateSchedule.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "\n")))
+    var schedule = defaults.schedule
+
+    @Option(help: ArgumentHelp(
+        "Network preset.",
+        discussion: ModelPreset.all.map { "\($0.name): \($0.summary)" }.joined(separator: "\n")))
+    var model = defaults.model
+
+    @Option(help: "Seed for initialisation, shuffling, dropout and augmentation; the same seed gives the same model.")
+    var seed = defaults.seed
+
+    @Flag(help: "Shift each training image by up to 2 pixels each way.")
+    var augment = false
+
+    @Option(help: "Threads for OpenBLAS and the element-wise kernels (1-256; default: all cores).")
+    var threads = defaults.threads
+
+    @Option(help: "Weight decay, 0-1 (L2 for sgd, decoupled for adam).")
+    var weightDecay = defaults.weightDecay
+
+    /// The configuration these flags describe.
+    var configuration: TrainingConfiguration {
+        var configuration = TrainingConfiguration()
+        configuration.epochs = epochs
+        configuration.batchSize = batchSize
+        configuration.learningRate = learningRate
+        configuration.optimizer = optimizer
+        configuration.schedule = schedule
+        configuration.model = model
+        configuration.seed = seed
+        configuration.augment = augment
+        configuration.threads = threads
+        configuration.weightDecay = weightDecay
+        return configuration
+    }
+
+    func validate() throws {
+        do {
+            try configuration.validate()
+        } catch let error as TrainingConfiguration.ValidationError {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+/// How progress is shown.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// Where the model goes and how the run is reported.
+struct OutputOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Where to write the trained model (safetensors).", valueName: "path"))
+    var output = "model.safetensors"
+
+    @Option(help: "text: a progress bar on a terminal, else one line per epoch; json: one JSON object per epoch on stdout.")
+    var logFormat = LogFormat.text
+
+    var outputURL: URL { URL(fileURLWithPath: output) }
+
+    func validate() throws {
+        let folder = outputURL.deletingLastPathComponent()
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("--output: the folder \(folder.path) does not exist")
+        }
+        guard FileManager.default.isWritableFile(atPath: folder.path) else {
+            throw ValidationError("--output: the folder \(folder.path) is not writable")
+        }
+    }
+}
