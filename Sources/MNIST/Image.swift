@@ -112,24 +112,32 @@ public struct RasterImage: Sendable, Equatable {
     public func greyCompositedOverWhite() -> [UInt8] {
         let n = pixelCount
         var out = [UInt8](repeating: 0, count: n)
-        let channels = layout.channelCount
-        let layout = self.layout
         samples.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for i in 0..<n {
-                    let s = i * channels
-                    let value = layout.isColour ? RasterImage.luma(src[s], src[s + 1], src[s + 2]) : src[s]
-                    if layout.hasAlpha {
-                        let alpha = UInt32(src[s + channels - 1])
-                        let mixed = alpha * UInt32(value) + (255 - alpha) * 255
-                        dst[i] = UInt8((mixed + 127) / 255)
-                    } else {
-                        dst[i] = value
+                // One loop per layout keeps the per-pixel work branch-free.
+                switch layout {
+                case .grey:
+                    for i in 0..<n { dst[i] = src[i] }
+                case .greyAlpha:
+                    for i in 0..<n { dst[i] = RasterImage.overWhite(src[2 * i], alpha: src[2 * i + 1]) }
+                case .rgb:
+                    for i in 0..<n { dst[i] = RasterImage.luma(src[3 * i], src[3 * i + 1], src[3 * i + 2]) }
+                case .rgba:
+                    for i in 0..<n {
+                        let value = RasterImage.luma(src[4 * i], src[4 * i + 1], src[4 * i + 2])
+                        dst[i] = RasterImage.overWhite(value, alpha: src[4 * i + 3])
                     }
                 }
             }
         }
         return out
+    }
+
+    /// `value` with opacity `alpha` over white, rounded: (a * v + (255 - a) * 255) / 255.
+    @inline(__always)
+    static func overWhite(_ value: UInt8, alpha: UInt8) -> UInt8 {
+        let a = UInt32(alpha)
+        return UInt8((a * UInt32(value) + (255 - a) * 255 + 127) / 255)
     }
 
     /// Rec. 601 luma of an sRGB triple, in fixed point (weights sum to 2^16), rounded.
