@@ -58,7 +58,8 @@ public enum ImageFileFormat: Equatable, Sendable {
     public static let pngSignature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 
     /// Recognises the kind of file from its first bytes. An empty input is `.other(nil)`; a strict
-    /// prefix of the PNG signature counts as PNG (so that it is reported as a truncated PNG).
+    /// prefix of the PNG signature counts as PNG (so that it is reported as a truncated PNG), and
+    /// so does "\u{89}PNG" followed by a damaged signature (reported as corrupt).
     public static func detect<Bytes: Collection>(_ bytes: Bytes) -> ImageFileFormat where Bytes.Element == UInt8 {
         let head = Array(bytes.prefix(16))
         func starts(_ magic: [UInt8], at offset: Int = 0) -> Bool {
@@ -68,7 +69,8 @@ public enum ImageFileFormat: Equatable, Sendable {
 
         if head.isEmpty { return .other(nil) }
         if head.count < 8 && Array(pngSignature.prefix(head.count)) == head { return .png }
-        if starts(pngSignature) { return .png }
+        // "\u{89}PNG" with a damaged rest of the signature is still PNG, reported as corrupt.
+        if starts(Array(pngSignature.prefix(4))) { return .png }
         if starts(ascii("P5")) { return .pgm }
         if starts(ascii("P6")) { return .ppm }
         if starts([0xFF, 0xD8, 0xFF]) { return .other("a JPEG image") }

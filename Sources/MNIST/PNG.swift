@@ -33,9 +33,11 @@ public enum PNG {
     ///
     /// The result keeps the file's channel layout (grey, grey+alpha, RGB or RGBA; palette files
     /// become RGB, or RGBA when they carry tRNS transparency; grey files with tRNS become
-    /// grey+alpha). Samples are 8-bit sRGB: sub-8-bit grey is scaled to 0...255; 16-bit samples are
-    /// reduced to 8 bits — from the gAMA/sRGB chunks when present (libpng's own 16-bit linear files),
-    /// and as sRGB-encoded values when the file says nothing (what most tools mean).
+    /// grey+alpha). Samples are 8-bit sRGB: sub-8-bit grey is scaled to 0...255; 16-bit files are
+    /// linearised by libpng — from their gAMA/sRGB chunks when present (libpng's own 16-bit files
+    /// are linear), as sRGB-encoded (gamma 2.2) when the file says nothing, which is what most
+    /// tools mean — and re-encoded here with gamma 2.2, so an untagged file yields its top bytes
+    /// (within 1). Colour under partial 16-bit alpha loses precision as alpha nears 0.
     public static func decode(_ bytes: [UInt8]) throws -> RasterImage {
         if bytes.isEmpty { throw ImageFileError.empty }
         let header = try walkChunks(bytes)
@@ -57,15 +59,62 @@ public enum PNG {
             case formatFlagColour: layout = .rgb
             default: layout = .rgba
             }
-            image.format = format(for: layout)
             image.flags |= flag16BitSRGB
+            let stride = png_int_32(width * layout.channelCount)
+            if header.bitDepth == 16 {
+                // libpng 1.6.39's simplified reader scrambles rows of interlaced 16-bit files when
+                // it reduces them to 8 bits itself; its 16-bit linear output is right, so 16-bit
+                // files (interlaced or not, for consistency) are read linear and encoded here.
+                image.format = format(for: layout) | formatFlagLinear
+                var linear = [UInt16](repeating: 0, count: width * height * layout.channelCount)
+                let finished = linear.withUnsafeMutableBytes { buffer in
+                    png_image_finish_read(&image, nil, buffer.baseAddress, stride, nil)
+                }
+                guard finished != 0 else { throw readError(message(of: &image)) }
+                return RasterImage(width: width, height: height, layout: layout,
+                                   samples: gammaEncoded(linear, layout: layout))
+            }
+            image.format = format(for: layout)
             var samples = [UInt8](repeating: 0, count: width * height * layout.channelCount)
             let finished = samples.withUnsafeMutableBytes { buffer in
-                png_image_finish_read(&image, nil, buffer.baseAddress, png_int_32(width * layout.channelCount), nil)
+                png_image_finish_read(&image, nil, buffer.baseAddress, stride, nil)
             }
             guard finished != 0 else { throw readError(message(of: &image)) }
             return RasterImage(width: width, height: height, layout: layout, samples: samples)
         }
+    }
+
+    /// 8-bit gamma-2.2 encoding of each 16-bit linear value: `round(255 * (v / 65535)^(1/2.2))`.
+    /// Gamma 2.2 is the curve libpng itself uses for "sRGB" when it linearises a 16-bit file, so an
+    /// untagged 16-bit file comes back as its own top byte (within 1).
+    private static let gammaTable: [UInt8] = (0...65535).map { UInt8((pow(Double($0) / 65535, 1 / 2.2) * 255).rounded()) }
+
+    /// Converts libpng's 16-bit linear samples (colour premultiplied by alpha when there is alpha)
+    /// to 8-bit gamma-encoded straight-alpha samples.
+    private static func gammaEncoded(_ linear: [UInt16], layout: RasterImage.Layout) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: linear.count)
+        let channels = layout.channelCount
+        gammaTable.withUnsafeBufferPointer { table in
+            linear.withUnsafeBufferPointer { source in
+                out.withUnsafeMutableBufferPointer { target in
+                    guard layout.hasAlpha else {
+                        for i in 0..<source.count { target[i] = table[Int(source[i])] }
+                        return
+                    }
+                    for pixel in 0..<(source.count / channels) {
+                        let base = pixel * channels
+                        let alpha = Int(source[base + channels - 1])
+                        target[base + channels - 1] = UInt8((alpha + 128) / 257)
+                        for c in 0..<(channels - 1) {
+                            // Un-premultiply; a fully transparent pixel's colour is black.
+                            let straight = alpha == 0 ? 0 : min(65535, (Int(source[base + c]) * 65535 + alpha / 2) / alpha)
+                            target[base + c] = table[straight]
+                        }
+                    }
+                }
+            }
+        }
+        return out
     }
 
     /// Encodes an 8-bit image as a non-interlaced PNG of the same layout (colour type).
@@ -77,8 +126,9 @@ public enum PNG {
 
     /// Encodes 16-bit samples (`[height, width, layout.channelCount]`) as a 16-bit PNG.
     ///
-    /// libpng's simplified writer treats 16-bit samples as *linear* light and records gAMA 1.0, so
-    /// `decode` of the result returns the sRGB encoding of `samples / 65535`, not `samples >> 8`.
+    /// libpng's simplified writer treats 16-bit samples as *linear* light (colour premultiplied by
+    /// alpha when there is alpha) and records gAMA 1.0, so `decode` of the result returns the
+    /// gamma-2.2 encoding of `samples / 65535`, not `samples >> 8`.
     public static func encode16(width: Int, height: Int, layout: RasterImage.Layout, samples: [UInt16]) throws -> [UInt8] {
         precondition(width > 0 && height > 0, "an image has at least one pixel")
         precondition(samples.count == width * height * layout.channelCount, "samples must hold width*height*channels values")
