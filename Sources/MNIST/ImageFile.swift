@@ -93,7 +93,9 @@ public enum ImageFileFormat: Equatable, Sendable {
         if starts([0x00, 0x00, 0x08]) && head.count >= 4 && (1...4).contains(head[3]) {
             return .other("an IDX file (the MNIST data set format), not an image")
         }
-        if starts(ascii("P1")) || starts(ascii("P4")) { return .other("a PBM bitmap (only P5 PGM and P6 PPM are supported)") }
+        if starts(ascii("P1")) || starts(ascii("P4")) {
+            return .other("a PBM bitmap (only P5 PGM and P6 PPM are supported)")
+        }
         if starts(ascii("P2")) { return .other("a plain-text PGM (P2; only binary P5 is supported)") }
         if starts(ascii("P3")) { return .other("a plain-text PPM (P3; only binary P6 is supported)") }
         if starts(ascii("P7")) { return .other("a PAM image (P7; only P5 PGM and P6 PPM are supported)") }

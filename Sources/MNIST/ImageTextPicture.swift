@@ -10,8 +10,10 @@ public enum TextPicture {
     /// One line per row; each pixel is the shade nearest its value (clamped to 0...1), repeated
     /// `columnsPerPixel` times (2 by default, since terminal cells are about twice as tall as
     /// wide). With `framed`, a `+--+` border surrounds the picture so blank margins stay visible.
-    public static func render(_ pixels: [Float], width: Int, height: Int, columnsPerPixel: Int = 2,
-                              framed: Bool = true) -> String {
+    public static func render(
+        _ pixels: [Float], width: Int, height: Int, columnsPerPixel: Int = 2,
+        framed: Bool = true
+    ) -> String {
         precondition(pixels.count == width * height, "pixels must be [height, width]")
         var lines = [String]()
         let rule = "+" + String(repeating: "-", count: width * columnsPerPixel) + "+"
@@ -30,8 +32,12 @@ public enum TextPicture {
     }
 
     /// Renders bytes 0...255 (an IDX image, say).
-    public static func render(_ bytes: [UInt8], width: Int, height: Int, columnsPerPixel: Int = 2,
-                              framed: Bool = true) -> String {
-        render(bytes.map { Float($0) / 255 }, width: width, height: height, columnsPerPixel: columnsPerPixel, framed: framed)
+    public static func render(
+        _ bytes: [UInt8], width: Int, height: Int, columnsPerPixel: Int = 2,
+        framed: Bool = true
+    ) -> String {
+        render(
+            bytes.map { Float($0) / 255 }, width: width, height: height, columnsPerPixel: columnsPerPixel,
+            framed: framed)
     }
 }

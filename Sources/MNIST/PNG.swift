@@ -71,8 +71,9 @@ public enum PNG {
                     png_image_finish_read(&image, nil, buffer.baseAddress, stride, nil)
                 }
                 guard finished != 0 else { throw readError(message(of: &image)) }
-                return RasterImage(width: width, height: height, layout: layout,
-                                   samples: gammaEncoded(linear, layout: layout))
+                return RasterImage(
+                    width: width, height: height, layout: layout,
+                    samples: gammaEncoded(linear, layout: layout))
             }
             image.format = format(for: layout)
             var samples = [UInt8](repeating: 0, count: width * height * layout.channelCount)
@@ -87,7 +88,9 @@ public enum PNG {
     /// 8-bit gamma-2.2 encoding of each 16-bit linear value: `round(255 * (v / 65535)^(1/2.2))`.
     /// Gamma 2.2 is the curve libpng itself uses for "sRGB" when it linearises a 16-bit file, so an
     /// untagged 16-bit file comes back as its own top byte (within 1).
-    private static let gammaTable: [UInt8] = (0...65535).map { UInt8((pow(Double($0) / 65535, 1 / 2.2) * 255).rounded()) }
+    private static let gammaTable: [UInt8] = (0...65535).map {
+        UInt8((pow(Double($0) / 65535, 1 / 2.2) * 255).rounded())
+    }
 
     /// Converts libpng's 16-bit linear samples (colour premultiplied by alpha when there is alpha)
     /// to 8-bit gamma-encoded straight-alpha samples.
@@ -107,7 +110,8 @@ public enum PNG {
                         target[base + channels - 1] = UInt8((alpha + 128) / 257)
                         for c in 0..<(channels - 1) {
                             // Un-premultiply; a fully transparent pixel's colour is black.
-                            let straight = alpha == 0 ? 0 : min(65535, (Int(source[base + c]) * 65535 + alpha / 2) / alpha)
+                            let straight =
+                                alpha == 0 ? 0 : min(65535, (Int(source[base + c]) * 65535 + alpha / 2) / alpha)
                             target[base + c] = table[straight]
                         }
                     }
@@ -129,15 +133,19 @@ public enum PNG {
     /// libpng's simplified writer treats 16-bit samples as *linear* light (colour premultiplied by
     /// alpha when there is alpha) and records gAMA 1.0, so `decode` of the result returns the
     /// gamma-2.2 encoding of `samples / 65535`, not `samples >> 8`.
-    public static func encode16(width: Int, height: Int, layout: RasterImage.Layout, samples: [UInt16]) throws -> [UInt8] {
+    public static func encode16(width: Int, height: Int, layout: RasterImage.Layout, samples: [UInt16]) throws
+        -> [UInt8]
+    {
         precondition(width > 0 && height > 0, "an image has at least one pixel")
-        precondition(samples.count == width * height * layout.channelCount, "samples must hold width*height*channels values")
+        precondition(
+            samples.count == width * height * layout.channelCount, "samples must hold width*height*channels values")
         return try samples.withUnsafeBytes { raw in
             try write(width: width, height: height, format: format(for: layout) | formatFlagLinear, pixels: raw)
         }
     }
 
-    private static func write(width: Int, height: Int, format: UInt32, pixels: UnsafeRawBufferPointer) throws -> [UInt8] {
+    private static func write(width: Int, height: Int, format: UInt32, pixels: UnsafeRawBufferPointer) throws -> [UInt8]
+    {
         var image = png_image()
         image.version = png_uint_32(PNG_IMAGE_VERSION)
         image.width = png_uint_32(width)
@@ -193,19 +201,23 @@ public enum PNG {
         let signature = ImageFileFormat.pngSignature
         if bytes.count < signature.count {
             if Array(signature.prefix(bytes.count)) == bytes {
-                throw ImageFileError.truncated(format: "PNG", detail: "the file ends inside the 8-byte signature (\(bytes.count) bytes)")
+                throw ImageFileError.truncated(
+                    format: "PNG", detail: "the file ends inside the 8-byte signature (\(bytes.count) bytes)")
             }
             throw ImageFileError.corrupt(format: "PNG", detail: "bad signature")
         }
         guard Array(bytes[0..<8]) == signature else {
-            throw ImageFileError.corrupt(format: "PNG", detail: "bad signature (line endings mangled by a text transfer?)")
+            throw ImageFileError.corrupt(
+                format: "PNG", detail: "bad signature (line endings mangled by a text transfer?)")
         }
         func bigEndian(_ offset: Int) -> Int {
-            Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+            Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8
+                | Int(bytes[offset + 3])
         }
         func typeName(_ offset: Int) -> String {
-            String(decoding: bytes[offset..<(offset + 4)].map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") },
-                   as: UTF8.self)
+            String(
+                decoding: bytes[offset..<(offset + 4)].map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") },
+                as: UTF8.self)
         }
         var offset = 8
         var header: Header?
@@ -213,7 +225,8 @@ public enum PNG {
         while true {
             if offset == bytes.count {
                 throw ImageFileError.truncated(
-                    format: "PNG", detail: "the file ends after the \(lastType) chunk at byte \(offset), before the IEND chunk")
+                    format: "PNG",
+                    detail: "the file ends after the \(lastType) chunk at byte \(offset), before the IEND chunk")
             }
             guard offset + 8 <= bytes.count else {
                 throw ImageFileError.truncated(
@@ -222,22 +235,28 @@ public enum PNG {
             let length = bigEndian(offset)
             let type = typeName(offset + 4)
             guard length <= 0x7FFF_FFFF else {
-                throw ImageFileError.corrupt(format: "PNG", detail: "chunk '\(type)' at byte \(offset) declares length \(length)")
+                throw ImageFileError.corrupt(
+                    format: "PNG", detail: "chunk '\(type)' at byte \(offset) declares length \(length)")
             }
             let end = offset + 12 + length
             if header == nil {
                 guard type == "IHDR", length == 13 else {
-                    throw ImageFileError.corrupt(format: "PNG", detail: "the first chunk is '\(type)' (\(length) bytes), not a 13-byte IHDR")
+                    throw ImageFileError.corrupt(
+                        format: "PNG", detail: "the first chunk is '\(type)' (\(length) bytes), not a 13-byte IHDR")
                 }
                 guard end <= bytes.count else {
                     throw ImageFileError.truncated(format: "PNG", detail: "the file ends inside the IHDR chunk")
                 }
-                header = Header(width: bigEndian(offset + 8), height: bigEndian(offset + 12), bitDepth: Int(bytes[offset + 16]),
-                                colourType: Int(bytes[offset + 17]), isInterlaced: bytes[offset + 20] != 0)
+                header = Header(
+                    width: bigEndian(offset + 8), height: bigEndian(offset + 12), bitDepth: Int(bytes[offset + 16]),
+                    colourType: Int(bytes[offset + 17]), isInterlaced: bytes[offset + 20] != 0)
             }
             guard end <= bytes.count else {
                 throw ImageFileError.truncated(
-                    format: "PNG", detail: "the file ends inside the '\(type)' chunk at byte \(offset) (\(bytes.count) of \(end) bytes present)")
+                    format: "PNG",
+                    detail:
+                        "the file ends inside the '\(type)' chunk at byte \(offset) (\(bytes.count) of \(end) bytes present)"
+                )
             }
             if type == "IEND", let header { return header }
             lastType = "'\(type)'"

@@ -32,7 +32,8 @@ public enum PNM {
         }
         // Exactly one whitespace byte separates maxval from the raster.
         guard reader.offset < bytes.count else {
-            throw ImageFileError.truncated(format: format, detail: "the file ends right after the header, before the raster")
+            throw ImageFileError.truncated(
+                format: format, detail: "the file ends right after the header, before the raster")
         }
         guard HeaderReader.isWhitespace(bytes[reader.offset]) else {
             throw ImageFileError.corrupt(format: format, detail: "no whitespace after maxval at byte \(reader.offset)")
@@ -45,7 +46,8 @@ public enum PNM {
         let available = bytes.count - rasterStart
         guard available >= sampleCount * bytesPerSample else {
             throw ImageFileError.truncated(
-                format: format, detail: "the raster holds \(available) of the \(sampleCount * bytesPerSample) bytes a "
+                format: format,
+                detail: "the raster holds \(available) of the \(sampleCount * bytesPerSample) bytes a "
                     + "\(width)x\(height) image with maxval \(maxValue) needs")
         }
 
@@ -60,7 +62,8 @@ public enum PNM {
                 // value * 255 / maxval, rounded, through a table of maxval + 1 entries.
                 let table = (0...maxValue).map { UInt8(($0 * 255 + maxValue / 2) / maxValue) }
                 for i in 0..<sampleCount {
-                    let value = bytesPerSample == 1
+                    let value =
+                        bytesPerSample == 1
                         ? Int(source[rasterStart + i])
                         : Int(source[rasterStart + 2 * i]) << 8 | Int(source[rasterStart + 2 * i + 1])
                     if value > maxValue {
@@ -85,7 +88,8 @@ public enum PNM {
         switch image.layout {
         case .grey, .rgb: flat = image
         case .greyAlpha:
-            flat = RasterImage(width: image.width, height: image.height, layout: .grey, samples: image.greyCompositedOverWhite())
+            flat = RasterImage(
+                width: image.width, height: image.height, layout: .grey, samples: image.greyCompositedOverWhite())
         case .rgba:
             var rgb = image.converted(to: .rgb)
             for i in 0..<image.pixelCount {
@@ -104,11 +108,14 @@ public enum PNM {
 
     /// Encodes samples (`[height, width, channels]`, each at most `maxValue`) as P5 (`.grey`) or
     /// P6 (`.rgb`) with the given maxval, two big-endian bytes per sample when maxval > 255.
-    public static func encode(width: Int, height: Int, layout: RasterImage.Layout, samples: [UInt16],
-                              maxValue: Int, comment: String? = nil) -> [UInt8] {
+    public static func encode(
+        width: Int, height: Int, layout: RasterImage.Layout, samples: [UInt16],
+        maxValue: Int, comment: String? = nil
+    ) -> [UInt8] {
         precondition(layout == .grey || layout == .rgb, "netpbm P5/P6 holds grey or RGB only")
         precondition((1...65535).contains(maxValue), "maxval must be in 1...65535")
-        precondition(samples.count == width * height * layout.channelCount, "samples must hold width*height*channels values")
+        precondition(
+            samples.count == width * height * layout.channelCount, "samples must hold width*height*channels values")
         var header = layout == .grey ? "P5\n" : "P6\n"
         if let comment { header += "# \(comment)\n" }
         header += "\(width) \(height)\n\(maxValue)\n"
@@ -150,7 +157,8 @@ public enum PNM {
                 throw ImageFileError.truncated(format: format, detail: "the header ends before the \(name)")
             }
             guard sawSeparator else {
-                throw ImageFileError.corrupt(format: format, detail: "no whitespace before the \(name) at byte \(offset)")
+                throw ImageFileError.corrupt(
+                    format: format, detail: "no whitespace before the \(name) at byte \(offset)")
             }
             var value = 0
             var digits = 0
@@ -160,7 +168,8 @@ public enum PNM {
                 offset += 1
             }
             guard digits > 0 else {
-                throw ImageFileError.corrupt(format: format, detail: "expected the \(name) (a decimal number) at byte \(offset)")
+                throw ImageFileError.corrupt(
+                    format: format, detail: "expected the \(name) (a decimal number) at byte \(offset)")
             }
             guard offset < bytes.count else {
                 throw ImageFileError.truncated(format: format, detail: "the header ends inside the \(name)")

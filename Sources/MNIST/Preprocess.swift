@@ -167,7 +167,9 @@ public struct MNISTPreprocessor: Sendable {
         let wasInverted = paper - darkest > lightest - paper
         let ink = wasInverted ? darkest : lightest
         let contrast = abs(ink - paper)
-        guard contrast >= max(1, options.minimumContrast) else { throw PreprocessingError.blankImage(contrast: contrast) }
+        guard contrast >= max(1, options.minimumContrast) else {
+            throw PreprocessingError.blankImage(contrast: contrast)
+        }
 
         // Contrast stretch as a table over grey bytes: paper -> 0, ink -> 1, clamped.
         var stretch = [Float](repeating: 0, count: 256)
@@ -184,11 +186,13 @@ public struct MNISTPreprocessor: Sendable {
         // towards the ink side), so clean anti-aliased edges are kept whole, capped at half the
         // ink threshold so that noisy paper never joins the ink.
         let borderCount = borderHistogram.reduce(0, +)
-        let borderNoise = wasInverted
+        let borderNoise =
+            wasInverted
             ? paper - Self.level(in: borderHistogram, passing: max(1, borderCount / 20), fromDark: true)
             : Self.level(in: borderHistogram, passing: max(1, borderCount / 20), fromDark: false) - paper
-        let lowThreshold = min(threshold * options.lowThresholdRatio,
-                               (2 * Float(max(0, borderNoise)) + 1) / Float(contrast))
+        let lowThreshold = min(
+            threshold * options.lowThresholdRatio,
+            (2 * Float(max(0, borderNoise)) + 1) / Float(contrast))
         // 0 = background, 1 = faint ink (grows regions), 2 = ink (seeds regions).
         var inkClass = [UInt8](repeating: 0, count: 256)
         for value in 0..<256 {

@@ -4,8 +4,10 @@ import XCTest
 @testable import MNIST
 
 final class ImageFileTests: XCTestCase {
-    private func assertError(_ text: String, raster: [UInt8] = [], _ expected: (ImageFileError) -> Bool,
-                             file: StaticString = #filePath, line: UInt = #line) {
+    private func assertError(
+        _ text: String, raster: [UInt8] = [], _ expected: (ImageFileError) -> Bool,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try ImageFile.decode(Array(text.utf8) + raster), text, file: file, line: line) { error in
             guard let error = error as? ImageFileError, expected(error) else {
                 return XCTFail("\(text.debugDescription): unexpected error \(error)", file: file, line: line)
@@ -28,12 +30,15 @@ final class ImageFileTests: XCTestCase {
     }
 
     func testSixteenBitAndOddMaxvals() throws {
-        let wide = PNM.encode(width: 4, height: 1, layout: .grey, samples: [0, 257, 32896, 65535], maxValue: 65535, comment: "16-bit")
+        let wide = PNM.encode(
+            width: 4, height: 1, layout: .grey, samples: [0, 257, 32896, 65535], maxValue: 65535, comment: "16-bit")
         XCTAssertEqual(try ImageFile.decode(wide).samples, [0, 1, 128, 255])
-        let thousand = PNM.encode(width: 2, height: 2, layout: .rgb, samples: [0, 1000, 500, 2, 998, 250, 1, 3, 999, 600, 700, 800],
-                                  maxValue: 1000)
-        XCTAssertEqual(try ImageFile.decode(thousand).samples,
-                       [0, 1000, 500, 2, 998, 250, 1, 3, 999, 600, 700, 800].map { UInt8((Double($0) * 255 / 1000).rounded()) })
+        let thousand = PNM.encode(
+            width: 2, height: 2, layout: .rgb, samples: [0, 1000, 500, 2, 998, 250, 1, 3, 999, 600, 700, 800],
+            maxValue: 1000)
+        XCTAssertEqual(
+            try ImageFile.decode(thousand).samples,
+            [0, 1000, 500, 2, 998, 250, 1, 3, 999, 600, 700, 800].map { UInt8((Double($0) * 255 / 1000).rounded()) })
         let fifteen = PNM.encode(width: 3, height: 1, layout: .grey, samples: [0, 7, 15], maxValue: 15)
         XCTAssertEqual(try ImageFile.decode(fifteen).samples, [0, 119, 255])
         XCTAssertEqual(try ImageFile.decode(Array("P5 1 1 1\n".utf8) + [1]).samples, [255])
@@ -49,13 +54,15 @@ final class ImageFileTests: XCTestCase {
             let expected: RasterImage
             switch layout {
             case .grey, .rgb: expected = image
-            case .greyAlpha: expected = RasterImage(width: 5, height: 4, layout: .grey, samples: image.greyCompositedOverWhite())
+            case .greyAlpha:
+                expected = RasterImage(width: 5, height: 4, layout: .grey, samples: image.greyCompositedOverWhite())
             case .rgba: expected = decoded  // checked through the composite below
             }
             XCTAssertEqual(decoded, expected, "\(layout)")
             XCTAssertEqual(decoded.greyCompositedOverWhite().count, 20)
             if layout == .rgba {
-                let worst = zip(decoded.greyCompositedOverWhite(), image.greyCompositedOverWhite())
+                let worst =
+                    zip(decoded.greyCompositedOverWhite(), image.greyCompositedOverWhite())
                     .map { abs(Int($0) - Int($1)) }.max() ?? 0
                 XCTAssertLessThanOrEqual(worst, 1, "RGBA composite")
             }
@@ -63,7 +70,9 @@ final class ImageFileTests: XCTestCase {
     }
 
     func testBadPNMHeaders() {
-        func truncated(_ error: ImageFileError) -> Bool { if case .truncated = error { return true } else { return false } }
+        func truncated(_ error: ImageFileError) -> Bool {
+            if case .truncated = error { return true } else { return false }
+        }
         func corrupt(_ error: ImageFileError) -> Bool { if case .corrupt = error { return true } else { return false } }
         assertError("P5\n3 2\n", truncated)
         assertError("P5\n3 2\n255", truncated)
@@ -71,14 +80,19 @@ final class ImageFileTests: XCTestCase {
         assertError("P6\n2 2\n65535\n", raster: [UInt8](repeating: 0, count: 23), truncated)
         assertError("P5 0 5 255\n", { $0 == .zeroSized(format: "PGM", width: 0, height: 5) })
         assertError("P6 10 0 255\n", { $0 == .zeroSized(format: "PPM", width: 10, height: 0) })
-        assertError("P5 10000 10000 255\n", raster: [1, 2, 3], { $0 == .tooLarge(format: "PGM", width: 10_000, height: 10_000) })
-        assertError("P5 99999999999999999999 99999 255\n", { if case .tooLarge = $0 { return true } else { return false } })
+        assertError(
+            "P5 10000 10000 255\n", raster: [1, 2, 3], { $0 == .tooLarge(format: "PGM", width: 10_000, height: 10_000) }
+        )
+        assertError(
+            "P5 99999999999999999999 99999 255\n", { if case .tooLarge = $0 { return true } else { return false } })
         assertError("P5 2 2 0\n", raster: [0, 0, 0, 0], corrupt)
         assertError("P5 2 2 70000\n", raster: [UInt8](repeating: 0, count: 8), corrupt)
         assertError("P5 2 1 100\n", raster: [50, 101], corrupt)
         assertError("P5\nabc 2 255\n", corrupt)
         assertError("P5 2 2 255x", raster: [0, 0, 0, 0], corrupt)
-        assertError("P2\n2 2\n255\n0 0 0 0\n", { $0 == .unsupportedFormat(kind: "a plain-text PGM (P2; only binary P5 is supported)") })
+        assertError(
+            "P2\n2 2\n255\n0 0 0 0\n",
+            { $0 == .unsupportedFormat(kind: "a plain-text PGM (P2; only binary P5 is supported)") })
         let description = ImageFileError.truncated(format: "PGM", detail: "x").description
         XCTAssertTrue(description.contains("PGM") && description.contains("truncated"), description)
     }
@@ -92,5 +106,13 @@ final class ImageFileTests: XCTestCase {
         XCTAssertEqual(grey.converted(to: .rgba).samples, [9, 9, 9, 255])
         let half = RasterImage(width: 1, height: 1, layout: .greyAlpha, samples: [0, 128])
         XCTAssertEqual(half.greyCompositedOverWhite(), [127])
+        // The division-free compositing is exact for every value and alpha.
+        for alpha in 0...255 {
+            for value in 0...255 {
+                let exact = ((Double(alpha * value + (255 - alpha) * 255)) / 255).rounded()
+                XCTAssertEqual(
+                    Double(RasterImage.overWhite(UInt8(value), alpha: UInt8(alpha))), exact, "v \(value) a \(alpha)")
+            }
+        }
     }
 }

@@ -27,7 +27,7 @@ struct DigitSketch {
         (0...48).map { step in
             let angle = Double(step) / 48 * 2 * Double.pi
             return (0.5 + 0.42 * cos(angle), 0.5 + 0.46 * sin(angle))
-        },
+        }
     ])
     /// A '4' drawn as two strokes that do not touch (two regions that must both be kept).
     static let four = DigitSketch(strokes: [[(0.5, 0.05), (0.08, 0.62), (0.6, 0.62)], [(0.8, 0.2), (0.8, 0.97)]])
@@ -35,8 +35,10 @@ struct DigitSketch {
     /// Ink coverage 0...1 on a `width` x `height` canvas, the unit square mapped onto `box`
     /// (x, y, width, height in pixels), strokes `strokeWidth` pixels thick with a 1-pixel
     /// anti-aliasing ramp: `[height, width]`.
-    func coverage(width: Int, height: Int, box: (x: Double, y: Double, width: Double, height: Double),
-                  strokeWidth: Double) -> [Float] {
+    func coverage(
+        width: Int, height: Int, box: (x: Double, y: Double, width: Double, height: Double),
+        strokeWidth: Double
+    ) -> [Float] {
         var ink = [Float](repeating: 0, count: width * height)
         let half = strokeWidth / 2
         for stroke in strokes {
@@ -77,10 +79,12 @@ extension RasterImage {
     static func drawing(_ ink: [Float], width: Int, height: Int, style: InkStyle) -> RasterImage {
         switch style {
         case .darkOnWhite:
-            return RasterImage(width: width, height: height, layout: .grey,
-                               samples: ink.map { UInt8((255 * (1 - $0)).rounded()) })
+            return RasterImage(
+                width: width, height: height, layout: .grey,
+                samples: ink.map { UInt8((255 * (1 - $0)).rounded()) })
         case .lightOnBlack:
-            return RasterImage(width: width, height: height, layout: .grey, samples: ink.map { UInt8((255 * $0).rounded()) })
+            return RasterImage(
+                width: width, height: height, layout: .grey, samples: ink.map { UInt8((255 * $0).rounded()) })
         case .darkOnTransparent:
             // Black ink whose opacity is the coverage; fully transparent pixels hold a garish
             // colour that must not leak into the result.
@@ -93,11 +97,13 @@ extension RasterImage {
             return RasterImage(width: width, height: height, layout: .rgba, samples: samples)
         case .darkOnGreyPaper(let paper, let noise, let seed):
             var generator = SeededGenerator(seed: seed)
-            return RasterImage(width: width, height: height, layout: .grey, samples: ink.map { value in
-                let clean = Double(paper) * (1 - Double(value)) + 10 * Double(value)
-                let jitter = noise > 0 ? Double(Int.random(in: -noise...noise, using: &generator)) : 0
-                return UInt8(min(255, max(0, (clean + jitter).rounded())))
-            })
+            return RasterImage(
+                width: width, height: height, layout: .grey,
+                samples: ink.map { value in
+                    let clean = Double(paper) * (1 - Double(value)) + 10 * Double(value)
+                    let jitter = noise > 0 ? Double(Int.random(in: -noise...noise, using: &generator)) : 0
+                    return UInt8(min(255, max(0, (clean + jitter).rounded())))
+                })
         }
     }
 }

@@ -29,9 +29,11 @@ enum HandmadePNG {
     /// A PNG file. `samples` is `[height, width, channels]` with values below 2^bitDepth (palette
     /// indices for `.palette`). `palette` entries are RGB triples; `transparency` is the tRNS
     /// payload as raw bytes; `gamma` adds a gAMA chunk (value times 100000).
-    static func make(width: Int, height: Int, bitDepth: Int, colourType: ColourType, samples: [Int],
-                     interlaced: Bool = false, palette: [[UInt8]]? = nil, transparency: [UInt8]? = nil,
-                     gamma: UInt32? = nil) -> [UInt8] {
+    static func make(
+        width: Int, height: Int, bitDepth: Int, colourType: ColourType, samples: [Int],
+        interlaced: Bool = false, palette: [[UInt8]]? = nil, transparency: [UInt8]? = nil,
+        gamma: UInt32? = nil
+    ) -> [UInt8] {
         precondition(samples.count == width * height * colourType.channelCount)
         var file = signature
         var header = bigEndian(UInt32(width)) + bigEndian(UInt32(height))
@@ -48,9 +50,13 @@ enum HandmadePNG {
             if columns.isEmpty || rows.isEmpty { continue }
             for y in rows {
                 raw.append(0)  // filter type None
-                raw += packRow(columns.map { x in
-                    Array(samples[((y * width + x) * colourType.channelCount)..<((y * width + x + 1) * colourType.channelCount)])
-                }, bitDepth: bitDepth)
+                raw += packRow(
+                    columns.map { x in
+                        Array(
+                            samples[
+                                ((y * width + x) * colourType.channelCount)..<((y * width + x + 1)
+                                    * colourType.channelCount)])
+                    }, bitDepth: bitDepth)
             }
         }
         // Split IDAT in two to exercise multi-chunk image data.

@@ -7,14 +7,19 @@ import XCTest
 final class PreprocessTests: XCTestCase {
     let preprocessor = MNISTPreprocessor()
 
-    private func digit(_ sketch: DigitSketch, canvas: (Int, Int), box: (Double, Double, Double, Double),
-                       stroke: Double, style: InkStyle = .darkOnWhite) -> RasterImage {
-        let ink = sketch.coverage(width: canvas.0, height: canvas.1, box: (box.0, box.1, box.2, box.3), strokeWidth: stroke)
+    private func digit(
+        _ sketch: DigitSketch, canvas: (Int, Int), box: (Double, Double, Double, Double),
+        stroke: Double, style: InkStyle = .darkOnWhite
+    ) -> RasterImage {
+        let ink = sketch.coverage(
+            width: canvas.0, height: canvas.1, box: (box.0, box.1, box.2, box.3), strokeWidth: stroke)
         return RasterImage.drawing(ink, width: canvas.0, height: canvas.1, style: style)
     }
 
-    private func assertClose(_ a: PreprocessedDigit, _ b: PreprocessedDigit, worst tolerance: Float, _ what: String,
-                             file: StaticString = #filePath, line: UInt = #line) {
+    private func assertClose(
+        _ a: PreprocessedDigit, _ b: PreprocessedDigit, worst tolerance: Float, _ what: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let worst = Measure.worstDifference(a.pixels, b.pixels)
         XCTAssertLessThanOrEqual(
             worst.difference, tolerance,
@@ -22,10 +27,14 @@ final class PreprocessTests: XCTestCase {
                 + "\(a.textPicture)\n\(b.textPicture)", file: file, line: line)
     }
 
-    private func assertCentred(_ result: PreprocessedDigit, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertCentred(
+        _ result: PreprocessedDigit, _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let centre = Measure.centreOfMass(result.pixels, side: 28)
-        XCTAssertEqual(centre.x, 14, accuracy: 0.5, "\(what): centre of mass x\n\(result.textPicture)", file: file, line: line)
-        XCTAssertEqual(centre.y, 14, accuracy: 0.5, "\(what): centre of mass y\n\(result.textPicture)", file: file, line: line)
+        XCTAssertEqual(
+            centre.x, 14, accuracy: 0.5, "\(what): centre of mass x\n\(result.textPicture)", file: file, line: line)
+        XCTAssertEqual(
+            centre.y, 14, accuracy: 0.5, "\(what): centre of mass y\n\(result.textPicture)", file: file, line: line)
         XCTAssertEqual(result.report.centreOfMass.x, centre.x, accuracy: 1e-3, file: file, line: line)
         XCTAssertEqual(result.report.centreOfMass.y, centre.y, accuracy: 1e-3, file: file, line: line)
     }
@@ -71,7 +80,8 @@ final class PreprocessTests: XCTestCase {
     func testCentredMNISTLikeDigitStaysPut() throws {
         for (name, sketch) in [("zero", DigitSketch.zero), ("seven", .seven), ("one", .one), ("four", .four)] {
             // Make an MNIST-like input from a big drawing, then feed it back as a 28x28 image.
-            let first = try preprocessor.preprocess(digit(sketch, canvas: (300, 300), box: (100, 60, 110, 170), stroke: 18))
+            let first = try preprocessor.preprocess(
+                digit(sketch, canvas: (300, 300), box: (100, 60, 110, 170), stroke: 18))
             let mnistLike = RasterImage(width: 28, height: 28, layout: .grey, samples: first.bytes)
             let second = try preprocessor.preprocess(mnistLike)
             XCTAssertFalse(second.report.wasInverted, "\(name): light on black is already MNIST polarity")
@@ -85,7 +95,8 @@ final class PreprocessTests: XCTestCase {
 
     func testInvertedInputGivesTheSameResult() throws {
         for (name, sketch) in [("zero", DigitSketch.zero), ("seven", .seven), ("four", .four)] {
-            let dark = try preprocessor.preprocess(digit(sketch, canvas: (240, 320), box: (40, 70, 90, 140), stroke: 14))
+            let dark = try preprocessor.preprocess(
+                digit(sketch, canvas: (240, 320), box: (40, 70, 90, 140), stroke: 14))
             let light = try preprocessor.preprocess(
                 digit(sketch, canvas: (240, 320), box: (40, 70, 90, 140), stroke: 14, style: .lightOnBlack))
             XCTAssertTrue(dark.report.wasInverted, name)
@@ -96,7 +107,8 @@ final class PreprocessTests: XCTestCase {
 
     func testTransparentBackgroundEqualsDrawingOnWhite() throws {
         for (name, sketch) in [("zero", DigitSketch.zero), ("seven", .seven)] {
-            let onWhite = try preprocessor.preprocess(digit(sketch, canvas: (180, 180), box: (50, 30, 70, 120), stroke: 11))
+            let onWhite = try preprocessor.preprocess(
+                digit(sketch, canvas: (180, 180), box: (50, 30, 70, 120), stroke: 11))
             let transparent = try preprocessor.preprocess(
                 digit(sketch, canvas: (180, 180), box: (50, 30, 70, 120), stroke: 11, style: .darkOnTransparent))
             XCTAssertTrue(transparent.report.wasInverted, name)
@@ -106,9 +118,10 @@ final class PreprocessTests: XCTestCase {
 
     func testNoisyGreyPaperGivesNearlyTheCleanResult() throws {
         let clean = try preprocessor.preprocess(digit(.seven, canvas: (500, 500), box: (200, 150, 80, 130), stroke: 10))
-        let noisy = try preprocessor.preprocess(digit(
-            .seven, canvas: (500, 500), box: (200, 150, 80, 130), stroke: 10,
-            style: .darkOnGreyPaper(paper: 170, noise: 12, seed: 7)))
+        let noisy = try preprocessor.preprocess(
+            digit(
+                .seven, canvas: (500, 500), box: (200, 150, 80, 130), stroke: 10,
+                style: .darkOnGreyPaper(paper: 170, noise: 12, seed: 7)))
         XCTAssertTrue(noisy.report.wasInverted)
         XCTAssertEqual(noisy.report.paperLevel, 170, accuracy: 3)
         XCTAssertEqual(noisy.report.cropBox.height, clean.report.cropBox.height, accuracy: 2)
@@ -123,7 +136,8 @@ final class PreprocessTests: XCTestCase {
         for (sx, sy) in [(20, 20), (370, 30), (30, 360)] {
             for y in sy..<(sy + 3) { for x in sx..<(sx + 3) { ink[y * 400 + x] = 1 } }
         }
-        let speckled = try preprocessor.preprocess(RasterImage.drawing(ink, width: 400, height: 400, style: .darkOnWhite))
+        let speckled = try preprocessor.preprocess(
+            RasterImage.drawing(ink, width: 400, height: 400, style: .darkOnWhite))
         let clean = try preprocessor.preprocess(digit(.seven, canvas: (400, 400), box: (150, 120, 70, 110), stroke: 10))
         XCTAssertEqual(speckled.report.speckCount, 3)
         XCTAssertEqual(speckled.report.cropBox, clean.report.cropBox)
@@ -142,9 +156,12 @@ final class PreprocessTests: XCTestCase {
         let grey = RasterImage(width: 64, height: 48, layout: .rgb, filledWith: [120, 120, 120])
         let transparent = RasterImage(width: 30, height: 30, layout: .rgba, filledWith: [0, 0, 0, 0])
         var generator = SeededGenerator(seed: 3)
-        let faintNoise = RasterImage(width: 100, height: 100, layout: .grey,
-                                     samples: (0..<10_000).map { _ in UInt8.random(in: 240...250, using: &generator) })
-        for (name, image) in [("white", white), ("grey", grey), ("transparent", transparent), ("faint noise", faintNoise)] {
+        let faintNoise = RasterImage(
+            width: 100, height: 100, layout: .grey,
+            samples: (0..<10_000).map { _ in UInt8.random(in: 240...250, using: &generator) })
+        for (name, image) in [
+            ("white", white), ("grey", grey), ("transparent", transparent), ("faint noise", faintNoise),
+        ] {
             XCTAssertThrowsError(try preprocessor.preprocess(image), name) { error in
                 guard case PreprocessingError.blankImage = error else { return XCTFail("\(name): \(error)") }
                 XCTAssertTrue("\(error)".contains("blank"), "\(error)")
@@ -190,7 +207,8 @@ final class PreprocessTests: XCTestCase {
     /// The exact 2D reference: each output pixel is the overlap area of its footprint with every
     /// source pixel, computed as a rectangle intersection (not separably).
     private func naiveAreaResample(_ pixels: [Float], width: Int, height: Int, scale: Double)
-        -> (width: Int, height: Int, pixels: [Float]) {
+        -> (width: Int, height: Int, pixels: [Float])
+    {
         let extentX = Double(width) * scale, extentY = Double(height) * scale
         let outWidth = Int((extentX - 1e-9).rounded(.up)), outHeight = Int((extentY - 1e-9).rounded(.up))
         let marginX = (Double(outWidth) - extentX) / 2, marginY = (Double(outHeight) - extentY) / 2
@@ -241,7 +259,9 @@ final class PreprocessTests: XCTestCase {
         for by in 0..<10 {
             for bx in 0..<15 {
                 var sum: Float = 0
-                for y in 0..<factor { for x in 0..<factor { sum += pixels[(by * factor + y) * width + bx * factor + x] } }
+                for y in 0..<factor {
+                    for x in 0..<factor { sum += pixels[(by * factor + y) * width + bx * factor + x] }
+                }
                 worst = max(worst, abs(result.pixels[by * 15 + bx] - sum / Float(factor * factor)))
             }
         }
@@ -250,15 +270,18 @@ final class PreprocessTests: XCTestCase {
 
     func testFractionalScalesMatchTheNaive2DReference() {
         var generator = SeededGenerator(seed: 5)
-        for (width, height, scale) in [(37, 23, 20.0 / 37), (9, 14, 20.0 / 14), (50, 7, 0.4), (3, 3, 5.5), (1, 17, 20.0 / 17)] {
+        for (width, height, scale) in [
+            (37, 23, 20.0 / 37), (9, 14, 20.0 / 14), (50, 7, 0.4), (3, 3, 5.5), (1, 17, 20.0 / 17),
+        ] {
             let pixels = (0..<(width * height)).map { _ in Float.random(in: 0...1, using: &generator) }
             let fast = AreaResampler.resample(pixels, width: width, height: height, scale: scale)
             let naive = naiveAreaResample(pixels, width: width, height: height, scale: scale)
             XCTAssertEqual(fast.width, naive.width)
             XCTAssertEqual(fast.height, naive.height)
             let worst = Measure.worstDifference(fast.pixels, naive.pixels)
-            XCTAssertLessThan(worst.difference, 1e-5,
-                              "\(width)x\(height) scale \(scale): worst \(worst.difference) at index \(worst.index)")
+            XCTAssertLessThan(
+                worst.difference, 1e-5,
+                "\(width)x\(height) scale \(scale): worst \(worst.difference) at index \(worst.index)")
         }
     }
 }
