@@ -123,6 +123,12 @@ public enum ImageFile {
         }
     }
 
+    /// Reads and decodes the file at `url`. File-system errors are rethrown as Foundation reports
+    /// them; the caller adds the path to either kind of error.
+    public static func decode(contentsOf url: URL) throws -> RasterImage {
+        try decode(Data(contentsOf: url))
+    }
+
     /// Decodes a file's contents given as `Data`.
     public static func decode(_ data: Data) throws -> RasterImage {
         try decode([UInt8](data))

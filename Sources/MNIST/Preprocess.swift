@@ -72,6 +72,21 @@ public struct PreprocessingReport: Equatable, Sendable {
     }
 }
 
+extension PreprocessingReport: CustomStringConvertible {
+    /// A few lines for `--show`: what was found at each step.
+    public var description: String {
+        let polarity = wasInverted ? "dark ink on light paper (inverted)" : "light ink on dark paper"
+        let centre = String(format: "(%.2f, %.2f)", centreOfMass.x, centreOfMass.y)
+        return [
+            "source \(sourceWidth)x\(sourceHeight), paper grey \(paperLevel), ink grey \(inkLevel): \(polarity)",
+            "ink threshold \(String(format: "%.2f", threshold)), \(keptRegionCount) ink region(s) kept, "
+                + "\(speckCount) speck(s) removed",
+            "ink box \(cropBox) scaled to \(placedBox.width)x\(placedBox.height), "
+                + "placed at (\(placedBox.x), \(placedBox.y)), centre of mass \(centre)",
+        ].joined(separator: "\n")
+    }
+}
+
 /// An MNIST-like input: light ink on black, in a square frame (28x28 by default).
 public struct PreprocessedDigit: Sendable, Equatable {
     /// The frame's side in pixels.

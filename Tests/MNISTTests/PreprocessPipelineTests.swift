@@ -44,9 +44,16 @@ final class PreprocessPipelineTests: XCTestCase {
         let picture = reference.textPicture
         XCTAssertTrue(picture.contains("@"), picture)
         print("A '7' drawn on a \(width)x\(height) page, as the network will see it:\n\(picture)")
-        print(
-            "crop \(reference.report.cropBox), placed \(reference.report.placedBox), inverted \(reference.report.wasInverted)"
-        )
+        print(reference.report)
+        XCTAssertTrue("\(reference.report)".contains("inverted"), "\(reference.report)")
+    }
+
+    func testDecodeFromAFile() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-image-test-\(getpid()).png")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let image = RasterImage.drawing(seven(width: 60, height: 80), width: 60, height: 80, style: .darkOnTransparent)
+        try Data(PNG.encode(image)).write(to: url)
+        XCTAssertEqual(try ImageFile.decode(contentsOf: url), image)
     }
 
     func testJPEGFileGivesAClearError() {

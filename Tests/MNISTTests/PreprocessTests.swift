@@ -130,6 +130,29 @@ final class PreprocessTests: XCTestCase {
         XCTAssertLessThan(mean, 0.03, "mean difference \(mean)\n\(clean.textPicture)\n\(noisy.textPicture)")
     }
 
+    func testChalkOnABlackboard() throws {
+        // Light ink on dark-grey paper: no inversion, and the same shape as dark on white.
+        let ink = DigitSketch.zero.coverage(width: 200, height: 200, box: (60, 40, 70, 110), strokeWidth: 10)
+        let board = RasterImage(
+            width: 200, height: 200, layout: .grey,
+            samples: ink.map { UInt8((60 + 170 * Double($0)).rounded()) })
+        let chalk = try preprocessor.preprocess(board)
+        XCTAssertFalse(chalk.report.wasInverted)
+        XCTAssertEqual(chalk.report.paperLevel, 60)
+        XCTAssertEqual(chalk.report.inkLevel, 230)
+        let paper = try preprocessor.preprocess(digit(.zero, canvas: (200, 200), box: (60, 40, 70, 110), stroke: 10))
+        assertClose(chalk, paper, worst: 3.0 / 255, "chalk vs paper")
+    }
+
+    func testDigitCroppedTightToTheImageEdges() throws {
+        // A user's file cropped right to the ink: the ink touches all four borders.
+        let ink = DigitSketch.seven.coverage(width: 64, height: 96, box: (-4, -6, 72, 106), strokeWidth: 10)
+        let result = try preprocessor.preprocess(RasterImage.drawing(ink, width: 64, height: 96, style: .darkOnWhite))
+        XCTAssertTrue(result.report.wasInverted)
+        XCTAssertEqual(result.report.placedBox.height, 20)
+        assertCentred(result, "tight seven")
+    }
+
     func testSpecksAreIgnored() throws {
         var ink = DigitSketch.seven.coverage(width: 400, height: 400, box: (150, 120, 70, 110), strokeWidth: 10)
         // Three 3x3 specks far from the digit, one near each of three corners.
