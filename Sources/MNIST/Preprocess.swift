@@ -112,9 +112,9 @@ public struct PreprocessedDigit: Sendable, Equatable {
 /// contrast-stretched so paper = 0 and ink = 1; (3) ink = hysteresis threshold: pixels above an
 /// Otsu threshold seed regions that grow (8-connected) through pixels above a low threshold set
 /// just above the paper's noise (twice the spread of the border's 5% most ink-like pixels, at most
-/// `lowThresholdRatio` times the Otsu threshold); regions whose seed area is under `speckFraction` of the largest one are specks
-/// and are erased, as is everything outside the kept regions; crop to the kept regions' bounding
-/// box; (4) scale so the longer side is `boxSize` pixels by exact area averaging (every output pixel
+/// `lowThresholdRatio` times the Otsu threshold); regions whose seed area is under `speckFraction`
+/// of the largest one are specks and are erased, as is everything outside the kept regions; crop
+/// to the kept regions' bounding box; (4) scale so the longer side is `boxSize` pixels by exact area averaging (every output pixel
 /// is the mean of the source over its footprint; along the shorter side the image covers a
 /// fractional number of pixels, centred, and the partly covered edge pixels are proportionally
 /// dimmer); (5) place in the frame with the rounded shift that brings the centre of mass nearest

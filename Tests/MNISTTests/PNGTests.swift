@@ -242,6 +242,18 @@ final class PNGTests: XCTestCase {
                     return false
                 }, "cut to \(length) of \(bytes.count) bytes")
         }
+        // Complete chunk framing, but the image data stops after 4 of 9 rows.
+        let rows = [UInt8]((0..<4).flatMap { _ in [0] + [UInt8](repeating: 100, count: 11) })
+        let shortData =
+            HandmadePNG.signature
+            + HandmadePNG.chunk("IHDR", HandmadePNG.bigEndian(11) + HandmadePNG.bigEndian(9) + [8, 0, 0, 0, 0])
+            + HandmadePNG.chunk("IDAT", HandmadePNG.zlibStored(rows)) + HandmadePNG.chunk("IEND", [])
+        assertError(
+            shortData,
+            {
+                if case .truncated(format: "PNG", let detail) = $0 { return detail.contains("Not enough image data") }
+                return false
+            }, "image data for 4 of 9 rows")
         // The full file still decodes.
         XCTAssertEqual(try ImageFile.decode(bytes), image)
     }
