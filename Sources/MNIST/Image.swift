@@ -46,8 +46,8 @@ public struct RasterImage: Sendable, Equatable {
 
     /// Wraps `samples`; traps unless it holds exactly `width * height * layout.channelCount` bytes.
     public init(width: Int, height: Int, layout: Layout, samples: [UInt8]) {
-        precondition(width > 0 && height > 0, "an image has at least one pixel")
-        precondition(
+        requireArgument(width > 0 && height > 0, "an image has at least one pixel")
+        requireArgument(
             samples.count == width * height * layout.channelCount, "samples must hold width*height*channels bytes")
         self.width = width
         self.height = height
@@ -57,7 +57,7 @@ public struct RasterImage: Sendable, Equatable {
 
     /// An image filled with one pixel value (`pixel.count == layout.channelCount`).
     public init(width: Int, height: Int, layout: Layout, filledWith pixel: [UInt8]) {
-        precondition(pixel.count == layout.channelCount, "the fill pixel must have one value per channel")
+        requireArgument(pixel.count == layout.channelCount, "the fill pixel must have one value per channel")
         var samples = [UInt8]()
         samples.reserveCapacity(width * height * layout.channelCount)
         for _ in 0..<(width * height) { samples.append(contentsOf: pixel) }
@@ -67,7 +67,8 @@ public struct RasterImage: Sendable, Equatable {
     /// The number of pixels (width * height).
     public var pixelCount: Int { width * height }
 
-    /// The sample of `channel` at column `x`, row `y`.
+    /// The sample of `channel` at column `x`, row `y`. The indices must be in range: the module is
+    /// compiled without bounds checks.
     public subscript(x: Int, y: Int, channel: Int) -> UInt8 {
         get { samples[(y * width + x) * layout.channelCount + channel] }
         set { samples[(y * width + x) * layout.channelCount + channel] = newValue }
@@ -151,4 +152,17 @@ public struct RasterImage: Sendable, Equatable {
         let sum = 19595 * UInt32(red) + 38470 * UInt32(green) + 7471 * UInt32(blue)
         return UInt8((sum + 32768) >> 16)
     }
+}
+
+/// Traps with `message` unless `condition` holds, in every build configuration.
+///
+/// The MNIST module is compiled with -Ounchecked, which removes `precondition` checks (and array
+/// bounds checks) entirely; the public entry points of the image code check their arguments with
+/// this instead, so a misuse stops the program rather than corrupting memory.
+@inline(__always)
+func requireArgument(
+    _ condition: Bool, _ message: @autoclosure () -> String, file: StaticString = #file,
+    line: UInt = #line
+) {
+    if !condition { fatalError(message(), file: file, line: line) }
 }

@@ -14,14 +14,15 @@ public enum TextPicture {
         _ pixels: [Float], width: Int, height: Int, columnsPerPixel: Int = 2,
         framed: Bool = true
     ) -> String {
-        precondition(pixels.count == width * height, "pixels must be [height, width]")
+        requireArgument(pixels.count == width * height, "pixels must be [height, width]")
         var lines = [String]()
         let rule = "+" + String(repeating: "-", count: width * columnsPerPixel) + "+"
         if framed { lines.append(rule) }
         for y in 0..<height {
             var line = framed ? "|" : ""
             for x in 0..<width {
-                let value = min(1, max(0, pixels[y * width + x]))
+                let raw = pixels[y * width + x]
+                let value = raw.isNaN ? 0 : min(1, max(0, raw))
                 let shade = shades[Int((value * Float(shades.count - 1)).rounded())]
                 line += String(repeating: shade, count: columnsPerPixel)
             }

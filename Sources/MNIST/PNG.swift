@@ -136,8 +136,8 @@ public enum PNG {
     public static func encode16(width: Int, height: Int, layout: RasterImage.Layout, samples: [UInt16]) throws
         -> [UInt8]
     {
-        precondition(width > 0 && height > 0, "an image has at least one pixel")
-        precondition(
+        requireArgument(width > 0 && height > 0, "an image has at least one pixel")
+        requireArgument(
             samples.count == width * height * layout.channelCount, "samples must hold width*height*channels values")
         return try samples.withUnsafeBytes { raw in
             try write(width: width, height: height, format: format(for: layout) | formatFlagLinear, pixels: raw)

@@ -112,9 +112,9 @@ public enum PNM {
         width: Int, height: Int, layout: RasterImage.Layout, samples: [UInt16],
         maxValue: Int, comment: String? = nil
     ) -> [UInt8] {
-        precondition(layout == .grey || layout == .rgb, "netpbm P5/P6 holds grey or RGB only")
-        precondition((1...65535).contains(maxValue), "maxval must be in 1...65535")
-        precondition(
+        requireArgument(layout == .grey || layout == .rgb, "netpbm P5/P6 holds grey or RGB only")
+        requireArgument((1...65535).contains(maxValue), "maxval must be in 1...65535")
+        requireArgument(
             samples.count == width * height * layout.channelCount, "samples must hold width*height*channels values")
         var header = layout == .grey ? "P5\n" : "P6\n"
         if let comment { header += "# \(comment)\n" }

@@ -127,9 +127,9 @@ public struct PreprocessedDigit: Sendable, Equatable {
 public struct MNISTPreprocessor: Sendable {
     /// Tunable constants; the defaults reproduce MNIST's geometry.
     public struct Options: Sendable {
-        /// The output side (28 for MNIST).
+        /// The output side (28 for MNIST); at least `boxSize`.
         public var frameSize = 28
-        /// The longer side of the scaled ink (20 for MNIST).
+        /// The longer side of the scaled ink (20 for MNIST); at least 1.
         public var boxSize = 20
         /// Below this ink-to-paper contrast (0...255) the image is blank.
         public var minimumContrast = 24
@@ -153,6 +153,7 @@ public struct MNISTPreprocessor: Sendable {
     /// The 28x28 MNIST-like input for `image`. Throws `PreprocessingError.blankImage` when the
     /// image has no ink.
     public func preprocess(_ image: RasterImage) throws -> PreprocessedDigit {
+        requireArgument(options.boxSize >= 1 && options.frameSize >= options.boxSize, "need 1 <= boxSize <= frameSize")
         let width = image.width
         let height = image.height
         let count = width * height

@@ -21,8 +21,8 @@ public enum AreaResampler {
 
     /// Resamples `pixels` (`[height, width]`) by `scale` (> 0) in both directions.
     public static func resample(_ pixels: [Float], width: Int, height: Int, scale: Double) -> Result {
-        precondition(width > 0 && height > 0 && pixels.count == width * height, "pixels must be [height, width]")
-        precondition(scale > 0 && scale.isFinite, "scale must be positive")
+        requireArgument(width > 0 && height > 0 && pixels.count == width * height, "pixels must be [height, width]")
+        requireArgument(scale > 0 && scale.isFinite, "scale must be positive")
         let columns = weights(sourceCount: width, scale: scale)
         let rows = weights(sourceCount: height, scale: scale)
         let outWidth = columns.count
