@@ -115,4 +115,51 @@ final class ImageFileTests: XCTestCase {
             }
         }
     }
+
+    /// Untrusted bytes: the MNIST module runs without bounds checks, so every mangled file must
+    /// either decode or throw an `ImageFileError`, and whatever decodes must preprocess or throw.
+    func testMangledFilesNeverCrash() throws {
+        var generator = SeededGenerator(seed: 2024)
+        let ink = DigitSketch.one.coverage(width: 24, height: 20, box: (6, 2, 10, 16), strokeWidth: 3)
+        let image = RasterImage.drawing(ink, width: 24, height: 20, style: .darkOnTransparent)
+        let originals: [[UInt8]] = [
+            try PNG.encode(image),
+            try PNG.encode(image.converted(to: .grey)),
+            HandmadePNG.make(
+                width: 9, height: 7, bitDepth: 4, colourType: .palette, samples: (0..<63).map { $0 % 16 },
+                interlaced: true,
+                palette: (0..<16).map { [UInt8($0 * 16), 0, 0] }, transparency: [0, 128]),
+            PNM.encode(image),
+            PNM.encode(width: 3, height: 2, layout: .rgb, samples: (0..<18).map { UInt16($0 * 3000) }, maxValue: 65535),
+        ]
+        var decodedCount = 0, errorCount = 0
+        for original in originals {
+            for _ in 0..<150 {
+                var bytes = original
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0:  // flip a few bytes
+                    for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                        bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(
+                            in: 1...255, using: &generator)
+                    }
+                case 1:  // cut short
+                    bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &generator)))
+                default:  // overwrite a run with random bytes
+                    let start = Int.random(in: 0..<bytes.count, using: &generator)
+                    for i in start..<min(bytes.count, start + 16) {
+                        bytes[i] = UInt8.random(in: 0...255, using: &generator)
+                    }
+                }
+                do {
+                    let decoded = try ImageFile.decode(bytes)
+                    decodedCount += 1
+                    _ = try? MNISTPreprocessor().preprocess(decoded)
+                } catch is ImageFileError {
+                    errorCount += 1
+                }
+            }
+        }
+        print("mangled files: \(decodedCount) decoded, \(errorCount) rejected")
+        XCTAssertGreaterThan(errorCount, 0)
+    }
 }
