@@ -1,0 +1,390 @@
+// The pure function that turns a user's decoded image into a 28x28 MNIST-like input, the way the
+// MNIST digits were made: flatten to grey over white, make the ink light on black, find the ink
+// and crop to it, scale the longer side to 20 pixels by area averaging, and place the result in a
+// 28x28 frame with its centre of mass at the centre. It also reports what it decided, for `--show`.
+// Deliberately left out: deskewing, stroke-width normalisation, splitting several digits, and any
+// I/O (decoding is ImageFile's job, drawing TextPicture's).
+import Foundation
+
+/// Why an image could not be turned into an MNIST input.
+public enum PreprocessingError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// No ink: the image's contrast (robust darkest/lightest level against the paper, 0...255) is
+    /// below `MNISTPreprocessor.Options.minimumContrast`. Blank images are an error, never an
+    /// all-black input that the network would classify anyway.
+    case blankImage(contrast: Int)
+
+    public var description: String {
+        switch self {
+        case .blankImage(let contrast):
+            return "the image looks blank: its ink differs from the paper by only \(contrast) of 255 grey levels"
+        }
+    }
+}
+
+/// A rectangle of pixels: columns `x..<x+width`, rows `y..<y+height`.
+public struct PixelRectangle: Equatable, Sendable, CustomStringConvertible {
+    public var x: Int
+    public var y: Int
+    public var width: Int
+    public var height: Int
+
+    public init(x: Int, y: Int, width: Int, height: Int) {
+        self.x = x
+        self.y = y
+        self.width = width
+        self.height = height
+    }
+
+    public var description: String { "\(width)x\(height) at (\(x), \(y))" }
+}
+
+/// What the preprocessor found and decided, step by step (for `--show` and for tests).
+public struct PreprocessingReport: Equatable, Sendable {
+    /// The decoded image's size.
+    public var sourceWidth: Int
+    public var sourceHeight: Int
+    /// The paper's grey level (median of the border pixels), 0...255, after compositing over white.
+    public var paperLevel: Int
+    /// The ink's extreme grey level (robust darkest or lightest), 0...255.
+    public var inkLevel: Int
+    /// True when the ink was darker than the paper and the image was inverted.
+    public var wasInverted: Bool
+    /// The ink threshold (Otsu, clamped to 0.25...0.75) on the contrast-stretched 0...1 scale.
+    public var threshold: Float
+    /// Connected ink regions kept, and those dropped as specks (regions with no pixel above the
+    /// threshold, faint smudges, are erased too but not counted).
+    public var keptRegionCount: Int
+    public var speckCount: Int
+    /// The ink's bounding box in the source image.
+    public var cropBox: PixelRectangle
+    /// The cropped ink after scaling (longer side `boxSize`), placed inside the output frame.
+    public var placedBox: PixelRectangle
+    /// The output's centre of mass, pixel (i, j) covering [i, i+1) x [j, j+1); the frame centre
+    /// is (14, 14) for 28x28.
+    public var centreOfMass: (x: Double, y: Double)
+
+    public static func == (lhs: PreprocessingReport, rhs: PreprocessingReport) -> Bool {
+        lhs.sourceWidth == rhs.sourceWidth && lhs.sourceHeight == rhs.sourceHeight && lhs.paperLevel == rhs.paperLevel
+            && lhs.inkLevel == rhs.inkLevel && lhs.wasInverted == rhs.wasInverted && lhs.threshold == rhs.threshold
+            && lhs.keptRegionCount == rhs.keptRegionCount && lhs.speckCount == rhs.speckCount
+            && lhs.cropBox == rhs.cropBox && lhs.placedBox == rhs.placedBox
+            && lhs.centreOfMass.x == rhs.centreOfMass.x && lhs.centreOfMass.y == rhs.centreOfMass.y
+    }
+}
+
+extension PreprocessingReport: CustomStringConvertible {
+    /// A few lines for `--show`: what was found at each step.
+    public var description: String {
+        let polarity = wasInverted ? "dark ink on light paper (inverted)" : "light ink on dark paper"
+        let centre = String(format: "(%.2f, %.2f)", centreOfMass.x, centreOfMass.y)
+        return [
+            "source \(sourceWidth)x\(sourceHeight), paper grey \(paperLevel), ink grey \(inkLevel): \(polarity)",
+            "ink threshold \(String(format: "%.2f", threshold)), \(keptRegionCount) ink region(s) kept, "
+                + "\(speckCount) speck(s) removed",
+            "ink box \(cropBox) scaled to \(placedBox.width)x\(placedBox.height), "
+                + "placed at (\(placedBox.x), \(placedBox.y)), centre of mass \(centre)",
+        ].joined(separator: "\n")
+    }
+}
+
+/// An MNIST-like input: light ink on black, in a square frame (28x28 by default).
+public struct PreprocessedDigit: Sendable, Equatable {
+    /// The frame's side in pixels.
+    public let side: Int
+    /// Intensities 0 (background) ... 1 (full ink), row-major: `[side, side]`.
+    public let pixels: [Float]
+    /// What was found and decided on the way.
+    public let report: PreprocessingReport
+
+    /// The pixels as bytes 0...255 (rounded), the encoding of the MNIST IDX files: `[side, side]`.
+    public var bytes: [UInt8] { pixels.map { UInt8(($0 * 255).rounded()) } }
+
+    /// A text picture of the input, one line per row, shades " .:-=+*#%@" (see `TextPicture`).
+    public var textPicture: String { TextPicture.render(pixels, width: side, height: side) }
+}
+
+/// Turns an arbitrary decoded image into a 28x28 MNIST-like input. A pure function of its input.
+///
+/// Steps, as MNIST was made (LeCun et al.): (1) grey with alpha composited over white; (2)
+/// polarity from the image itself: the paper level is the median of the border pixels, and the ink
+/// is whichever robust extreme (the level passed by `robustExtremeFraction` of the pixels from the
+/// dark or the light end) lies farther from it; the image is turned to light ink on black and
+/// contrast-stretched so paper = 0 and ink = 1; (3) ink = hysteresis threshold: pixels above an
+/// Otsu threshold seed regions that grow (8-connected) through pixels above a low threshold set
+/// just above the paper's noise (twice the spread of the border's 5% most ink-like pixels, at most
+/// `lowThresholdRatio` times the Otsu threshold); regions whose seed area is under `speckFraction`
+/// of the largest one are specks and are erased, as is everything outside the kept regions; crop
+/// to the kept regions' bounding box; (4) scale so the longer side is `boxSize` pixels by exact area averaging (every output pixel
+/// is the mean of the source over its footprint; along the shorter side the image covers a
+/// fractional number of pixels, centred, and the partly covered edge pixels are proportionally
+/// dimmer); (5) place in the frame with the rounded shift that brings the centre of mass nearest
+/// the frame centre, clipped so the box stays inside the frame.
+///
+/// Properties the tests hold it to: a 28x28 MNIST-like digit comes back nearly unchanged; inverting
+/// the input changes the output by at most a rounding step; a transparent-background image equals
+/// the same drawing on white; the centre of mass lands within 0.51 px of the centre on each axis
+/// (0.5 plus the tie rule of `roundedShift`) unless clipping prevents it.
+public struct MNISTPreprocessor: Sendable {
+    /// Tunable constants; the defaults reproduce MNIST's geometry.
+    public struct Options: Sendable {
+        /// The output side (28 for MNIST); at least `boxSize`.
+        public var frameSize = 28
+        /// The longer side of the scaled ink (20 for MNIST); at least 1.
+        public var boxSize = 20
+        /// Below this ink-to-paper contrast (0...255) the image is blank.
+        public var minimumContrast = 24
+        /// Fraction of the pixels ignored at each extreme when finding the ink level (noise, specks).
+        public var robustExtremeFraction = 0.00005
+        /// The highest low hysteresis threshold, as a fraction of the Otsu threshold (used when the
+        /// paper is noisy; on clean paper the low threshold is just above the paper's noise).
+        public var lowThresholdRatio: Float = 0.5
+        /// A region whose above-threshold area is below this fraction of the largest one is a speck.
+        public var speckFraction = 0.05
+
+        public init() {}
+    }
+
+    public var options: Options
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    /// The 28x28 MNIST-like input for `image`. Throws `PreprocessingError.blankImage` when the
+    /// image has no ink.
+    public func preprocess(_ image: RasterImage) throws -> PreprocessedDigit {
+        requireArgument(options.boxSize >= 1 && options.frameSize >= options.boxSize, "need 1 <= boxSize <= frameSize")
+        let width = image.width
+        let height = image.height
+        let count = width * height
+        // Step 1: grey over white. [height, width]
+        let grey = image.greyCompositedOverWhite()
+
+        // Step 2: polarity and contrast.
+        var histogram = [Int](repeating: 0, count: 256)
+        var borderHistogram = [Int](repeating: 0, count: 256)
+        grey.withUnsafeBufferPointer { g in
+            for i in 0..<count { histogram[Int(g[i])] += 1 }
+            for x in 0..<width {
+                borderHistogram[Int(g[x])] += 1
+                if height > 1 { borderHistogram[Int(g[(height - 1) * width + x])] += 1 }
+            }
+            if height > 2 {
+                for y in 1..<(height - 1) {
+                    borderHistogram[Int(g[y * width])] += 1
+                    if width > 1 { borderHistogram[Int(g[y * width + width - 1])] += 1 }
+                }
+            }
+        }
+        let paper = Self.median(of: borderHistogram)
+        let ignored = max(1, Int(Double(count) * options.robustExtremeFraction))
+        let darkest = Self.level(in: histogram, passing: ignored, fromDark: true)
+        let lightest = Self.level(in: histogram, passing: ignored, fromDark: false)
+        let wasInverted = paper - darkest > lightest - paper
+        let ink = wasInverted ? darkest : lightest
+        let contrast = abs(ink - paper)
+        guard contrast >= max(1, options.minimumContrast) else {
+            throw PreprocessingError.blankImage(contrast: contrast)
+        }
+
+        // Contrast stretch as a table over grey bytes: paper -> 0, ink -> 1, clamped.
+        var stretch = [Float](repeating: 0, count: 256)
+        for value in 0..<256 {
+            let inkward = Float(wasInverted ? paper - value : value - paper)
+            stretch[value] = min(1, max(0, inkward / Float(contrast)))
+        }
+
+        // Step 3: hysteresis threshold, regions, specks, crop.
+        var stretchedHistogram = [Int](repeating: 0, count: 256)
+        for value in 0..<256 { stretchedHistogram[Int((stretch[value] * 255).rounded())] += histogram[value] }
+        let threshold = min(0.75, max(0.25, Float(Self.otsuThreshold(stretchedHistogram)) / 255))
+        // The low threshold sits just above the paper's noise (the spread of the border pixels
+        // towards the ink side), so clean anti-aliased edges are kept whole, capped at half the
+        // ink threshold so that noisy paper never joins the ink.
+        let borderCount = borderHistogram.reduce(0, +)
+        let borderNoise =
+            wasInverted
+            ? paper - Self.level(in: borderHistogram, passing: max(1, borderCount / 20), fromDark: true)
+            : Self.level(in: borderHistogram, passing: max(1, borderCount / 20), fromDark: false) - paper
+        let lowThreshold = min(
+            threshold * options.lowThresholdRatio,
+            (2 * Float(max(0, borderNoise)) + 1) / Float(contrast))
+        // 0 = background, 1 = faint ink (grows regions), 2 = ink (seeds regions).
+        var inkClass = [UInt8](repeating: 0, count: 256)
+        for value in 0..<256 {
+            inkClass[value] = stretch[value] >= threshold ? 2 : (stretch[value] >= lowThreshold ? 1 : 0)
+        }
+        let regions = Self.findRegions(grey: grey, width: width, height: height, inkClass: inkClass)
+        let largest = regions.seedCounts.max() ?? 0
+        guard largest > 0 else { throw PreprocessingError.blankImage(contrast: contrast) }
+        let speckLimit = max(1, Int((Double(largest) * options.speckFraction).rounded(.up)))
+        // kept[label], label 0 = background.
+        var kept = [Bool](repeating: false, count: regions.seedCounts.count + 1)
+        var minX = width, minY = height, maxX = -1, maxY = -1
+        var keptRegionCount = 0
+        let speckCount = regions.seedCounts.filter { $0 > 0 && $0 < speckLimit }.count
+        for (index, seeds) in regions.seedCounts.enumerated() where seeds >= speckLimit {
+            kept[index + 1] = true
+            keptRegionCount += 1
+            let box = regions.boxes[index]
+            minX = min(minX, box.x); minY = min(minY, box.y)
+            maxX = max(maxX, box.x + box.width - 1); maxY = max(maxY, box.y + box.height - 1)
+        }
+        let cropBox = PixelRectangle(x: minX, y: minY, width: maxX - minX + 1, height: maxY - minY + 1)
+        // The cropped ink, everything outside kept regions erased. [crop.height, crop.width]
+        var cropped = [Float](repeating: 0, count: cropBox.width * cropBox.height)
+        grey.withUnsafeBufferPointer { g in
+            regions.labels.withUnsafeBufferPointer { labels in
+                cropped.withUnsafeMutableBufferPointer { out in
+                    for y in 0..<cropBox.height {
+                        let row = (cropBox.y + y) * width + cropBox.x
+                        for x in 0..<cropBox.width where kept[Int(labels[row + x])] {
+                            out[y * cropBox.width + x] = stretch[Int(g[row + x])]
+                        }
+                    }
+                }
+            }
+        }
+
+        // Step 4: scale the longer side to boxSize by area averaging.
+        let scale = Double(options.boxSize) / Double(max(cropBox.width, cropBox.height))
+        let scaled = AreaResampler.resample(cropped, width: cropBox.width, height: cropBox.height, scale: scale)
+
+        // Step 5: centre of mass to the frame centre, rounded and clipped.
+        let frame = options.frameSize
+        var mass = 0.0, momentX = 0.0, momentY = 0.0
+        for y in 0..<scaled.height {
+            for x in 0..<scaled.width {
+                let value = Double(scaled.pixels[y * scaled.width + x])
+                mass += value
+                momentX += value * (Double(x) + 0.5)
+                momentY += value * (Double(y) + 0.5)
+            }
+        }
+        guard mass > 0 else { throw PreprocessingError.blankImage(contrast: contrast) }
+        let centre = Double(frame) / 2
+        let offsetX = min(max(Self.roundedShift(centre - momentX / mass), 0), max(0, frame - scaled.width))
+        let offsetY = min(max(Self.roundedShift(centre - momentY / mass), 0), max(0, frame - scaled.height))
+        var pixels = [Float](repeating: 0, count: frame * frame)
+        for y in 0..<min(scaled.height, frame) {
+            for x in 0..<min(scaled.width, frame) {
+                pixels[(y + offsetY) * frame + x + offsetX] = min(1, max(0, scaled.pixels[y * scaled.width + x]))
+            }
+        }
+
+        let report = PreprocessingReport(
+            sourceWidth: width, sourceHeight: height, paperLevel: paper, inkLevel: ink, wasInverted: wasInverted,
+            threshold: threshold, keptRegionCount: keptRegionCount, speckCount: speckCount,
+            cropBox: cropBox,
+            placedBox: PixelRectangle(x: offsetX, y: offsetY, width: scaled.width, height: scaled.height),
+            centreOfMass: (momentX / mass + Double(offsetX), momentY / mass + Double(offsetY)))
+        return PreprocessedDigit(side: frame, pixels: pixels, report: report)
+    }
+
+    // MARK: - Steps, each a small pure function
+
+    /// `shift` rounded to the nearest integer, with near-ties (within 0.01 px of .5) going down.
+    ///
+    /// A left-right symmetric digit of odd width has its centre of mass exactly on a half pixel,
+    /// where plain rounding would flip with the last bit of noise (8-bit quantisation, say); a
+    /// fixed tie rule keeps such a digit where it is when it is preprocessed again.
+    static func roundedShift(_ shift: Double) -> Int {
+        Int((shift - 0.5 - 0.01).rounded(.up))
+    }
+
+    /// The median level of a 256-bin histogram (lower median for even counts).
+    static func median(of histogram: [Int]) -> Int {
+        let total = histogram.reduce(0, +)
+        var seen = 0
+        for (value, count) in histogram.enumerated() {
+            seen += count
+            if 2 * seen >= total { return value }
+        }
+        return 255
+    }
+
+    /// The first level, from the dark (or light) end, by which at least `count` pixels are passed.
+    static func level(in histogram: [Int], passing count: Int, fromDark: Bool) -> Int {
+        var seen = 0
+        for step in 0..<256 {
+            let value = fromDark ? step : 255 - step
+            seen += histogram[value]
+            if seen >= count { return value }
+        }
+        return fromDark ? 255 : 0
+    }
+
+    /// Otsu's threshold t (0...255): classes are levels <= t and > t, chosen to maximise the
+    /// between-class variance. Returns 127 for a histogram with fewer than two occupied levels.
+    static func otsuThreshold(_ histogram: [Int]) -> Int {
+        let total = Double(histogram.reduce(0, +))
+        var sumAll = 0.0
+        for (value, count) in histogram.enumerated() { sumAll += Double(value * count) }
+        var weightBelow = 0.0, sumBelow = 0.0
+        var best = -1.0, bestThreshold = 127
+        for t in 0..<255 {
+            weightBelow += Double(histogram[t])
+            sumBelow += Double(t * histogram[t])
+            let weightAbove = total - weightBelow
+            if weightBelow == 0 || weightAbove == 0 { continue }
+            let meanBelow = sumBelow / weightBelow
+            let meanAbove = (sumAll - sumBelow) / weightAbove
+            let between = weightBelow * weightAbove * (meanBelow - meanAbove) * (meanBelow - meanAbove)
+            if between > best {
+                best = between
+                bestThreshold = t
+            }
+        }
+        return bestThreshold
+    }
+
+    /// 8-connected regions of pixels whose class is 1 or 2.
+    struct Regions {
+        /// Region label per pixel, 0 = background, region k has label k + 1: `[height, width]`.
+        var labels: [Int32]
+        /// Per region: the number of class-2 (seed) pixels.
+        var seedCounts: [Int]
+        /// Per region: the bounding box.
+        var boxes: [PixelRectangle]
+    }
+
+    /// Labels the 8-connected regions of ink by flood fill (an explicit stack, no recursion).
+    static func findRegions(grey: [UInt8], width: Int, height: Int, inkClass: [UInt8]) -> Regions {
+        var labels = [Int32](repeating: 0, count: width * height)
+        var seedCounts = [Int]()
+        var boxes = [PixelRectangle]()
+        var stack = [Int]()
+        grey.withUnsafeBufferPointer { g in
+            inkClass.withUnsafeBufferPointer { classOf in
+                labels.withUnsafeMutableBufferPointer { label in
+                    for start in 0..<(width * height) where label[start] == 0 && classOf[Int(g[start])] != 0 {
+                        let current = Int32(seedCounts.count + 1)
+                        var seeds = 0
+                        var minX = width, minY = height, maxX = 0, maxY = 0
+                        label[start] = current
+                        stack.append(start)
+                        while let index = stack.popLast() {
+                            let y = index / width
+                            let x = index - y * width
+                            if classOf[Int(g[index])] == 2 { seeds += 1 }
+                            minX = min(minX, x); maxX = max(maxX, x)
+                            minY = min(minY, y); maxY = max(maxY, y)
+                            for ny in max(0, y - 1)...min(height - 1, y + 1) {
+                                for nx in max(0, x - 1)...min(width - 1, x + 1) {
+                                    let neighbour = ny * width + nx
+                                    if label[neighbour] == 0 && classOf[Int(g[neighbour])] != 0 {
+                                        label[neighbour] = current
+                                        stack.append(neighbour)
+                                    }
+                                }
+                            }
+                        }
+                        seedCounts.append(seeds)
+                        boxes.append(PixelRectangle(x: minX, y: minY, width: maxX - minX + 1, height: maxY - minY + 1))
+                    }
+                }
+            }
+        }
+        return Regions(labels: labels, seedCounts: seedCounts, boxes: boxes)
+    }
+}
