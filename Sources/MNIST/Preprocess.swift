@@ -262,7 +262,10 @@ public struct MNISTPreprocessor: Sendable {
             }
         }
         guard mass > 0 else { throw PreprocessingError.blankImage(contrast: contrast) }
-        let centre = Double(frame) / 2
+        // MNIST's digits have their centre of mass on the centre of pixel (14, 14), that is at 14.5 in
+        // these pixel-covering coordinates (the test set's mean, in pixel indices, is 14.00 and 13.99).
+        // Aiming at the frame's geometric centre instead would shift every digit half a pixel up-left.
+        let centre = Double(frame) / 2 + 0.5
         let offsetX = min(max(Self.roundedShift(centre - momentX / mass), 0), max(0, frame - scaled.width))
         let offsetY = min(max(Self.roundedShift(centre - momentY / mass), 0), max(0, frame - scaled.height))
         var pixels = [Float](repeating: 0, count: frame * frame)

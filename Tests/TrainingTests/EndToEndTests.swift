@@ -1,0 +1,182 @@
+// The commands as a user runs them, on the real MNIST: train a model with `mnist train`, check it with
+// `mnist evaluate`, and predict digits that were saved the way users save them with `mnist predict`.
+// One short training run (one epoch) is shared by the tests of this class.
+import ConvNet
+import Foundation
+import MNIST
+import TestSupport
+import Training
+import XCTest
+
+final class EndToEndTests: XCTestCase {
+    private static var directory: TemporaryDirectory?
+    private static var trainResult: ProcessResult?
+
+    /// Trains once, for the whole class: one epoch of the default preset.
+    private func trainedModel() throws -> URL {
+        do {
+            _ = try requireRealMNIST()
+        } catch let missing as RealMNISTMissing where !isContinuousIntegration {
+            throw XCTSkip("\(missing)")
+        }
+        if Self.directory == nil {
+            let directory = try TemporaryDirectory("e2e")
+            Self.directory = directory
+            Self.trainResult = try runProcess(
+                Products.mnist,
+                ["train", "--epochs", "1", "--output", directory.file("model.safetensors").path, "--log-format", "json"],
+                timeout: 900)
+        }
+        let result = try XCTUnwrap(Self.trainResult)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        return try XCTUnwrap(Self.directory).file("model.safetensors")
+    }
+
+    func testTrainWritesAModelThatEvaluateConfirms() throws {
+        let model = try trainedModel()
+        let result = try XCTUnwrap(Self.trainResult)
+        // --log-format json: one object per epoch on stdout.
+        let lines = result.standardOutput.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, result.standardOutput)
+        let epoch = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any], result.standardOutput)
+        let reported = try XCTUnwrap(epoch["test_accuracy"] as? Double)
+        XCTAssertGreaterThan(reported, 0.97, "one epoch of the default preset should pass 97%")
+        for key in ["epoch", "loss", "train_accuracy", "seconds", "images_per_second"] {
+            XCTAssertNotNil(epoch[key], "missing \(key) in \(epoch)")
+        }
+
+        let evaluation = try runProcess(Products.mnist, ["evaluate", "--model", model.path, "--json"])
+        XCTAssertEqual(evaluation.status, 0, evaluation.standardError)
+        let object = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(evaluation.standardOutput.utf8)) as? [String: Any])
+        let accuracy = try XCTUnwrap(object["accuracy"] as? Double)
+        XCTAssertEqual(accuracy, reported, accuracy: 1e-9, "evaluate must agree with what train reported")
+        let confusion = try XCTUnwrap(object["confusion"] as? [[Int]])
+        XCTAssertEqual(confusion.count, 10)
+        XCTAssertEqual(confusion.joined().reduce(0, +), 10_000)
+        XCTAssertEqual(Double((0..<10).map { confusion[$0][$0] }.reduce(0, +)) / 10_000, accuracy, accuracy: 1e-12)
+
+        // The file is standard safetensors with the architecture in its metadata.
+        let (network, metadata) = try Network.load(from: model)
+        XCTAssertEqual(metadata[ModelMetadataKey.model], ModelPreset.defaultPreset.name)
+        XCTAssertEqual(network.parameterCount, try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
+    }
+
+    /// Test-set digits saved the way users save them must get the same prediction as the originals.
+    func testPredictAgreesOnDigitsSavedAsUsersSaveThem() throws {
+        let model = try trainedModel()
+        let test = try requireRealMNIST().load().test
+        let (network, _) = try Network.load(from: model)
+        let count = 300
+        let originals = network.predictions(
+            images: InputNormalization.normalized(Array(test.pixels[0..<(count * 784)])))
+
+        let directory = try TemporaryDirectory("predict")
+        var random = SeededRandom(seed: 20_261_126)
+        var files: [String] = []
+        for index in 0..<count {
+            let digit = Array(test.pixels[(index * 784)..<((index + 1) * 784)])
+            let image = UserRendering.render(digit, using: &random)
+            let file = directory.file(String(format: "digit-%03d.png", index)).path
+            try Data(PNG.encode(image)).write(to: URL(fileURLWithPath: file))
+            files.append(file)
+        }
+        let result = try runProcess(Products.mnist, ["predict", "--model", model.path, "--json"] + files)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        let answers = result.standardOutput.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        XCTAssertEqual(answers.count, count)
+        var agreements = 0
+        var disagreements: [String] = []
+        for (index, answer) in answers.enumerated() {
+            XCTAssertEqual(answer["file"] as? String, files[index])
+            if answer["digit"] as? Int == originals[index] {
+                agreements += 1
+            } else {
+                disagreements.append("\(index): \(answer["digit"] ?? "?") vs \(originals[index])")
+            }
+            let probabilities = try XCTUnwrap(answer["probabilities"] as? [Double])
+            XCTAssertEqual(probabilities.reduce(0, +), 1, accuracy: 1e-3)
+        }
+        let agreement = Double(agreements) / Double(count)
+        print("predict agreed with the 28x28 originals on \(agreements)/\(count) rendered digits; differ: \(disagreements)")
+        XCTAssertGreaterThanOrEqual(agreement, 0.99, "\(disagreements)")
+    }
+
+    func testPredictReportsBadFilesAndStillPredictsTheOthers() throws {
+        let model = try trainedModel()
+        let directory = try TemporaryDirectory("predict-bad")
+        var random = SeededRandom(seed: 3)
+        let test = try requireRealMNIST().load().test
+        let good = directory.file("good.png")
+        try Data(PNG.encode(UserRendering.render(Array(test.pixels[0..<784]), using: &random))).write(to: good)
+        let empty = directory.file("empty.png")
+        try Data().write(to: empty)
+        let jpeg = directory.file("photo.png")
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 0x4A, 0x46, 0x49, 0x46, 0]).write(to: jpeg)
+        let truncated = directory.file("cut.png")
+        try Data(PNG.encode(UserRendering.render(Array(test.pixels[0..<784]), using: &random)).prefix(60)).write(to: truncated)
+        let missing = directory.file("missing.png")
+        let result = try runProcess(
+            Products.mnist, ["predict", "--model", model.path, empty.path, jpeg.path, good.path, truncated.path, missing.path])
+        XCTAssertEqual(result.status, 1, "the exit status must say that something failed")
+        XCTAssertTrue(result.standardOutput.hasPrefix("\(good.path): "), result.standardOutput)
+        let errors = result.standardError.split(separator: "\n")
+        XCTAssertEqual(errors.count, 4, result.standardError)
+        for (file, words) in [(empty, "empty"), (jpeg, "JPEG"), (truncated, "truncated"), (missing, "no such file")] {
+            XCTAssertTrue(errors.contains { $0.contains(file.path) && $0.contains(words) }, "\(file.lastPathComponent): \(result.standardError)")
+        }
+        XCTAssertFalse(result.standardError.contains("Fatal error"), result.standardError)
+    }
+}
+
+/// A seeded generator for the renderings (SplitMix64).
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Renders an MNIST digit the way a user would save one: scaled up 2x to 15x (bilinear), with random
+/// margins, as black ink on white grey or RGB, white on black, or on a transparent RGBA background.
+enum UserRendering {
+    static func render(_ digit: [UInt8], using random: inout SeededRandom) -> RasterImage {
+        let scale = Int.random(in: 2...15, using: &random)
+        let side = 28 * scale
+        let left = Int.random(in: 0...(side / 2), using: &random), right = Int.random(in: 0...(side / 2), using: &random)
+        let top = Int.random(in: 0...(side / 2), using: &random), bottom = Int.random(in: 0...(side / 2), using: &random)
+        let width = side + left + right, height = side + top + bottom
+        var ink = [Float](repeating: 0, count: width * height)  // 0...1, 1 = ink
+        for y in 0..<side {
+            let sourceY = min(max((Float(y) + 0.5) / Float(scale) - 0.5, 0), 27)
+            let y0 = Int(sourceY), y1 = min(y0 + 1, 27), fy = sourceY - Float(y0)
+            for x in 0..<side {
+                let sourceX = min(max((Float(x) + 0.5) / Float(scale) - 0.5, 0), 27)
+                let x0 = Int(sourceX), x1 = min(x0 + 1, 27), fx = sourceX - Float(x0)
+                func p(_ xx: Int, _ yy: Int) -> Float { Float(digit[yy * 28 + xx]) / 255 }
+                let value = (p(x0, y0) * (1 - fx) + p(x1, y0) * fx) * (1 - fy) + (p(x0, y1) * (1 - fx) + p(x1, y1) * fx) * fy
+                ink[(y + top) * width + x + left] = value
+            }
+        }
+        switch Int.random(in: 0..<4, using: &random) {
+        case 0:  // black ink on white, grey
+            return RasterImage(width: width, height: height, layout: .grey, samples: ink.map { UInt8((1 - $0) * 255) })
+        case 1:  // dark blue ink on white, RGB
+            let samples = ink.flatMap { v -> [UInt8] in [UInt8((1 - v) * 255), UInt8((1 - v * 0.9) * 255), UInt8((1 - v * 0.3) * 255)] }
+            return RasterImage(width: width, height: height, layout: .rgb, samples: samples)
+        case 2:  // black ink on a transparent background, RGBA
+            let samples = ink.flatMap { v -> [UInt8] in [0, 0, 0, UInt8(v * 255)] }
+            return RasterImage(width: width, height: height, layout: .rgba, samples: samples)
+        default:  // white ink on black, grey
+            return RasterImage(width: width, height: height, layout: .grey, samples: ink.map { UInt8($0 * 255) })
+        }
+    }
+}
