@@ -141,7 +141,7 @@ public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
         case .listening(let endpoint):
             return "listening on \(endpoint)"
         case .workerJoined(let info, let joined, let expected, let workers):
-            return "\(info) joined; \(joined) of \(expected): \(workers.map(\.name).joined(separator: ", "))"
+            return "\(info) joined; joined \(joined) of \(expected): \(workers.map(\.name).joined(separator: ", "))"
         case .workerRefused(let peer, let name, let reason):
             return "refused \"\(name)\" (\(peer)): \(reason)"
         case .trainingStarted(let workers):

@@ -255,8 +255,9 @@ public final class WorkerNode: @unchecked Sendable {
                         queue.async { box.computer = handOver.computer }
                     } catch {
                         // Do not report ready; leave with the reason instead.
-                        pending = machine.handle(
-                            .abort(reason: "cannot build the model from the coordinator's settings: \(error)"))[...]
+                        pending =
+                            machine.handle(
+                                .abort(reason: "cannot build the model from the coordinator's settings: \(error)"))[...]
                         continue
                     }
                     let event = WorkerNodeEvent.shardReceived(sampleCount: shard.sampleCount)

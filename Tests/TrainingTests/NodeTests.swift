@@ -44,7 +44,8 @@ final class NodeTests: XCTestCase {
     ) -> WorkerNode {
         var configuration = WorkerNodeConfiguration(endpoint: endpoint, name: name)
         adjust(&configuration)
-        return WorkerNode(configuration: configuration, makeGradientComputer: factory, logger: quietLogger("test.\(name)"))
+        return WorkerNode(
+            configuration: configuration, makeGradientComputer: factory, logger: quietLogger("test.\(name)"))
     }
 
     func listeningEndpoint(_ recorder: EventRecorder<CoordinatorNodeEvent>) throws -> String {
@@ -143,15 +144,22 @@ final class NodeTests: XCTestCase {
             factory: ToyGradientComputer.factory(beforeStep: { step in
                 if step == 3 { doomed.node?.simulateCrash() }
             }),
-            adjust: { $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2 })
+            adjust: {
+                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+            })
         doomed.node = doomedWorker
         let survivor = makeWorker(
-            endpoint: endpoint, name: "survivor", adjust: { $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2 })
+            endpoint: endpoint, name: "survivor",
+            adjust: {
+                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+            })
         let doomedThread = Background("doomed") { doomedWorker.run() }
         let survivorThread = Background("survivor") { survivor.run() }
 
         let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety), "coordinator did not return")
-        guard case .failed(let reason) = result.outcome else { return XCTFail("expected failure, got \(result.outcome)") }
+        guard case .failed(let reason) = result.outcome else {
+            return XCTFail("expected failure, got \(result.outcome)")
+        }
         XCTAssertTrue(reason.contains("\"doomed\""), reason)
         XCTAssertTrue(reason.contains("step 3"), reason)
         XCTAssertTrue(reason.contains("silent"), reason)
@@ -166,6 +174,55 @@ final class NodeTests: XCTestCase {
         XCTAssertEqual(doomedThread.wait(seconds: Self.safety), .failed(reason: "simulated crash"))
         let survivorOutcome = try XCTUnwrap(survivorThread.wait(seconds: Self.safety), "survivor did not return")
         XCTAssertTrue(survivorOutcome.reason.contains("doomed"), "\(survivorOutcome)")
+    }
+
+    func testHeartbeatsFlowWhileAWorkerComputesLongerThanTheLivenessWindow() throws {
+        let data = TinyDataset.images(count: 20, seed: 10)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, batchSize: 10, totalSteps: 3, recorder: recorder)
+        {
+            $0.tickMilliseconds = 20
+            $0.livenessTicks = 10  // 200 ms, while step 1 takes 600 ms to compute.
+            $0.heartbeatIntervalTicks = 2
+        }
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let worker = makeWorker(
+            endpoint: endpoint, name: "slow",
+            factory: ToyGradientComputer.factory(beforeStep: { step in if step == 1 { usleep(600_000) } }),
+            adjust: {
+                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+            })
+        let workerThread = Background("slow") { worker.run() }
+        let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety))
+        XCTAssertTrue(result.outcome.isFinished, "\(result.outcome)")
+        XCTAssertEqual(coordinator.model.history.count, 3)
+        XCTAssertEqual(workerThread.wait(seconds: Self.safety)?.isFinished, true)
+    }
+
+    func testUndecodableFramesAreReportedWithThePeerAndIgnored() throws {
+        let data = TinyDataset.images(count: 20, seed: 12)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, totalSteps: 2, recorder: recorder)
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let context = try Context()
+        let stranger = try context.makeSocket(.dealer)
+        try stranger.setRoutingID(Array("stranger".utf8))
+        try stranger.connect(endpoint)
+        try stranger.send([Array("GET / HTTP/1.1".utf8)])
+        let error = try XCTUnwrap(
+            recorder.first(within: Self.safety) { event -> MessageDecodingError? in
+                if case .undecodable(let peer, let error) = event, peer == PeerID("stranger") { return error }
+                return nil
+            })
+        XCTAssertEqual(error, .headerSize(byteCount: 14))
+        stranger.close()
+        // The coordinator carries on: a real worker still trains to the end.
+        let worker = makeWorker(endpoint: endpoint, name: "real")
+        let workerThread = Background("real") { worker.run() }
+        XCTAssertEqual(coordinatorThread.wait(seconds: Self.safety)?.outcome.isFinished, true)
+        XCTAssertEqual(workerThread.wait(seconds: Self.safety)?.isFinished, true)
     }
 
     func testAWorkerWithNoCoordinatorGivesUpAfterItsReconnects() throws {
