@@ -72,17 +72,20 @@ public final class LocalCluster: @unchecked Sendable {
         let pipe = Pipe()
         process.standardError = pipe
         let prefix = "[worker \(index)] "
-        let lines = LineSplitter()
         let onLine = self.onLine
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                lines.finish().forEach { onLine(prefix + $0) }
-            } else {
+        let reading = pipe.fileHandleForReading
+        // A plain thread per child blocks on the pipe until EOF (readabilityHandler can miss the last,
+        // unterminated line on Linux).
+        let reader = Thread {
+            let lines = LineSplitter()
+            while true {
+                let data = reading.availableData
+                if data.isEmpty { break }
                 lines.append(data).forEach { onLine(prefix + $0) }
             }
+            lines.finish().forEach { onLine(prefix + $0) }
         }
+        reader.name = "worker \(index) stderr"
         let exited = self.exited
         exited.enter()
         process.terminationHandler = { _ in exited.leave() }
@@ -90,9 +93,9 @@ public final class LocalCluster: @unchecked Sendable {
             try process.run()
         } catch {
             exited.leave()
-            pipe.fileHandleForReading.readabilityHandler = nil
             throw error
         }
+        reader.start()
         lock.lock()
         processes.append(process)
         pipes.append(pipe)
@@ -171,6 +174,7 @@ public final class SignalWatch: @unchecked Sendable {
     private var isCancelled = false
 
     /// Starts watching `signals` (default SIGINT and SIGTERM); `handler` gets the signal number each time.
+    /// Returns once the watch is active. `queue` must not be the caller's own serial queue.
     public init(
         signals: [Int32] = [SIGINT, SIGTERM], queue: DispatchQueue = .global(),
         handler: @escaping @Sendable (Int32) -> Void
@@ -179,8 +183,12 @@ public final class SignalWatch: @unchecked Sendable {
         sources = signals.map { signalNumber in
             signal(signalNumber, SIG_IGN)  // The dispatch source sees the signal; the default action must not.
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            let registered = DispatchSemaphore(value: 0)
+            source.setRegistrationHandler { registered.signal() }
             source.setEventHandler { handler(signalNumber) }
             source.resume()
+            // Registration is asynchronous; until it completes a signal would meet SIG_IGN and be lost.
+            _ = registered.wait(timeout: .now() + 2)
             return source
         }
     }

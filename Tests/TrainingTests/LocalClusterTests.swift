@@ -73,7 +73,9 @@ final class LocalClusterTests: XCTestCase {
             if number == SIGINT { received.signal() }
         }
         defer { watch.cancel() }
-        raise(SIGINT)
-        XCTAssertEqual(received.wait(timeout: .now() + 10), .success)
+        for round in 0..<5 {  // Process-directed, as Ctrl-C is.
+            kill(getpid(), SIGINT)
+            XCTAssertEqual(received.wait(timeout: .now() + 10), .success, "round \(round)")
+        }
     }
 }
