@@ -131,7 +131,7 @@ final class NodeTests: XCTestCase {
         let recorder = EventRecorder<CoordinatorNodeEvent>()
         let coordinator = makeCoordinator(workerCount: 2, data: data, totalSteps: 1000, recorder: recorder) {
             $0.tickMilliseconds = 20
-            $0.livenessTicks = 10  // 200 ms.
+            $0.livenessTicks = 25  // 500 ms.
             $0.heartbeatIntervalTicks = 2
         }
         let coordinatorThread = Background("coordinator") { coordinator.run() }
@@ -182,14 +182,14 @@ final class NodeTests: XCTestCase {
         let coordinator = makeCoordinator(workerCount: 1, data: data, batchSize: 10, totalSteps: 3, recorder: recorder)
         {
             $0.tickMilliseconds = 20
-            $0.livenessTicks = 10  // 200 ms, while step 1 takes 600 ms to compute.
+            $0.livenessTicks = 25  // 500 ms, while step 1 takes 1 s to compute.
             $0.heartbeatIntervalTicks = 2
         }
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
         let worker = makeWorker(
             endpoint: endpoint, name: "slow",
-            factory: ToyGradientComputer.factory(beforeStep: { step in if step == 1 { usleep(600_000) } }),
+            factory: ToyGradientComputer.factory(beforeStep: { step in if step == 1 { usleep(1_000_000) } }),
             adjust: {
                 $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
             })
