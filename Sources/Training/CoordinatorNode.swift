@@ -1,0 +1,284 @@
+// The coordinator as a running node: a ZeroMQ ROUTER driving `DataParallel.Coordinator` in real time.
+// It binds, reports the endpoint, admits workers, broadcasts each step, hands every averaged gradient
+// to the `ModelHost` (the optimizer) and reports progress as `CoordinatorNodeEvent`s. The protocol
+// logic lives in the state machine; this file only does I/O, the clock and the model calls. It knows
+// nothing of ConvNet: the model is any `ModelHost`.
+import DataParallel
+import Foundation
+import Logging
+import MNIST
+import ZeroMQ
+
+/// The settings of a coordinator node. Times are wall time; the node turns them into ticks.
+public struct CoordinatorNodeConfiguration: Sendable {
+    /// Where the ROUTER binds: `tcp://*:5555` for a cluster, `tcp://127.0.0.1:*` for an ephemeral port.
+    public var endpoint: String
+    /// How many workers must join before training starts.
+    public var workerCount: Int
+    /// Samples per global batch, across all workers.
+    public var batchSize: Int
+    /// Steps to run (epochs × `BatchPlan.stepsPerEpoch`).
+    public var totalSteps: Int
+    /// Seeds the batch order.
+    public var seed: UInt64
+    /// Wall time per tick, in milliseconds.
+    public var tickMilliseconds = ProtocolInfo.recommendedTickMilliseconds
+    /// Seconds to wait for all workers to join and report ready before failing (naming those that did).
+    public var joinTimeoutSeconds = 120.0
+    /// A worker silent for more than this many ticks is dead (default 50 ticks = 5 s at 100 ms).
+    public var livenessTicks = 50
+    /// Ticks between heartbeats to each worker.
+    public var heartbeatIntervalTicks = 10
+    /// Ticks after which an unanswered shard or step is sent again.
+    public var resendTicks = 100
+    /// What to do when a worker dies mid-run (default: stop, so the caller saves the model).
+    public var workerDeathPolicy = WorkerDeathPolicy.stop
+    /// The protocol version spoken (tests set another to provoke a mismatch).
+    public var protocolVersion = ProtocolInfo.version
+    /// After the run ends, how long the socket stays open so the `shutdown` messages leave
+    /// (sockets linger 0, so closing at once would drop them).
+    public var shutdownFlushMilliseconds = 300
+
+    public init(endpoint: String, workerCount: Int, batchSize: Int, totalSteps: Int, seed: UInt64) {
+        self.endpoint = endpoint
+        self.workerCount = workerCount
+        self.batchSize = batchSize
+        self.totalSteps = totalSteps
+        self.seed = seed
+    }
+}
+
+/// Runs the coordinator of a synchronous data-parallel training over a ZeroMQ ROUTER.
+///
+/// Threads: `run()` owns the socket and calls the model and `onEvent` on the calling thread.
+/// `requestStop(reason:)` may be called from any thread (for example a SIGINT handler); the run then
+/// sends `shutdown` to every worker and returns `.failed` within about one tick plus the flush time.
+public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
+    public let configuration: CoordinatorNodeConfiguration
+    /// The model host; after `run()` returns it holds the last applied step (safe to save).
+    /// Read it only when `run()` is not running.
+    public private(set) var model: Model
+
+    private let trainingSet: LabeledImages
+    private let logger: Logger
+    private let onEvent: (CoordinatorNodeEvent) -> Void
+    private let stop = StopRequest()
+
+    /// - Parameters:
+    ///   - trainingSet: the samples to shard; `workerCount` must not exceed its count.
+    ///   - onEvent: called on the `run()` thread for every event, in order.
+    public init(
+        configuration: CoordinatorNodeConfiguration, model: Model, trainingSet: LabeledImages,
+        logger: Logger = Logger(label: "mnist.coordinator"),
+        onEvent: @escaping (CoordinatorNodeEvent) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.model = model
+        self.trainingSet = trainingSet
+        self.logger = logger
+        self.onEvent = onEvent
+    }
+
+    /// Asks a running (or about to run) node to stop: it shuts the workers down and returns `.failed`
+    /// with this reason. Thread-safe; the first reason wins.
+    public func requestStop(reason: String) { stop.request(reason) }
+
+    /// Binds, waits for the workers, trains, and returns how it ended. Never throws: socket errors
+    /// end the run with `.failed` naming the call.
+    public func run() -> CoordinatorNodeResult {
+        var run = Run(node: self)
+        let outcome: NodeOutcome
+        do {
+            outcome = try run.execute()
+        } catch {
+            outcome = .failed(reason: "coordinator socket error: \(error)")
+        }
+        switch outcome {
+        case .finished: logger.info("\(CoordinatorNodeEvent.ended(outcome))")
+        case .failed: logger.error("\(CoordinatorNodeEvent.ended(outcome))")
+        }
+        onEvent(.ended(outcome))
+        return CoordinatorNodeResult(outcome: outcome, completedSteps: run.completedSteps, endpoint: run.endpoint)
+    }
+
+    // MARK: One run
+
+    /// The state of one `run()`: the socket, the state machine and the step timing.
+    private struct Run {
+        let node: CoordinatorNode
+        var completedSteps = 0
+        var endpoint: String?
+        var outcome: NodeOutcome?
+        var stepBroadcastAt: (step: Int, time: Double)?
+
+        init(node: CoordinatorNode) { self.node = node }
+
+        private var configuration: CoordinatorNodeConfiguration { node.configuration }
+
+        mutating func execute() throws -> NodeOutcome {
+            guard configuration.workerCount > 0, configuration.workerCount <= node.trainingSet.count,
+                configuration.batchSize > 0
+            else {
+                return .failed(
+                    reason: "cannot split \(node.trainingSet.count) samples among \(configuration.workerCount) "
+                        + "workers in batches of \(configuration.batchSize)")
+            }
+            let context = try Context()
+            let router = try context.makeSocket(.router)
+            defer { router.close() }
+            try router.setLinger(milliseconds: 0)
+            try router.setRouterMandatory(true)
+            let bound = try router.bind(configuration.endpoint)
+            endpoint = bound
+            emit(.listening(endpoint: bound))
+
+            var machine = Coordinator(configuration: protocolConfiguration(), data: trainingSamples())
+            try perform(machine.handle(.start(initialWeights: node.model.parameters)), on: router, machine: &machine)
+            var pacer = TickPacer(milliseconds: configuration.tickMilliseconds)
+            var stopDelivered = false
+            while outcome == nil {
+                if !stopDelivered, let reason = node.stop.reason {
+                    stopDelivered = true
+                    node.logger.notice("stop requested: \(reason)")
+                    try perform(machine.handle(.stop(reason: reason)), on: router, machine: &machine)
+                    if outcome == nil { outcome = .failed(reason: "stopped: \(reason)") }  // Not started yet.
+                    break
+                }
+                _ = try router.poll(.readable, timeoutMilliseconds: pacer.millisecondsUntilDue)
+                while outcome == nil, let frames = try router.receive() {
+                    try deliver(frames, on: router, machine: &machine)
+                }
+                for _ in 0..<pacer.dueTicks() where outcome == nil {
+                    try perform(machine.handle(.tick), on: router, machine: &machine)
+                }
+            }
+            flush(router)
+            return outcome ?? .failed(reason: "coordinator ended without an outcome")
+        }
+
+        private func protocolConfiguration() -> CoordinatorConfiguration {
+            var result = CoordinatorConfiguration(
+                workerCount: configuration.workerCount, batchSize: configuration.batchSize,
+                totalSteps: configuration.totalSteps, seed: configuration.seed, settings: node.model.settings())
+            let tickSeconds = Double(max(1, configuration.tickMilliseconds)) / 1000
+            result.joinTimeoutTicks = max(1, Int((configuration.joinTimeoutSeconds / tickSeconds).rounded(.up)))
+            result.livenessTicks = configuration.livenessTicks
+            result.heartbeatIntervalTicks = configuration.heartbeatIntervalTicks
+            result.resendTicks = configuration.resendTicks
+            result.workerDeathPolicy = configuration.workerDeathPolicy
+            result.protocolVersion = configuration.protocolVersion
+            return result
+        }
+
+        private func trainingSamples() -> TrainingSamples {
+            TrainingSamples(
+                pixelsPerImage: node.trainingSet.pixelsPerImage, images: node.trainingSet.pixels,
+                labels: node.trainingSet.labels)
+        }
+
+        /// Decodes one inbound multipart message (frame 0 is the routing id) and feeds it to the machine.
+        private mutating func deliver(_ frames: [[UInt8]], on router: Socket, machine: inout Coordinator) throws {
+            guard let id = frames.first else { return }
+            let peer = PeerID(id)
+            let event: CoordinatorEvent
+            do {
+                event = .received(
+                    try Message.decode(Array(frames.dropFirst()), supportedVersion: configuration.protocolVersion),
+                    from: peer)
+            } catch let error as MessageDecodingError {
+                node.logger.warning("undecodable message from \(peer): \(error)")
+                emit(.undecodable(peer: peer, error: error))
+                event = .undecodable(error, from: peer)
+            }
+            try perform(machine.handle(event), on: router, machine: &machine)
+        }
+
+        /// Performs the machine's actions in order; `stepCompleted` loops back through the model.
+        private mutating func perform(_ actions: [CoordinatorAction], on router: Socket, machine: inout Coordinator)
+            throws
+        {
+            var pending = actions[...]
+            while let action = pending.popFirst() {
+                switch action {
+                case .send(let message, let peer):
+                    if case .step(let assignment) = message, stepBroadcastAt?.step != assignment.step {
+                        stepBroadcastAt = (assignment.step, monotonicSeconds())
+                    }
+                    send(message, to: peer, on: router)
+                case .workerJoined(let info, let joined, let expected):
+                    let event = CoordinatorNodeEvent.workerJoined(
+                        info, joined: joined, expected: expected, workers: machine.liveWorkers)
+                    node.logger.info("\(event)")
+                    emit(event)
+                case .workerRefused(let peer, let name, let reason):
+                    let event = CoordinatorNodeEvent.workerRefused(peer: peer, name: name, reason: reason)
+                    node.logger.warning("\(event)")
+                    emit(event)
+                case .trainingStarted(let workers):
+                    let event = CoordinatorNodeEvent.trainingStarted(workers: workers)
+                    node.logger.info("\(event)")
+                    emit(event)
+                case .stepCompleted(let result):
+                    let gathered = monotonicSeconds()
+                    let gatherSeconds = stepBroadcastAt.map { gathered - $0.time } ?? 0
+                    node.model.apply(averagedGradient: result.averagedGradient, step: result.step)
+                    let applySeconds = monotonicSeconds() - gathered
+                    completedSteps = result.step + 1
+                    let metrics = StepMetrics(
+                        step: result.step, epoch: result.epoch, sampleCount: result.sampleCount,
+                        meanLoss: result.meanLoss,
+                        accuracy: result.sampleCount > 0 ? Double(result.correctCount) / Double(result.sampleCount) : 0,
+                        gatherSeconds: gatherSeconds, applySeconds: applySeconds)
+                    node.logger.debug("\(CoordinatorNodeEvent.stepCompleted(metrics))")
+                    emit(.stepCompleted(metrics))
+                    let stepsPerEpoch = machine.plan.stepsPerEpoch
+                    if (result.step + 1) % stepsPerEpoch == 0 || result.step + 1 == configuration.totalSteps {
+                        let evaluation = node.model.evaluateEpoch(epoch: result.epoch)
+                        let event = CoordinatorNodeEvent.epochCompleted(epoch: result.epoch, metrics: evaluation)
+                        node.logger.info("\(event)")
+                        emit(event)
+                    }
+                    pending.append(contentsOf: machine.handle(.weightsUpdated(node.model.parameters)))
+                case .workerDied(let info, let step, let reason):
+                    let event = CoordinatorNodeEvent.workerDied(info, step: step, reason: reason)
+                    node.logger.error("\(event)")
+                    emit(event)
+                case .ignored(let peer, let kind, let reason):
+                    let event = CoordinatorNodeEvent.ignored(peer: peer, kind: kind, reason: reason)
+                    node.logger.debug("\(event)")
+                    emit(event)
+                case .finished:
+                    outcome = .finished(reason: "all \(configuration.totalSteps) steps completed")
+                case .failed(let reason):
+                    outcome = .failed(reason: reason)
+                }
+            }
+        }
+
+        /// Sends without blocking; a vanished peer or a full queue is logged, not fatal: liveness and
+        /// resends take care of it.
+        private func send(_ message: Message, to peer: PeerID, on router: Socket) {
+            do {
+                if try !router.send([peer.bytes] + message.encode(), wait: false) {
+                    node.logger.warning("send queue to \(peer) is full; dropped a \(message.kind) message")
+                }
+            } catch let error as ZeroMQError where error.isHostUnreachable {
+                node.logger.debug("\(message.kind) to \(peer) not sent: peer is gone")
+            } catch {
+                node.logger.warning("\(message.kind) to \(peer) not sent: \(error)")
+            }
+        }
+
+        /// Keeps the socket open briefly so queued `shutdown` messages reach the workers.
+        private func flush(_ router: Socket) {
+            let deadline = monotonicSeconds() + Double(configuration.shutdownFlushMilliseconds) / 1000
+            while monotonicSeconds() < deadline {
+                let left = Int(((deadline - monotonicSeconds()) * 1000).rounded(.up))
+                _ = try? router.poll(.readable, timeoutMilliseconds: min(left, 50))
+                while let frames = try? router.receive() { _ = frames }  // Late gradients and goodbyes.
+            }
+        }
+
+        private func emit(_ event: CoordinatorNodeEvent) { node.onEvent(event) }
+    }
+}

@@ -1,0 +1,203 @@
+// What the coordinator and worker nodes report while they run, and how a run ends: plain values that
+// the CLI renders (log lines, progress bar, JSON lines). Also the two model-facing protocols the nodes
+// are generic over, so that this module's networking never depends on ConvNet types.
+// Nothing here touches a socket or a clock.
+import DataParallel
+
+// MARK: Model-facing protocols
+
+/// The coordinator's model: the parameter slab, the optimizer, the settings workers need, evaluation.
+///
+/// The coordinator node owns its host for the duration of `run()` and calls it only from the thread
+/// that runs the node; the final host is available as `CoordinatorNode.model` after `run()` returns.
+public protocol ModelHost {
+    /// The current parameters, one flat slab: `[parameterCount]`. Sent to every worker each step.
+    var parameters: [Float] { get }
+
+    /// Applies one optimizer step (with its learning-rate schedule) to `parameters`.
+    ///
+    /// `averagedGradient` is the sample-weighted mean of the workers' summed gradients over the
+    /// global batch of step `step` (the same slab layout as `parameters`).
+    mutating func apply(averagedGradient: [Float], step: Int)
+
+    /// Opaque bytes sent to every worker with its shard, from which it builds the same model
+    /// (architecture, seed, loss...). The protocol never looks inside.
+    func settings() -> [UInt8]
+
+    /// Called once at the end of each epoch, after that epoch's last `apply`, on the node's thread.
+    ///
+    /// Returns named metrics (for example `"testAccuracy"`) that the node reports in
+    /// `CoordinatorNodeEvent.epochCompleted`. The default returns no metrics. Keep it short relative to
+    /// the workers' liveness window (default 5 s): the node does not poll its socket meanwhile, so long
+    /// evaluations should raise `livenessTicks` on both sides.
+    mutating func evaluateEpoch(epoch: Int) -> [String: Double]
+}
+
+extension ModelHost {
+    public func evaluateEpoch(epoch: Int) -> [String: Double] { [:] }
+}
+
+/// The worker's model: computes summed gradients on the worker's shard.
+///
+/// A worker node builds one with its `GradientComputerFactory` when the shard arrives and then calls
+/// it from a single compute thread (never the polling thread, never two threads at once).
+public protocol GradientComputer {
+    /// The gradient of the assignment's samples at the assignment's weights.
+    ///
+    /// Returns, for `assignment.step`: the SUM (not the mean) over the shard-local samples
+    /// `assignment.sampleIndices` of the per-sample gradients (`[parameterCount]`, laid out like
+    /// `assignment.weights`), the sum of their losses, how many were classified correctly, and
+    /// `sampleCount == assignment.sampleIndices.count`. An empty assignment gives zeros.
+    mutating func gradient(for assignment: StepAssignment) -> GradientReport
+}
+
+/// Builds a worker's `GradientComputer` from the coordinator's settings bytes and the worker's shard.
+///
+/// Throwing (unknown settings, model mismatch) makes the worker send `goodbye` with the error's
+/// description and end its run with `.failed`, which the CLI turns into a non-zero exit.
+public typealias GradientComputerFactory = (_ settings: [UInt8], _ shard: Shard) throws -> any GradientComputer
+
+// MARK: Outcomes
+
+/// How a node's run ended.
+public enum NodeOutcome: Equatable, Sendable, CustomStringConvertible {
+    /// The run completed (coordinator: every step done; worker: the coordinator said shutdown).
+    case finished(reason: String)
+    /// The run stopped early; `reason` says who, where and why. Save what there is, exit non-zero.
+    case failed(reason: String)
+
+    public var isFinished: Bool {
+        if case .finished = self { return true }
+        return false
+    }
+
+    public var reason: String {
+        switch self {
+        case .finished(let reason), .failed(let reason): reason
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .finished(let reason): "finished: \(reason)"
+        case .failed(let reason): "failed: \(reason)"
+        }
+    }
+}
+
+/// What `CoordinatorNode.run()` returns. In both outcomes the model holds the last applied step,
+/// so the caller saves it either way.
+public struct CoordinatorNodeResult: Sendable {
+    public var outcome: NodeOutcome
+    /// Steps whose gradient was applied to the model.
+    public var completedSteps: Int
+    /// The endpoint the ROUTER was bound to (nil if binding failed).
+    public var endpoint: String?
+}
+
+// MARK: Coordinator events
+
+/// The metrics of one completed synchronous step, as far as the coordinator can see.
+public struct StepMetrics: Sendable, Equatable {
+    public var step: Int
+    public var epoch: Int
+    /// Samples that contributed to the averaged gradient.
+    public var sampleCount: Int
+    /// Mean loss per sample over the global batch, at the step's weights.
+    public var meanLoss: Double
+    /// Fraction of the batch classified correctly at the step's weights (0 for an empty batch).
+    public var accuracy: Double
+    /// Seconds from broadcasting the step to receiving its last gradient: worker compute plus
+    /// communication (the coordinator cannot split the two).
+    public var gatherSeconds: Double
+    /// Seconds spent in `ModelHost.apply` (the optimizer).
+    public var applySeconds: Double
+}
+
+/// Something that happened in a coordinator node. Delivered on the node's thread, in order.
+public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
+    /// The ROUTER is bound; start workers pointed at `endpoint` (the actual port if `*` was asked).
+    case listening(endpoint: String)
+    /// A worker was admitted; `workers` are all admitted so far, in index order.
+    case workerJoined(WorkerInfo, joined: Int, expected: Int, workers: [WorkerInfo])
+    /// A peer was refused (version mismatch, cluster full, training under way); it was told why.
+    case workerRefused(peer: PeerID, name: String, reason: String)
+    /// Every worker holds its shard; step 0 is on its way.
+    case trainingStarted(workers: [WorkerInfo])
+    case stepCompleted(StepMetrics)
+    /// The last step of `epoch` was applied; `metrics` come from `ModelHost.evaluateEpoch`.
+    case epochCompleted(epoch: Int, metrics: [String: Double])
+    /// A worker was declared dead at `step` (silent past the liveness window, left, rejoined...).
+    case workerDied(WorkerInfo, step: Int, reason: String)
+    /// Frames from `peer` did not decode; they were ignored.
+    case undecodable(peer: PeerID, error: MessageDecodingError)
+    /// A message was ignored (stale or duplicate gradient, unknown sender...): debug-level news.
+    case ignored(peer: PeerID, kind: MessageKind?, reason: String)
+    /// The run ended; the same outcome is returned by `run()`.
+    case ended(NodeOutcome)
+
+    public var description: String {
+        switch self {
+        case .listening(let endpoint):
+            return "listening on \(endpoint)"
+        case .workerJoined(let info, let joined, let expected, let workers):
+            return "\(info) joined; joined \(joined) of \(expected): \(workers.map(\.name).joined(separator: ", "))"
+        case .workerRefused(let peer, let name, let reason):
+            return "refused \"\(name)\" (\(peer)): \(reason)"
+        case .trainingStarted(let workers):
+            return "training started with \(workers.count) workers: \(workers.map(\.name).joined(separator: ", "))"
+        case .stepCompleted(let metrics):
+            return "step \(metrics.step) (epoch \(metrics.epoch)): loss \(metrics.meanLoss), "
+                + "accuracy \(metrics.accuracy), \(metrics.sampleCount) samples, "
+                + "gather \(milliseconds(metrics.gatherSeconds)) ms, apply \(milliseconds(metrics.applySeconds)) ms"
+        case .epochCompleted(let epoch, let metrics):
+            let shown = metrics.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            return "epoch \(epoch) completed" + (shown.isEmpty ? "" : ": " + shown.joined(separator: ", "))
+        case .workerDied(let info, let step, let reason):
+            return "\(info) died at step \(step): \(reason)"
+        case .undecodable(let peer, let error):
+            return "undecodable message from \(peer): \(error)"
+        case .ignored(let peer, let kind, let reason):
+            return "ignored \(kind.map { "\($0)" } ?? "message") from \(peer): \(reason)"
+        case .ended(let outcome):
+            return "coordinator \(outcome)"
+        }
+    }
+}
+
+// MARK: Worker events
+
+/// Something that happened in a worker node. Delivered on the node's polling thread, in order.
+public enum WorkerNodeEvent: Sendable, CustomStringConvertible {
+    /// A DEALER was connected and hello sent (`attempt` 0 first, then one per reconnect).
+    case connecting(endpoint: String, attempt: Int)
+    case welcomed(workerIndex: Int, workerCount: Int)
+    /// The shard arrived and the gradient computer was built from its settings.
+    case shardReceived(sampleCount: Int)
+    /// A step's gradient was computed (`seconds` of compute on the compute thread) and sent.
+    case stepComputed(step: Int, sampleCount: Int, seconds: Double)
+    /// The coordinator was silent past the liveness window; reconnecting after a backoff.
+    case coordinatorLost(silentTicks: Int, reconnectInTicks: Int, attempt: Int)
+    /// A message was ignored or did not decode: debug-level news.
+    case ignored(reason: String)
+    /// The run ended; the same outcome is returned by `run()`.
+    case ended(NodeOutcome)
+
+    public var description: String {
+        switch self {
+        case .connecting(let endpoint, let attempt):
+            return attempt == 0
+                ? "connecting to \(endpoint)" : "reconnecting to \(endpoint) (attempt \(attempt))"
+        case .welcomed(let index, let count): return "welcomed as worker \(index) of \(count)"
+        case .shardReceived(let count): return "shard of \(count) samples received; model built"
+        case .stepComputed(let step, let count, let seconds):
+            return "step \(step): gradient of \(count) samples in \(milliseconds(seconds)) ms"
+        case .coordinatorLost(let silent, let backoff, let attempt):
+            return "coordinator silent for \(silent) ticks; reconnect attempt \(attempt) in \(backoff) ticks"
+        case .ignored(let reason): return "ignored: \(reason)"
+        case .ended(let outcome): return "worker \(outcome)"
+        }
+    }
+}
+
+func milliseconds(_ seconds: Double) -> String { String(Int((seconds * 1000).rounded())) }

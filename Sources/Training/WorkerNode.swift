@@ -1,0 +1,318 @@
+// A worker as a running node: a ZeroMQ DEALER driving `DataParallel.Worker` in real time.
+// It says hello, reconnects with a fresh socket when the state machine asks (Paranoid Pirate), builds
+// its `GradientComputer` from the shard's settings and computes every step on a separate compute
+// queue so that heartbeats keep flowing during long computations. The protocol logic lives in the
+// state machine; the model is any `GradientComputer`, so nothing here depends on ConvNet.
+import DataParallel
+import Foundation
+import Logging
+import ZeroMQ
+
+/// The settings of a worker node. Durations are in ticks of `tickMilliseconds` of wall time.
+public struct WorkerNodeConfiguration: Sendable {
+    /// The coordinator's endpoint, e.g. `tcp://coordinator-host:5555`.
+    public var endpoint: String
+    /// A name for the coordinator's logs (host name and pid, say).
+    public var name: String
+    /// Compute threads, reported to the coordinator (the gradient computer decides how to use them).
+    public var threads: Int
+    public var tickMilliseconds = ProtocolInfo.recommendedTickMilliseconds
+    /// The coordinator is lost after this many silent ticks (default 50 = 5 s at 100 ms).
+    public var livenessTicks = 50
+    /// The stretched window between welcome and shard (the shard can take long to arrive).
+    public var shardTimeoutTicks = 600
+    public var heartbeatIntervalTicks = 10
+    /// Reconnect backoff: the first wait, doubled each attempt up to the maximum.
+    public var initialBackoffTicks = 10
+    public var maximumBackoffTicks = 320
+    /// Reconnects tried without being welcomed before giving up (the run then fails, never hangs).
+    public var maximumReconnectAttempts = 8
+    /// The protocol version spoken (tests set another to provoke a mismatch).
+    public var protocolVersion = ProtocolInfo.version
+    /// Distinguishes this process's sessions from earlier ones; random by default.
+    public var incarnation = UInt64.random(in: 0...(UInt64.max >> 1))
+    /// After sending `goodbye`, how long the socket stays open so it leaves (sockets linger 0).
+    public var goodbyeFlushMilliseconds = 200
+
+    public init(endpoint: String, name: String, threads: Int = 1) {
+        self.endpoint = endpoint
+        self.name = name
+        self.threads = threads
+    }
+}
+
+/// Runs one worker of a synchronous data-parallel training over a ZeroMQ DEALER.
+///
+/// Threads: `run()` owns the sockets and calls `onEvent` on the calling thread; the gradient computer
+/// runs on the node's private serial compute queue. `requestStop(reason:)` may be called from any
+/// thread: the worker sends `goodbye` (the coordinator then treats it as dead) and returns `.failed`.
+public final class WorkerNode: @unchecked Sendable {
+    public let configuration: WorkerNodeConfiguration
+
+    private let makeGradientComputer: GradientComputerFactory
+    private let logger: Logger
+    private let onEvent: (WorkerNodeEvent) -> Void
+    private let stop = StopRequest()
+    private let crash = StopRequest()
+
+    /// - Parameters:
+    ///   - makeGradientComputer: called on the `run()` thread when the shard arrives.
+    ///   - onEvent: called on the `run()` thread for every event, in order.
+    public init(
+        configuration: WorkerNodeConfiguration, makeGradientComputer: @escaping GradientComputerFactory,
+        logger: Logger = Logger(label: "mnist.worker"),
+        onEvent: @escaping (WorkerNodeEvent) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.makeGradientComputer = makeGradientComputer
+        self.logger = logger
+        self.onEvent = onEvent
+    }
+
+    /// Asks the running node to leave: it says goodbye with this reason and returns `.failed`.
+    public func requestStop(reason: String) { stop.request(reason) }
+
+    /// Test hook: makes the node vanish as a killed process would: no goodbye, no further message, the
+    /// socket closed at once, `run()` returns `.failed`. For failure tests of the coordinator.
+    public func simulateCrash() { crash.request("simulated crash") }
+
+    /// Connects, joins, computes until the coordinator says shutdown, and returns how it ended.
+    /// Never hangs: an unreachable or silent coordinator ends the run after the reconnect attempts.
+    public func run() -> NodeOutcome {
+        var run = Run(node: self)
+        var outcome: NodeOutcome
+        do {
+            outcome = try run.execute()
+        } catch {
+            outcome = .failed(reason: "worker socket error: \(error)")
+        }
+        switch outcome {
+        case .finished: logger.info("\(WorkerNodeEvent.ended(outcome))")
+        case .failed: logger.error("\(WorkerNodeEvent.ended(outcome))")
+        }
+        onEvent(.ended(outcome))
+        return outcome
+    }
+
+    // MARK: Compute queue
+
+    /// The gradient computer and its finished results, shared between the polling thread and the
+    /// compute queue. `computer` is touched only on the compute queue; `results` under `lock`.
+    private final class ComputeBox: @unchecked Sendable {
+        var computer: (any GradientComputer)?
+        private let lock = NSLock()
+        private var results: [(generation: Int, report: GradientReport, seconds: Double)] = []
+
+        func post(generation: Int, report: GradientReport, seconds: Double) {
+            lock.lock()
+            defer { lock.unlock() }
+            results.append((generation, report, seconds))
+        }
+
+        func take() -> [(generation: Int, report: GradientReport, seconds: Double)] {
+            lock.lock()
+            defer { lock.unlock() }
+            defer { results = [] }
+            return results
+        }
+    }
+
+    /// A socket that may move to the compute queue (used there only, after being handed over).
+    private final class HandedOverSocket: @unchecked Sendable {
+        let socket: Socket
+        init(_ socket: Socket) { self.socket = socket }
+    }
+
+    // MARK: One run
+
+    private struct Run {
+        let node: WorkerNode
+        var outcome: NodeOutcome?
+        var dealer: Socket?
+        var attempt = 0
+        var generation = 0
+        var sentGoodbye = false
+        let box = ComputeBox()
+        let queue = DispatchQueue(label: "mnist.worker.compute")
+
+        init(node: WorkerNode) { self.node = node }
+
+        private var configuration: WorkerNodeConfiguration { node.configuration }
+
+        mutating func execute() throws -> NodeOutcome {
+            let context = try Context()
+            // The compute queue wakes the polling thread through an inproc pair when a gradient is ready.
+            let wakeAddress = "inproc://mnist-worker-wake-\(UInt64.random(in: 0...UInt64.max))"
+            let wakeReceiver = try context.makeSocket(.pair)
+            defer { wakeReceiver.close() }
+            try wakeReceiver.bind(wakeAddress)
+            let wakeSender = try context.makeSocket(.pair)
+            try wakeSender.connect(wakeAddress)
+            let handedOver = HandedOverSocket(wakeSender)
+            defer { queue.async { handedOver.socket.close() } }  // Closed on the queue, after any compute.
+
+            var machine = Worker(configuration: protocolConfiguration())
+            try connect(context: context)
+            try perform(machine.handle(.start), machine: &machine, context: context, wake: handedOver)
+            var pacer = TickPacer(milliseconds: configuration.tickMilliseconds)
+            var stopDelivered = false
+            while outcome == nil {
+                if let reason = node.crash.reason {
+                    dealer?.close()
+                    return .failed(reason: reason)
+                }
+                if !stopDelivered, let reason = node.stop.reason {
+                    stopDelivered = true
+                    try perform(
+                        machine.handle(.abort(reason: "stopped: \(reason)")), machine: &machine, context: context,
+                        wake: handedOver)
+                    if outcome == nil { outcome = .failed(reason: "stopped: \(reason)") }
+                    break
+                }
+                guard let socket = dealer else { break }
+                _ = try Socket.poll(
+                    [(socket, .readable), (wakeReceiver, .readable)], timeoutMilliseconds: pacer.millisecondsUntilDue)
+                while try wakeReceiver.receive() != nil {}
+                for result in box.take() where result.generation == generation && outcome == nil {
+                    node.emit(
+                        .stepComputed(
+                            step: result.report.step, sampleCount: result.report.sampleCount, seconds: result.seconds))
+                    try perform(
+                        machine.handle(.gradientComputed(result.report)), machine: &machine, context: context,
+                        wake: handedOver)
+                }
+                while outcome == nil, let current = dealer, let frames = try current.receive() {
+                    let event: WorkerEvent
+                    do {
+                        event = .received(try Message.decode(frames, supportedVersion: configuration.protocolVersion))
+                    } catch let error as MessageDecodingError {
+                        node.logger.warning("undecodable message from the coordinator: \(error)")
+                        event = .undecodable(error)
+                    }
+                    try perform(machine.handle(event), machine: &machine, context: context, wake: handedOver)
+                }
+                for _ in 0..<pacer.dueTicks() where outcome == nil {
+                    try perform(machine.handle(.tick), machine: &machine, context: context, wake: handedOver)
+                }
+            }
+            if sentGoodbye, let socket = dealer { flush(socket) }
+            dealer?.close()
+            return outcome ?? .failed(reason: "worker ended without an outcome")
+        }
+
+        private func protocolConfiguration() -> WorkerConfiguration {
+            var result = WorkerConfiguration(name: configuration.name, threads: configuration.threads)
+            result.livenessTicks = configuration.livenessTicks
+            result.shardTimeoutTicks = configuration.shardTimeoutTicks
+            result.heartbeatIntervalTicks = configuration.heartbeatIntervalTicks
+            result.initialBackoffTicks = configuration.initialBackoffTicks
+            result.maximumBackoffTicks = configuration.maximumBackoffTicks
+            result.maximumReconnectAttempts = configuration.maximumReconnectAttempts
+            result.incarnation = configuration.incarnation
+            result.protocolVersion = configuration.protocolVersion
+            return result
+        }
+
+        /// Closes the current DEALER (if any) and connects a fresh one: a new peer for the coordinator.
+        private mutating func connect(context: Context) throws {
+            dealer?.close()
+            let socket = try context.makeSocket(.dealer)
+            try socket.setLinger(milliseconds: 0)
+            try socket.connect(configuration.endpoint)
+            dealer = socket
+            let event = WorkerNodeEvent.connecting(endpoint: configuration.endpoint, attempt: attempt)
+            node.logger.info("\(event)")
+            node.emit(event)
+        }
+
+        private mutating func perform(
+            _ actions: [WorkerAction], machine: inout Worker, context: Context, wake: HandedOverSocket
+        ) throws {
+            var pending = actions[...]
+            while let action = pending.popFirst() {
+                switch action {
+                case .send(let message):
+                    send(message)
+                case .coordinatorLost(let silentTicks, let backoff, let attempt):
+                    let event = WorkerNodeEvent.coordinatorLost(
+                        silentTicks: silentTicks, reconnectInTicks: backoff, attempt: attempt)
+                    node.logger.warning("\(event)")
+                    node.emit(event)
+                    generation += 1  // Whatever is being computed belongs to the lost session.
+                case .reconnect(let attempt):
+                    self.attempt = attempt
+                    try connect(context: context)
+                case .welcomed(let index, let count):
+                    let event = WorkerNodeEvent.welcomed(workerIndex: index, workerCount: count)
+                    node.logger.info("\(event)")
+                    node.emit(event)
+                case .shardReceived(let shard):
+                    generation += 1
+                    do {
+                        let computer = try node.makeGradientComputer(shard.settings, shard)
+                        let box = self.box
+                        let handOver = ComputerHandOver(computer)
+                        queue.async { box.computer = handOver.computer }
+                    } catch {
+                        // Do not report ready; leave with the reason instead.
+                        pending =
+                            machine.handle(
+                                .abort(reason: "cannot build the model from the coordinator's settings: \(error)"))[...]
+                        continue
+                    }
+                    let event = WorkerNodeEvent.shardReceived(sampleCount: shard.sampleCount)
+                    node.logger.info("\(event)")
+                    node.emit(event)
+                case .computeGradient(let assignment):
+                    let box = self.box, generation = self.generation
+                    queue.async {
+                        let start = monotonicSeconds()
+                        guard var report = box.computer?.gradient(for: assignment) else { return }
+                        report.step = assignment.step
+                        box.post(generation: generation, report: report, seconds: monotonicSeconds() - start)
+                        _ = try? wake.socket.send([[1]], wait: false)
+                    }
+                case .ignored(let kind, let reason):
+                    let text = kind.map { "\($0): \(reason)" } ?? reason
+                    node.logger.debug("ignored \(text)")
+                    node.emit(.ignored(reason: text))
+                case .finished(let reason):
+                    outcome = .finished(reason: "coordinator said shutdown: \(reason)")
+                case .failed(let reason):
+                    outcome = .failed(reason: "\(reason) [coordinator \(configuration.endpoint)]")
+                }
+            }
+        }
+
+        /// Sends without blocking; a message that cannot be queued is logged (liveness covers it).
+        private mutating func send(_ message: Message) {
+            guard node.crash.reason == nil, let socket = dealer else { return }
+            do {
+                if try !socket.send(message.encode(), wait: false) {
+                    node.logger.warning("send queue to the coordinator is full; dropped a \(message.kind) message")
+                }
+                if case .goodbye = message { sentGoodbye = true }
+            } catch {
+                node.logger.warning("\(message.kind) not sent: \(error)")
+            }
+        }
+
+        /// Keeps the socket open briefly so a queued `goodbye` leaves.
+        private func flush(_ socket: Socket) {
+            let deadline = monotonicSeconds() + Double(configuration.goodbyeFlushMilliseconds) / 1000
+            while monotonicSeconds() < deadline {
+                let left = Int(((deadline - monotonicSeconds()) * 1000).rounded(.up))
+                _ = try? socket.poll(.readable, timeoutMilliseconds: min(left, 50))
+                while let frames = try? socket.receive() { _ = frames }
+            }
+        }
+    }
+
+    /// Moves a freshly built computer to the compute queue.
+    private final class ComputerHandOver: @unchecked Sendable {
+        let computer: any GradientComputer
+        init(_ computer: any GradientComputer) { self.computer = computer }
+    }
+
+    private func emit(_ event: WorkerNodeEvent) { onEvent(event) }
+}

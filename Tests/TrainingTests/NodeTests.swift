@@ -1,0 +1,331 @@
+// The coordinator and worker nodes over real sockets (tcp://127.0.0.1, ephemeral ports) in one
+// process: the coordinator on one thread, each worker on its own, training the toy softmax model.
+// Checks the numbers (each step's averaged gradient equals the naive full-batch gradient; same seed,
+// same parameters) and the failures (a dying worker, an absent coordinator, a version mismatch, a
+// stop request). Timeouts are safety nets only; nothing asserts how long anything took.
+import DataParallel
+import Foundation
+import MNIST
+import TestSupport
+import XCTest
+import ZeroMQ
+
+@testable import Training
+
+final class NodeTests: XCTestCase {
+    static let safety = 20.0  // Seconds; a safety net, never a timing assertion.
+
+    /// One coordinator and `workers.count` workers on threads; returns everything they reported.
+    struct ClusterRun {
+        var result: CoordinatorNodeResult
+        var model: ToyModelHost
+        var coordinatorEvents: [CoordinatorNodeEvent]
+        var workerOutcomes: [NodeOutcome]
+    }
+
+    func makeCoordinator(
+        workerCount: Int, data: LabeledImages, batchSize: Int = 20, totalSteps: Int, seed: UInt64 = 7,
+        recorder: EventRecorder<CoordinatorNodeEvent>, adjust: (inout CoordinatorNodeConfiguration) -> Void = { _ in }
+    ) -> CoordinatorNode<ToyModelHost> {
+        var configuration = CoordinatorNodeConfiguration(
+            endpoint: "tcp://127.0.0.1:*", workerCount: workerCount, batchSize: batchSize, totalSteps: totalSteps,
+            seed: seed)
+        configuration.joinTimeoutSeconds = Self.safety
+        adjust(&configuration)
+        let model = ToyModelHost(parameters: ToySoftmax.initialWeights(pixels: data.pixelsPerImage, seed: seed))
+        return CoordinatorNode(
+            configuration: configuration, model: model, trainingSet: data, logger: quietLogger("test.coordinator"),
+            onEvent: recorder.record)
+    }
+
+    func makeWorker(
+        endpoint: String, name: String, factory: @escaping GradientComputerFactory = ToyGradientComputer.factory(),
+        adjust: (inout WorkerNodeConfiguration) -> Void = { _ in }
+    ) -> WorkerNode {
+        var configuration = WorkerNodeConfiguration(endpoint: endpoint, name: name)
+        adjust(&configuration)
+        return WorkerNode(
+            configuration: configuration, makeGradientComputer: factory, logger: quietLogger("test.\(name)"))
+    }
+
+    func listeningEndpoint(_ recorder: EventRecorder<CoordinatorNodeEvent>) throws -> String {
+        try XCTUnwrap(
+            recorder.first(within: Self.safety) { event -> String? in
+                if case .listening(let endpoint) = event { return endpoint }
+                return nil
+            }, "the coordinator never reported its endpoint")
+    }
+
+    func train(workerCount: Int, data: LabeledImages, totalSteps: Int, seed: UInt64) throws -> ClusterRun {
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(
+            workerCount: workerCount, data: data, totalSteps: totalSteps, seed: seed, recorder: recorder)
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let workerThreads = (0..<workerCount).map { index in
+            let worker = makeWorker(endpoint: endpoint, name: "toy-\(index)")
+            return Background("worker \(index)") { worker.run() }
+        }
+        let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety), "coordinator did not return")
+        let outcomes = try workerThreads.map { try XCTUnwrap($0.wait(seconds: Self.safety), "worker did not return") }
+        return ClusterRun(
+            result: result, model: coordinator.model, coordinatorEvents: recorder.events, workerOutcomes: outcomes)
+    }
+
+    // MARK: Numbers
+
+    func testEveryStepAveragesToTheFullBatchGradient() throws {
+        let data = TinyDataset.images(count: 90, seed: 3)
+        let plan = BatchPlan(sampleCount: 90, workerCount: 3, batchSize: 20, seed: 7)
+        let totalSteps = 2 * plan.stepsPerEpoch  // Two epochs; each ends with a short batch of 10.
+        let run = try train(workerCount: 3, data: data, totalSteps: totalSteps, seed: 7)
+
+        XCTAssertEqual(run.result.outcome, .finished(reason: "all \(totalSteps) steps completed"))
+        XCTAssertEqual(run.result.completedSteps, totalSteps)
+        XCTAssertTrue(run.workerOutcomes.allSatisfy(\.isFinished), "\(run.workerOutcomes)")
+        XCTAssertEqual(run.model.history.map(\.step), Array(0..<totalSteps))
+        XCTAssertEqual(run.model.evaluatedEpochs, [0, 1])
+        let steps = run.coordinatorEvents.compactMap { event -> StepMetrics? in
+            if case .stepCompleted(let metrics) = event { return metrics }
+            return nil
+        }
+        XCTAssertEqual(steps.map(\.step), Array(0..<totalSteps))
+        let joined = run.coordinatorEvents.compactMap { event -> Int? in
+            if case .workerJoined(_, let joined, _, _) = event { return joined }
+            return nil
+        }
+        XCTAssertEqual(joined, [1, 2, 3])
+
+        var worst = (relative: 0.0, step: -1)
+        for (step, weights, averaged) in run.model.history {
+            let batch = plan.globalBatch(step: step)
+            let reference = ToySoftmax.summedGradient(
+                weights: weights, pixels: data.pixelsPerImage, images: data.pixels, labels: data.labels,
+                indices: batch)
+            let mean = reference.gradient.map { $0 / Double(batch.count) }
+            let scale = max(mean.map(abs).max() ?? 0, 1e-12)
+            let difference = zip(averaged, mean).map { abs(Double($0) - $1) }.max() ?? 0
+            if difference / scale > worst.relative { worst = (difference / scale, step) }
+            XCTAssertEqual(steps[step].sampleCount, batch.count)
+            XCTAssertEqual(steps[step].meanLoss, reference.lossSum / Double(batch.count), accuracy: 1e-9)
+        }
+        print("worst relative difference from the full-batch gradient: \(worst.relative) at step \(worst.step)")
+        XCTAssertLessThanOrEqual(worst.relative, 1e-5, "worst at step \(worst.step)")
+    }
+
+    func testSameSeedAndWorkerCountGiveBitIdenticalParameters() throws {
+        let data = TinyDataset.images(count: 60, seed: 4)
+        let first = try train(workerCount: 2, data: data, totalSteps: 6, seed: 11)
+        let second = try train(workerCount: 2, data: data, totalSteps: 6, seed: 11)
+        XCTAssertTrue(first.result.outcome.isFinished, "\(first.result.outcome)")
+        XCTAssertTrue(second.result.outcome.isFinished, "\(second.result.outcome)")
+        XCTAssertEqual(first.model.history.count, 6)
+        let differing = zip(first.model.parameters, second.model.parameters).filter { $0.bitPattern != $1.bitPattern }
+        XCTAssertEqual(differing.count, 0, "\(differing.count) parameters differ, e.g. \(differing.prefix(3))")
+    }
+
+    // MARK: Failures
+
+    func testAWorkerThatDiesIsReportedWithItsNameAndStep() throws {
+        let data = TinyDataset.images(count: 60, seed: 5)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 2, data: data, totalSteps: 1000, recorder: recorder) {
+            $0.tickMilliseconds = 20
+            $0.livenessTicks = 25  // 500 ms.
+            $0.heartbeatIntervalTicks = 2
+        }
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+
+        final class Holder: @unchecked Sendable { var node: WorkerNode? }
+        let doomed = Holder()
+        let doomedWorker = makeWorker(
+            endpoint: endpoint, name: "doomed",
+            factory: ToyGradientComputer.factory(beforeStep: { step in
+                if step == 3 { doomed.node?.simulateCrash() }
+            }),
+            adjust: {
+                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+            })
+        doomed.node = doomedWorker
+        let survivor = makeWorker(
+            endpoint: endpoint, name: "survivor",
+            adjust: {
+                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+            })
+        let doomedThread = Background("doomed") { doomedWorker.run() }
+        let survivorThread = Background("survivor") { survivor.run() }
+
+        let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety), "coordinator did not return")
+        guard case .failed(let reason) = result.outcome else {
+            return XCTFail("expected failure, got \(result.outcome)")
+        }
+        XCTAssertTrue(reason.contains("\"doomed\""), reason)
+        XCTAssertTrue(reason.contains("step 3"), reason)
+        XCTAssertTrue(reason.contains("silent"), reason)
+        let deaths = recorder.events.compactMap { event -> (WorkerInfo, Int)? in
+            if case .workerDied(let info, let step, _) = event { return (info, step) }
+            return nil
+        }
+        XCTAssertEqual(deaths.map(\.0.name), ["doomed"])
+        XCTAssertEqual(deaths.map(\.1), [3])
+        XCTAssertEqual(result.completedSteps, 3)
+        XCTAssertEqual(coordinator.model.history.count, 3, "the model holds the steps before the death")
+        XCTAssertEqual(doomedThread.wait(seconds: Self.safety), .failed(reason: "simulated crash"))
+        let survivorOutcome = try XCTUnwrap(survivorThread.wait(seconds: Self.safety), "survivor did not return")
+        XCTAssertTrue(survivorOutcome.reason.contains("doomed"), "\(survivorOutcome)")
+    }
+
+    func testHeartbeatsFlowWhileAWorkerComputesLongerThanTheLivenessWindow() throws {
+        let data = TinyDataset.images(count: 20, seed: 10)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, batchSize: 10, totalSteps: 3, recorder: recorder)
+        {
+            $0.tickMilliseconds = 20
+            $0.livenessTicks = 25  // 500 ms, while step 1 takes 1 s to compute.
+            $0.heartbeatIntervalTicks = 2
+        }
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let worker = makeWorker(
+            endpoint: endpoint, name: "slow",
+            factory: ToyGradientComputer.factory(beforeStep: { step in if step == 1 { usleep(1_000_000) } }),
+            adjust: {
+                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+            })
+        let workerThread = Background("slow") { worker.run() }
+        let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety))
+        XCTAssertTrue(result.outcome.isFinished, "\(result.outcome)")
+        XCTAssertEqual(coordinator.model.history.count, 3)
+        XCTAssertEqual(workerThread.wait(seconds: Self.safety)?.isFinished, true)
+    }
+
+    func testUndecodableFramesAreReportedWithThePeerAndIgnored() throws {
+        let data = TinyDataset.images(count: 20, seed: 12)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, totalSteps: 2, recorder: recorder)
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let context = try Context()
+        let stranger = try context.makeSocket(.dealer)
+        try stranger.setRoutingID(Array("stranger".utf8))
+        try stranger.connect(endpoint)
+        try stranger.send([Array("GET / HTTP/1.1".utf8)])
+        let error = try XCTUnwrap(
+            recorder.first(within: Self.safety) { event -> MessageDecodingError? in
+                if case .undecodable(let peer, let error) = event, peer == PeerID("stranger") { return error }
+                return nil
+            })
+        XCTAssertEqual(error, .headerSize(byteCount: 14))
+        stranger.close()
+        // The coordinator carries on: a real worker still trains to the end.
+        let worker = makeWorker(endpoint: endpoint, name: "real")
+        let workerThread = Background("real") { worker.run() }
+        XCTAssertEqual(coordinatorThread.wait(seconds: Self.safety)?.outcome.isFinished, true)
+        XCTAssertEqual(workerThread.wait(seconds: Self.safety)?.isFinished, true)
+    }
+
+    func testAWorkerWithNoCoordinatorGivesUpAfterItsReconnects() throws {
+        // A port that was free a moment ago: bind, read it, close.
+        let context = try Context()
+        let probe = try context.makeSocket(.router)
+        let endpoint = try probe.bind("tcp://127.0.0.1:*")
+        probe.close()
+
+        let recorder = EventRecorder<WorkerNodeEvent>()
+        var configuration = WorkerNodeConfiguration(endpoint: endpoint, name: "lonely")
+        configuration.tickMilliseconds = 10
+        configuration.livenessTicks = 5
+        configuration.initialBackoffTicks = 1
+        configuration.maximumBackoffTicks = 2
+        configuration.maximumReconnectAttempts = 2
+        let worker = WorkerNode(
+            configuration: configuration, makeGradientComputer: ToyGradientComputer.factory(),
+            logger: quietLogger("test.lonely"), onEvent: recorder.record)
+        let outcome = try XCTUnwrap(Background("lonely") { worker.run() }.wait(seconds: Self.safety))
+        guard case .failed(let reason) = outcome else { return XCTFail("expected failure, got \(outcome)") }
+        XCTAssertTrue(reason.contains("coordinator silent"), reason)
+        XCTAssertTrue(reason.contains("2 reconnects failed"), reason)
+        XCTAssertTrue(reason.contains(endpoint), reason)
+        let attempts = recorder.events.compactMap { event -> Int? in
+            if case .connecting(_, let attempt) = event { return attempt }
+            return nil
+        }
+        XCTAssertEqual(attempts, [0, 1, 2], "a fresh socket per reconnect")
+    }
+
+    func testAVersionMismatchIsRefusedWithAClearMessageOnBothSides() throws {
+        let data = TinyDataset.images(count: 20, seed: 6)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, totalSteps: 2, recorder: recorder)
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let worker = makeWorker(
+            endpoint: endpoint, name: "future", adjust: { $0.protocolVersion = ProtocolInfo.version + 1 })
+        let outcome = try XCTUnwrap(Background("future") { worker.run() }.wait(seconds: Self.safety))
+
+        guard case .failed(let workerReason) = outcome else { return XCTFail("expected failure, got \(outcome)") }
+        XCTAssertTrue(workerReason.contains("refused"), workerReason)
+        XCTAssertTrue(workerReason.contains("protocol version mismatch"), workerReason)
+        let refusal = try XCTUnwrap(
+            recorder.first(within: Self.safety) { event -> String? in
+                if case .workerRefused(_, "future", let reason) = event { return reason }
+                return nil
+            })
+        XCTAssertTrue(refusal.contains("worker speaks version \(ProtocolInfo.version + 1)"), refusal)
+
+        coordinator.requestStop(reason: "test over")
+        let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety))
+        XCTAssertFalse(result.outcome.isFinished)
+        XCTAssertTrue(result.outcome.reason.contains("test over"), result.outcome.reason)
+    }
+
+    func testAWorkerThatCannotBuildTheModelSaysGoodbye() throws {
+        let data = TinyDataset.images(count: 20, seed: 8)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, totalSteps: 2, recorder: recorder)
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let worker = makeWorker(
+            endpoint: endpoint, name: "confused", factory: { _, _ in throw ToySettingsError() })
+        let outcome = try XCTUnwrap(Background("confused") { worker.run() }.wait(seconds: Self.safety))
+        XCTAssertFalse(outcome.isFinished)
+        XCTAssertTrue(outcome.reason.contains("cannot build the model"), outcome.reason)
+        let death = try XCTUnwrap(
+            recorder.first(within: Self.safety) { event -> String? in
+                if case .workerDied(let info, _, let reason) = event, info.name == "confused" { return reason }
+                return nil
+            })
+        XCTAssertTrue(death.contains("settings are not toy-softmax-1"), death)
+        coordinator.requestStop(reason: "test over")
+        XCTAssertNotNil(coordinatorThread.wait(seconds: Self.safety))
+    }
+
+    func testRequestStopShutsTheWorkersDownAndBothSidesReturn() throws {
+        let data = TinyDataset.images(count: 40, seed: 9)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 2, data: data, totalSteps: 1_000_000, recorder: recorder)
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let workerThreads = (0..<2).map { index in
+            let worker = makeWorker(endpoint: endpoint, name: "busy-\(index)")
+            return Background("busy-\(index)") { worker.run() }
+        }
+        XCTAssertNotNil(
+            recorder.first(within: Self.safety) { event -> Int? in
+                if case .stepCompleted(let metrics) = event, metrics.step >= 2 { return metrics.step }
+                return nil
+            }, "training never got going")
+        coordinator.requestStop(reason: "interrupted by the test")
+
+        let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety), "coordinator did not return")
+        XCTAssertEqual(result.outcome.isFinished, false)
+        XCTAssertTrue(result.outcome.reason.contains("interrupted by the test"), result.outcome.reason)
+        XCTAssertEqual(coordinator.model.history.count, result.completedSteps)
+        for thread in workerThreads {
+            let outcome = try XCTUnwrap(thread.wait(seconds: Self.safety), "a worker did not return")
+            XCTAssertTrue(outcome.isFinished, "workers end cleanly on shutdown: \(outcome)")
+            XCTAssertTrue(outcome.reason.contains("interrupted by the test"), outcome.reason)
+        }
+    }
+}
