@@ -235,7 +235,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     if (result.step + 1) % stepsPerEpoch == 0 || result.step + 1 == configuration.totalSteps {
                         let evaluation = node.model.evaluateEpoch(epoch: result.epoch)
                         let event = CoordinatorNodeEvent.epochCompleted(epoch: result.epoch, metrics: evaluation)
-                        node.logger.info("\(event)")
+                        node.logger.debug("\(event)")
                         emit(event)
                     }
                     pending.append(contentsOf: machine.handle(.weightsUpdated(node.model.parameters)))

@@ -2,6 +2,8 @@
 import ArgumentParser
 import ConvNet
 import Foundation
+import Logging
+import MNIST
 import Training
 
 struct Train: ParsableCommand {
@@ -14,14 +16,55 @@ struct Train: ParsableCommand {
     @OptionGroup var output: OutputOptions
     @OptionGroup var logging: LoggingOptions
 
+    @Option(help: """
+        Train with a coordinator in this process and N worker processes on this machine, over ZeroMQ \
+        (0: no sockets, all in this process; 0-64).
+        """)
+    var workers = 0
+
+    @OptionGroup var cluster: ClusterOptions
+
+    func validate() throws {
+        guard (0...64).contains(workers) else { throw ValidationError("--workers: must be 0...64, got \(workers)") }
+    }
+
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.train")
         let dataset = try data.load(logger: logger)
         let configuration = training.configuration
+        if workers > 0 {
+            try trainWithLocalWorkers(data: dataset, configuration: configuration, logger: logger)
+            return
+        }
         let renderer = ProgressRenderer(format: output.logFormat)
         let result = try SingleProcessTrainer(configuration: configuration).train(data: dataset, onEvent: renderer.render)
         try result.network.save(to: output.outputURL, configuration: configuration, testAccuracy: result.testAccuracy)
         logger.info(
             "test accuracy \(String(format: "%.2f", result.testAccuracy * 100))% after \(String(format: "%.1f", result.trainingSeconds)) s of training; model written to \(output.output)")
+    }
+}
+
+extension Train {
+    /// The coordinator here, `workers` child processes of this executable as workers, all stopped on exit.
+    func trainWithLocalWorkers(data: MNISTData, configuration: TrainingConfiguration, logger: Logger) throws {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let threadsPerWorker = max(1, configuration.threads / workers)
+        let verbosity = logging.verbose ? ["--verbose"] : logging.quiet ? ["--quiet"] : []
+        var cluster: LocalCluster?
+        defer { cluster?.terminate(gracePeriod: 3) }
+        try runCoordinator(
+            endpoint: "tcp://127.0.0.1:*", workers: workers, data: data, configuration: configuration,
+            cluster: self.cluster, output: output, logger: logger,
+            onListening: { endpoint in
+                let started = LocalCluster(
+                    executable: executable, workerCount: workers,
+                    arguments: { index in
+                        ["worker", "--connect", endpoint, "--threads", "\(threadsPerWorker)", "--name", "local-\(index)"]
+                            + verbosity
+                    })
+                try started.start()
+                cluster = started
+            },
+            onStop: { cluster?.terminate(gracePeriod: 3) })
     }
 }

@@ -1,0 +1,257 @@
+// The CNN on both sides of the wire: the coordinator's model host (network, optimizer, per-epoch test
+// evaluation) and the worker's gradient computer, plus the run that turns coordinator-node events into
+// the same `TrainingEvent`s the single-process trainer reports. The networking itself lives in
+// CoordinatorNode and WorkerNode, which know nothing of ConvNet.
+import ConvNet
+import DataParallel
+import Foundation
+import Logging
+import MNIST
+
+/// What the coordinator sends every worker (the `settings` bytes of the shard message), as JSON: enough to
+/// build the same network and compute the same gradients. Documented in PROTOCOL.md.
+public struct WorkerSettings: Codable, Equatable, Sendable {
+    /// The run's configuration (seed, augmentation, model preset...).
+    public var configuration: TrainingConfiguration
+    /// The network's architecture as JSON (ConvNet's `Architecture`), so workers never depend on presets.
+    public var architecture: String
+
+    public init(configuration: TrainingConfiguration, architecture: String) {
+        self.configuration = configuration
+        self.architecture = architecture
+    }
+
+    public func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(self)).map { [UInt8]($0) } ?? []
+    }
+
+    public static func decoded(_ bytes: [UInt8]) throws -> WorkerSettings {
+        do {
+            return try JSONDecoder().decode(WorkerSettings.self, from: Data(bytes))
+        } catch {
+            throw TrainingConfiguration.ValidationError(
+                flag: "settings", message: "the coordinator's settings are not valid JSON WorkerSettings (\(error))")
+        }
+    }
+}
+
+/// The coordinator's model: applies averaged gradients with the configured optimizer and schedule, and
+/// evaluates the test set after each epoch.
+public struct NetworkHost: ModelHost {
+    public let network: Network
+    public let configuration: TrainingConfiguration
+    private var update: ParameterUpdate
+    private let testSet: LabeledImages
+    /// The evaluation after the most recent epoch.
+    public private(set) var lastEvaluation: Evaluation?
+
+    public init(configuration: TrainingConfiguration, testSet: LabeledImages, totalSteps: Int) throws {
+        self.configuration = configuration
+        network = try Network(
+            architecture: configuration.preset.architecture, seed: TrainingSeeds.initialisation(configuration.seed))
+        update = ParameterUpdate(configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
+        self.testSet = testSet
+    }
+
+    public var parameters: [Float] { network.parameters }
+
+    public mutating func apply(averagedGradient: [Float], step: Int) {
+        update.apply(meanGradient: averagedGradient, to: &network.parameters)
+    }
+
+    public func settings() -> [UInt8] {
+        WorkerSettings(configuration: configuration, architecture: network.architecture.jsonString()).encoded()
+    }
+
+    public mutating func evaluateEpoch(epoch: Int) -> [String: Double] {
+        let evaluation = Evaluation(network: network, images: testSet)
+        lastEvaluation = evaluation
+        return ["test_accuracy": evaluation.accuracy, "test_loss": evaluation.meanLoss]
+    }
+}
+
+/// The worker's half: the summed gradient of its part of each global batch, at the step's weights.
+public final class NetworkGradientComputer: GradientComputer {
+    private let computer: BatchGradientComputer
+    private let shard: LabeledImages
+    private let settings: WorkerSettings
+    /// Distinguishes this shard's dropout masks from the other workers' in the same step.
+    private let shardKey: Int
+
+    /// Builds the network the coordinator describes; throws a clear error for settings it cannot use.
+    public init(settings bytes: [UInt8], shard: Shard) throws {
+        settings = try WorkerSettings.decoded(bytes)
+        let architecture = try Architecture(jsonString: settings.architecture)
+        computer = BatchGradientComputer(network: try Network(architecture: architecture, seed: 0))
+        let side = Int(Double(shard.pixelsPerImage).squareRoot())
+        guard side * side == shard.pixelsPerImage, shard.pixelsPerImage == computer.network.inputCount else {
+            throw TrainingConfiguration.ValidationError(
+                flag: "shard", message: "images of \(shard.pixelsPerImage) pixels do not fit the network's input")
+        }
+        self.shard = LabeledImages(rows: side, columns: side, pixels: shard.images, labels: shard.labels)
+        // FNV-1a over the labels: a stable, per-shard key.
+        shardKey = Int(truncatingIfNeeded: shard.labels.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 } >> 1)
+        ComputeThreads.configure(threads: settings.configuration.threads)
+    }
+
+    /// Sets the thread count for this worker's kernels (its own machine's cores, not the coordinator's).
+    public func useThreads(_ threads: Int) { ComputeThreads.configure(threads: threads) }
+
+    public func gradient(for assignment: StepAssignment) -> GradientReport {
+        let configuration = settings.configuration
+        computer.network.parameters = assignment.weights
+        let statistics = computer.computeSummedGradient(
+            images: shard, indices: assignment.sampleIndices.map { Int($0) },
+            dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: assignment.step, offset: shardKey),
+            augmentationSeed: configuration.augment ? TrainingSeeds.augmentation(configuration.seed, epoch: assignment.epoch) : nil)
+        return GradientReport(
+            step: assignment.step, sampleCount: statistics.count, lossSum: statistics.lossSum,
+            correctCount: statistics.correct, gradient: computer.network.gradients)
+    }
+}
+
+/// How a distributed run ended, with the model as it stands (complete, or the steps done so far).
+public struct DistributedTrainingResult {
+    public let network: Network
+    public let outcome: NodeOutcome
+    public let completedSteps: Int
+    public let epochs: [EpochSummary]
+    /// The test evaluation of the final weights.
+    public let testEvaluation: Evaluation
+}
+
+/// One coordinator run: binds, waits for the workers, trains, evaluates after every epoch.
+public final class DistributedTraining: @unchecked Sendable {
+    public let configuration: TrainingConfiguration
+    private let data: MNISTData
+    private let stepsPerEpoch: Int
+    private let totalSteps: Int
+    private let relay = EventRelay()
+    private let node: CoordinatorNode<NetworkHost>
+
+    /// - Parameters:
+    ///   - endpoint: where to bind, e.g. `tcp://*:5555` or `tcp://127.0.0.1:*`.
+    ///   - livenessSeconds: a worker silent this long is declared dead.
+    ///   - onNodeEvent: every coordinator-node event (joins, deaths, the bound endpoint...), on the run thread.
+    public init(
+        configuration: TrainingConfiguration, data: MNISTData, endpoint: String, workerCount: Int,
+        joinTimeoutSeconds: Double = 120, livenessSeconds: Double = 10, logger: Logger,
+        onNodeEvent: @escaping (CoordinatorNodeEvent) -> Void
+    ) throws {
+        try configuration.validate()
+        guard workerCount >= 1, workerCount <= data.train.count else {
+            throw TrainingConfiguration.ValidationError(flag: "--workers", message: "must be 1...\(data.train.count)")
+        }
+        self.configuration = configuration
+        self.data = data
+        stepsPerEpoch = (data.train.count + configuration.batchSize - 1) / configuration.batchSize
+        totalSteps = stepsPerEpoch * configuration.epochs
+        ComputeThreads.configure(threads: configuration.threads)
+        let host = try NetworkHost(configuration: configuration, testSet: data.test, totalSteps: totalSteps)
+        var nodeConfiguration = CoordinatorNodeConfiguration(
+            endpoint: endpoint, workerCount: workerCount, batchSize: configuration.batchSize, totalSteps: totalSteps,
+            seed: configuration.seed)
+        nodeConfiguration.joinTimeoutSeconds = joinTimeoutSeconds
+        nodeConfiguration.livenessTicks = max(5, Int(livenessSeconds * 1000) / nodeConfiguration.tickMilliseconds)
+        relay.forward = onNodeEvent
+        let relay = self.relay
+        node = CoordinatorNode(
+            configuration: nodeConfiguration, model: host, trainingSet: data.train, logger: logger,
+            onEvent: { relay.handle($0) })
+    }
+
+    /// Trains; reports `TrainingEvent`s like the single-process trainer. Never throws for a failed run:
+    /// the result says how it ended and holds the model as it stands.
+    public func run(onEvent: @escaping (TrainingEvent) -> Void) -> DistributedTrainingResult {
+        var progress = ProgressTracker(
+            configuration: configuration, trainCount: data.train.count, testCount: data.test.count,
+            parameterCount: node.model.network.parameterCount, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+        relay.translate = { event in progress.translate(event).forEach(onEvent) }
+        let result = node.run()
+        var host = node.model
+        if !result.outcome.isFinished || host.lastEvaluation == nil {
+            _ = host.evaluateEpoch(epoch: -1)  // the model as it stands
+        }
+        let evaluation = host.lastEvaluation ?? Evaluation(network: host.network, images: data.test)
+        return DistributedTrainingResult(
+            network: host.network, outcome: result.outcome, completedSteps: result.completedSteps,
+            epochs: progress.summaries, testEvaluation: evaluation)
+    }
+
+    /// Asks the run to stop (thread-safe): workers are shut down and `run` returns what it has.
+    public func requestStop(reason: String) { node.requestStop(reason: reason) }
+}
+
+/// Passes node events to the caller and to the progress translation (set once `run` starts).
+private final class EventRelay: @unchecked Sendable {
+    var forward: (CoordinatorNodeEvent) -> Void = { _ in }
+    var translate: (CoordinatorNodeEvent) -> Void = { _ in }
+
+    func handle(_ event: CoordinatorNodeEvent) {
+        forward(event)
+        translate(event)
+    }
+}
+
+/// Turns coordinator-node events into the `TrainingEvent`s of a run: per-step progress and per-epoch
+/// summaries with training time (test evaluation excluded).
+struct ProgressTracker {
+    let configuration: TrainingConfiguration
+    let trainCount: Int, testCount: Int, parameterCount: Int, stepsPerEpoch: Int, totalSteps: Int
+    private(set) var summaries: [EpochSummary] = []
+    private var epochStatistics = BatchStatistics()
+    private var epochSeconds = 0.0, trainingSeconds = 0.0
+    private var lastMark = Date()
+
+    init(
+        configuration: TrainingConfiguration, trainCount: Int, testCount: Int, parameterCount: Int, stepsPerEpoch: Int,
+        totalSteps: Int
+    ) {
+        self.configuration = configuration
+        self.trainCount = trainCount
+        self.testCount = testCount
+        self.parameterCount = parameterCount
+        self.stepsPerEpoch = stepsPerEpoch
+        self.totalSteps = totalSteps
+    }
+
+    mutating func translate(_ event: CoordinatorNodeEvent) -> [TrainingEvent] {
+        switch event {
+        case .trainingStarted:
+            lastMark = Date()
+            return [.started(
+                model: configuration.model, parameterCount: parameterCount, trainCount: trainCount, testCount: testCount,
+                stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)]
+        case .stepCompleted(let metrics):
+            let now = Date()
+            epochSeconds += now.timeIntervalSince(lastMark)
+            lastMark = now
+            epochStatistics.add(BatchStatistics(
+                lossSum: metrics.meanLoss * Double(metrics.sampleCount),
+                correct: Int((metrics.accuracy * Double(metrics.sampleCount)).rounded()), count: metrics.sampleCount))
+            return [.batchCompleted(BatchProgress(
+                epoch: metrics.epoch + 1, epochs: configuration.epochs, step: metrics.step % stepsPerEpoch + 1,
+                stepsPerEpoch: stepsPerEpoch, globalStep: metrics.step + 1, totalSteps: totalSteps, loss: metrics.meanLoss,
+                accuracy: metrics.accuracy, learningRate: 0,
+                imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
+                trainingSeconds: trainingSeconds + epochSeconds))]
+        case .epochCompleted(let epoch, let metrics):
+            trainingSeconds += epochSeconds
+            let summary = EpochSummary(
+                epoch: epoch + 1, epochs: configuration.epochs, loss: epochStatistics.meanLoss,
+                trainAccuracy: Double(epochStatistics.correct) / Double(max(1, epochStatistics.count)),
+                testAccuracy: metrics["test_accuracy"] ?? 0, seconds: epochSeconds,
+                imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
+                trainingSeconds: trainingSeconds, evaluationSeconds: Date().timeIntervalSince(lastMark))
+            summaries.append(summary)
+            epochStatistics = BatchStatistics()
+            epochSeconds = 0
+            lastMark = Date()  // the evaluation is not training time
+            return [.epochCompleted(summary)]
+        default:
+            return []
+        }
+    }
+}

@@ -1,0 +1,40 @@
+// `mnist coordinator`: hold the data, shard it to workers over ZeroMQ, run synchronous steps.
+import ArgumentParser
+import Foundation
+import Training
+
+struct Coordinator: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Coordinate distributed training: shard MNIST to N workers over ZeroMQ and average their gradients.",
+        discussion: """
+            Start workers anywhere with `mnist worker --connect tcp://THIS_HOST:5555`; they need no data files. \
+            Each step, every worker computes the summed gradient of its part of the global batch at the same \
+            weights; the coordinator applies their sample-weighted mean. The model is written at the end, or \
+            after the steps done so far if a worker dies or the run is interrupted.
+            """)
+
+    @Option(help: ArgumentHelp("ZeroMQ endpoint to bind (a ROUTER socket).", valueName: "endpoint"))
+    var bind = "tcp://*:5555"
+
+    @Option(help: "Number of workers to wait for (1-1024).")
+    var workers: Int
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var data: DataOptions
+    @OptionGroup var training: TrainingOptions
+    @OptionGroup var output: OutputOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        try validateEndpoint(bind, flag: "--bind")
+        guard (1...1024).contains(workers) else { throw ValidationError("--workers: must be 1...1024, got \(workers)") }
+    }
+
+    func run() throws {
+        let logger = logging.makeLogger(label: "mnist.coordinator")
+        let dataset = try data.load(logger: logger)
+        try runCoordinator(
+            endpoint: bind, workers: workers, data: dataset, configuration: training.configuration, cluster: cluster,
+            output: output, logger: logger)
+    }
+}

@@ -1,0 +1,49 @@
+// `mnist worker`: join a coordinator, receive a shard over ZeroMQ, compute gradients until told to stop.
+import ArgumentParser
+import Foundation
+import Training
+
+struct Worker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compute gradients for a coordinator; needs no data files.",
+        discussion: """
+            Retries with backoff until the coordinator is there, receives its shard of the training images and \
+            the training settings over ZeroMQ, and exits 0 when the coordinator says training is over. Exits 1 \
+            if the coordinator refuses it, cannot be reached, or goes silent.
+            """)
+
+    @Option(help: ArgumentHelp("The coordinator's ZeroMQ endpoint.", valueName: "endpoint"))
+    var connect: String
+
+    @Option(help: "Threads for OpenBLAS and the kernels (1-256; default: all cores of this machine).")
+    var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    @Option(help: "A name for this worker in the coordinator's logs (default: host-pid).")
+    var name = "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        try validateEndpoint(connect, flag: "--connect")
+        guard (1...256).contains(threads) else { throw ValidationError("--threads: must be 1...256, got \(threads)") }
+    }
+
+    func run() throws {
+        let logger = logging.makeLogger(label: "mnist.worker")
+        let threads = self.threads
+        let node = WorkerNode(
+            configuration: WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads),
+            makeGradientComputer: { settings, shard in
+                let computer = try NetworkGradientComputer(settings: settings, shard: shard)
+                computer.useThreads(threads)
+                return computer
+            },
+            logger: logger)
+        let watch = SignalWatch { signal in
+            node.requestStop(reason: signal == SIGINT ? "interrupted (Ctrl-C)" : "terminated (signal \(signal))")
+        }
+        defer { watch.cancel() }
+        let outcome = node.run()
+        if !outcome.isFinished { throw ExitCode(1) }
+    }
+}
