@@ -26,8 +26,7 @@ struct ClusterOptions: ParsableArguments {
 /// - Parameter onListening: called once the socket is bound, with the actual endpoint.
 func runCoordinator(
     endpoint: String, workers: Int, data: MNISTData, configuration: TrainingConfiguration, cluster: ClusterOptions,
-    output: OutputOptions, logger: Logger, onListening: @escaping (String) throws -> Void = { _ in },
-    onStop: @escaping () -> Void = {}
+    output: OutputOptions, logger: Logger, onListening: @escaping (String) throws -> Void = { _ in }
 ) throws {
     let renderer = ProgressRenderer(format: output.logFormat)
     var listeningError: Error?
@@ -47,8 +46,8 @@ func runCoordinator(
         })
     guard let training else { return }
     let watch = SignalWatch { signal in
+        // The coordinator tells the workers to stop, then `run` returns and the model is saved.
         training.requestStop(reason: signal == SIGINT ? "interrupted (Ctrl-C)" : "terminated (signal \(signal))")
-        onStop()
     }
     defer { watch.cancel() }
     let result = training.run(onEvent: renderer.render)

@@ -64,7 +64,6 @@ extension Train {
                     })
                 try started.start()
                 cluster = started
-            },
-            onStop: { cluster?.terminate(gracePeriod: 3) })
+            })
     }
 }

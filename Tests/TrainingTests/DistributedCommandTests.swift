@@ -1,0 +1,110 @@
+// Distributed training as users run it: `mnist train --workers N` (worker processes on this machine over
+// tcp://127.0.0.1) and a coordinator and workers on separate network hosts (Linux network namespaces
+// joined by veth pairs, Cluster/netns.sh). Small datasets made here keep each run to seconds.
+import ConvNet
+import Foundation
+import MNIST
+import TestSupport
+import Training
+import XCTest
+
+final class DistributedCommandTests: XCTestCase {
+    private static let repository = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A small unpinned dataset: 640 training and 160 test images.
+    private func smallDataset() throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory("dist-data")
+        try TinyDataset.write(
+            train: TinyDataset.images(count: 640, seed: 11), test: TinyDataset.images(count: 160, seed: 12),
+            to: directory.url)
+        return directory
+    }
+
+    func testSameSeedAndWorkerCountGiveBitIdenticalModelFiles() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("dist-out")
+        func train(_ name: String, seed: Int) throws -> Data {
+            let path = output.file(name).path
+            let result = try runProcess(
+                Products.mnist,
+                ["train", "--workers", "2", "--data", data.url.path, "--epochs", "2", "--batch-size", "64",
+                 "--seed", "\(seed)", "--output", path, "--quiet"], timeout: 300)
+            XCTAssertEqual(result.status, 0, result.standardError)
+            return try Data(contentsOf: URL(fileURLWithPath: path))
+        }
+        let first = try train("a.safetensors", seed: 7)
+        let second = try train("b.safetensors", seed: 7)
+        let other = try train("c.safetensors", seed: 8)
+        XCTAssertEqual(first, second, "the same seed and worker count must give the same bytes")
+        XCTAssertNotEqual(first, other, "a different seed must give a different model")
+        XCTAssertNoThrow(try Network.load(from: output.file("a.safetensors")))
+    }
+
+    func testCoordinatorAndWorkersOnSeparateNetworkHosts() throws {
+        guard getuid() == 0 else {
+            if isContinuousIntegration { return XCTFail("CI runs as root; network namespaces need root") }
+            throw XCTSkip("network namespaces need root")
+        }
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("dist-netns")
+        let model = output.file("model.safetensors")
+        let result = try runProcess(
+            URL(fileURLWithPath: "/bin/bash"),
+            [Self.repository.appendingPathComponent("Cluster/netns.sh").path, "2", model.path,
+             "--data", data.url.path, "--epochs", "1", "--batch-size", "64"],
+            environment: ["MNIST_BIN": Products.mnist.path], timeout: 300)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        XCTAssertTrue(result.standardError.contains("joined 2 of 2"), result.standardError)
+        for name in ["netns-w0", "netns-w1"] {
+            XCTAssertTrue(result.standardError.contains(name), "\(name) did not join: \(result.standardError)")
+        }
+        XCTAssertTrue(result.standardError.contains("all 10 steps completed"), result.standardError)
+        let (network, metadata) = try Network.load(from: model)
+        XCTAssertEqual(network.parameterCount, try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
+        XCTAssertNotNil(metadata[ModelMetadataKey.testAccuracy])
+    }
+
+    func testAWorkerThatDiesStopsTheRunWithItsNameAndKeepsTheModel() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("dist-death")
+        let model = output.file("model.safetensors")
+        let coordinator = Process()
+        coordinator.executableURL = Products.mnist
+        let port = 20_000 + Int(getpid() % 20_000)
+        coordinator.arguments = [
+            "coordinator", "--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--data", data.url.path,
+            "--epochs", "200", "--batch-size", "32", "--liveness", "2", "--output", model.path,
+        ]
+        let errors = Pipe()
+        coordinator.standardError = errors
+        coordinator.standardOutput = FileHandle.nullDevice
+        try coordinator.run()
+        let workers = try (0..<2).map { index -> Process in
+            let worker = Process()
+            worker.executableURL = Products.mnist
+            worker.arguments = ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "victim-\(index)", "--threads", "1"]
+            worker.standardError = FileHandle.nullDevice
+            try worker.run()
+            return worker
+        }
+        Thread.sleep(forTimeInterval: 4)
+        kill(workers[0].processIdentifier, SIGKILL)  // no goodbye: only heartbeats can tell
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            coordinator.waitUntilExit()
+            finished.signal()
+        }
+        if finished.wait(timeout: .now() + 60) == .timedOut {
+            coordinator.terminate()
+            XCTFail("the coordinator did not notice the dead worker within 60 s")
+        }
+        workers[1].waitUntilExit()
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(coordinator.terminationStatus, 1, log)
+        XCTAssertTrue(log.contains("victim-0") && log.contains("died at step"), log)
+        XCTAssertTrue(log.contains("is saved to \(model.path)"), log)
+        XCTAssertNoThrow(try Network.load(from: model))
+        XCTAssertEqual(workers[1].terminationStatus, 0, "the surviving worker is told to exit")
+    }
+}
