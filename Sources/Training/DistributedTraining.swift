@@ -120,6 +120,13 @@ public struct DistributedTrainingResult {
     public let epochs: [EpochSummary]
     /// The test evaluation of the final weights.
     public let testEvaluation: Evaluation
+    /// Mean seconds per step from sending the weights to holding every gradient (the workers' compute,
+    /// the network both ways, and waiting for the slowest worker), and applying the optimizer.
+    public let meanGatherSeconds: Double
+    public let meanApplySeconds: Double
+    /// Protocol bytes per step, both directions, all workers: each worker gets a step message (header,
+    /// weights, its sample indices) and answers with a gradient message (header, gradient).
+    public let bytesPerStep: Int
 }
 
 /// One coordinator run: binds, waits for the workers, trains, evaluates after every epoch.
@@ -175,9 +182,13 @@ public final class DistributedTraining: @unchecked Sendable {
             _ = host.evaluateEpoch(epoch: -1)  // the model as it stands
         }
         let evaluation = host.lastEvaluation ?? Evaluation(network: host.network, images: data.test)
+        let steps = Double(max(1, progress.stepCount))
+        let headers = 2 * ProtocolInfo.headerByteCount, weights = 4 * host.network.parameterCount
         return DistributedTrainingResult(
             network: host.network, outcome: result.outcome, completedSteps: result.completedSteps,
-            epochs: progress.summaries, testEvaluation: evaluation)
+            epochs: progress.summaries, testEvaluation: evaluation,
+            meanGatherSeconds: progress.gatherSeconds / steps, meanApplySeconds: progress.applySeconds / steps,
+            bytesPerStep: node.configuration.workerCount * (headers + 2 * weights) + 4 * configuration.batchSize)
     }
 
     /// Asks the run to stop (thread-safe): workers are shut down and `run` returns what it has.
@@ -201,6 +212,8 @@ struct ProgressTracker {
     let configuration: TrainingConfiguration
     let trainCount: Int, testCount: Int, parameterCount: Int, stepsPerEpoch: Int, totalSteps: Int
     private(set) var summaries: [EpochSummary] = []
+    private(set) var stepCount = 0
+    private(set) var gatherSeconds = 0.0, applySeconds = 0.0
     private var epochStatistics = BatchStatistics()
     private var epochSeconds = 0.0, trainingSeconds = 0.0
     private var lastMark = Date()
@@ -225,6 +238,9 @@ struct ProgressTracker {
                 model: configuration.model, parameterCount: parameterCount, trainCount: trainCount, testCount: testCount,
                 stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)]
         case .stepCompleted(let metrics):
+            stepCount += 1
+            gatherSeconds += metrics.gatherSeconds
+            applySeconds += metrics.applySeconds
             let now = Date()
             epochSeconds += now.timeIntervalSince(lastMark)
             lastMark = now

@@ -63,6 +63,8 @@ func runCoordinator(
         logger.error("training stopped: \(result.outcome.reason); \(saved)")
         throw ExitCode(1)
     }
+    logger.info(
+        "per step: \(String(format: "%.1f", result.meanGatherSeconds * 1000)) ms from sending the weights to the last gradient, \(String(format: "%.1f", result.meanApplySeconds * 1000)) ms applying; \(String(format: "%.1f", Double(result.bytesPerStep) / 1000)) kB on the wire")
     logger.info("test accuracy \(String(format: "%.2f", accuracy * 100))% after \(result.completedSteps) steps; model written to \(output.output)")
 }
 

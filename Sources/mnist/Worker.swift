@@ -31,6 +31,7 @@ struct Worker: ParsableCommand {
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.worker")
         let threads = self.threads
+        var computeSeconds = 0.0, steps = 0
         let node = WorkerNode(
             configuration: WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads),
             makeGradientComputer: { settings, shard in
@@ -38,12 +39,21 @@ struct Worker: ParsableCommand {
                 computer.useThreads(threads)
                 return computer
             },
-            logger: logger)
+            logger: logger,
+            onEvent: { event in
+                if case .stepComputed(_, _, let seconds) = event {
+                    computeSeconds += seconds
+                    steps += 1
+                }
+            })
         let watch = SignalWatch { signal in
             node.requestStop(reason: signal == SIGINT ? "interrupted (Ctrl-C)" : "terminated (signal \(signal))")
         }
         defer { watch.cancel() }
         let outcome = node.run()
+        if steps > 0 {
+            logger.info("computed \(steps) steps, \(String(format: "%.1f", computeSeconds / Double(steps) * 1000)) ms each on average")
+        }
         if !outcome.isFinished { throw ExitCode(1) }
     }
 }
