@@ -61,15 +61,12 @@ final class Convolution: Layer {
         im2col(input: input, columns: columns, batch: batch)
         let weight = parameters  // [O, Q]
         let bias = parameters + o * q  // [O]
-        // y[O, NP] = W[O, Q] * columns[Q, NP]
-        BLAS.sgemm(m: o, n: np, k: q, a: weight, b: columns, c: output)
+        // y[O, NP] = b[O] (broadcast), then y += W[O, Q] * columns[Q, NP]: with beta = 1 OpenBLAS
+        // does not make its own pass to clear y.
         parallelChunks(o) { channels in
-            for channel in channels {
-                let row = output + channel * np
-                let value = bias[channel]
-                for index in 0..<np { row[index] += value }
-            }
+            for channel in channels { (output + channel * np).initialize(repeating: bias[channel], count: np) }
         }
+        BLAS.sgemm(m: o, n: np, k: q, a: weight, b: columns, beta: 1, c: output)
     }
 
     /// Adds dW, db; overwrites dx `[C, N, H, W]` if asked.

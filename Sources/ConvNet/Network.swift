@@ -67,8 +67,18 @@ public final class Network {
         var shape = SampleShape.image(architecture.inputShape[0], architecture.inputShape[1], architecture.inputShape[2])
         var layers = [Layer]()
         var convolutions = 0, denses = 0
-        for (index, description) in architecture.layers.enumerated() {
-            let feedsRelu = index + 1 < architecture.layers.count && architecture.layers[index + 1] == .relu
+        // Execution order: "relu, maxPool" runs as "maxPool, relu". The two commute exactly
+        // (max is monotonic and relu(max) = max(relu)), forward and backward, and the swapped
+        // order applies relu to a quarter of the values.
+        var order = Array(architecture.layers.enumerated())
+        for index in order.indices.dropLast() where order[index].element == .relu && order[index + 1].element == .maxPool {
+            order.swapAt(index, index + 1)
+        }
+        for (index, description) in order {
+            let feedsRelu = index + 1 < architecture.layers.count
+                && (architecture.layers[index + 1] == .relu
+                    || (architecture.layers[index + 1] == .maxPool && index + 2 < architecture.layers.count
+                        && architecture.layers[index + 2] == .relu))
             let layer: Layer
             switch description {
             case let .convolution(outputChannels, kernelSize, padding):

@@ -49,6 +49,10 @@ final class SingleProcessRealDataTests: XCTestCase {
         }
         print("final test accuracy \(result.testAccuracy), 99.0% after \(reached99.map { String(format: "%.1f s", $0) } ?? "never")")
         print("per-class recall \(result.testEvaluation.recall.map { String(format: "%.4f", $0) })")
+        let firstTen = InputNormalization.normalized(Array(data.test.pixels[0..<(10 * 784)]))
+        let probabilities = result.network.probabilities(images: firstTen)
+        print("first 10 test predictions \(result.network.predictions(images: firstTen))")
+        print("max probabilities \((0..<10).map { n in probabilities[(n * 10)..<(n * 10 + 10)].max() ?? 0 })")
         if let path = environment["MNIST_SAVE"] {
             try result.network.save(to: URL(fileURLWithPath: path), configuration: configuration, testAccuracy: result.testAccuracy)
         }
