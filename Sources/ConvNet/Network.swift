@@ -51,6 +51,10 @@ public final class Network {
     private let activations: [Scratch]
     private let gradientA = Scratch(), gradientB = Scratch(), inputScratch = Scratch()
 
+    /// Largest parameter count accepted (1 GiB of Floats), so a damaged architecture in a model
+    /// file is refused instead of exhausting memory.
+    public static let maximumParameterCount = 1 << 28
+
     /// Number of trainable values.
     public var parameterCount: Int { layout.count }
     /// Values per input sample (C * H * W; 784 for MNIST).
@@ -64,6 +68,7 @@ public final class Network {
         guard architecture.inputShape.count == 3, architecture.inputShape.allSatisfy({ $0 >= 1 }) else {
             throw ArchitectureError("input shape must be [C, H, W] with positive sizes, got \(architecture.inputShape)")
         }
+        try architecture.validateSizes()
         var shape = SampleShape.image(architecture.inputShape[0], architecture.inputShape[1], architecture.inputShape[2])
         var layers = [Layer]()
         var convolutions = 0, denses = 0
@@ -106,9 +111,13 @@ public final class Network {
             throw ArchitectureError("the last layer must produce flat logits for at least 2 classes (end with dense)")
         }
         guard shape.count <= 256 else { throw ArchitectureError("at most 256 classes (labels are bytes)") }
+        let layout = ParameterLayout(layers.flatMap { $0.parameterTable })
+        guard layout.count <= Network.maximumParameterCount else {
+            throw ArchitectureError("\(layout.count) parameters, more than the limit of \(Network.maximumParameterCount)")
+        }
         self.architecture = architecture
         self.layers = layers
-        self.layout = ParameterLayout(layers.flatMap { $0.parameterTable })
+        self.layout = layout
         var offsets = [Int](), offset = 0
         for layer in layers {
             offsets.append(offset)
