@@ -148,11 +148,14 @@ public final class Network {
     ///   - images: `[N, C, H, W]` normalised values, `N * inputCount` of them.
     ///   - labels: `[N]` class indices below `classCount`.
     ///   - dropoutSeed: seed for the dropout masks; sample `i` of this call gets a mask that
-    ///     depends only on (dropoutSeed, layer, i).
+    ///     depends only on (dropoutSeed, layer, sampleOffset + i).
+    ///   - sampleOffset: index of this call's first sample within the global batch. A worker that
+    ///     computes samples k..<k+n of a batch with the batch's seed and offset k draws exactly
+    ///     the masks a single process would draw for the whole batch.
     /// - Returns: loss sum and correct count, computed with dropout active.
     @discardableResult
     public func accumulateGradients(
-        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64
+        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64, sampleOffset: Int = 0
     ) -> BatchStatistics {
         let count = labels.count
         precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per label")
@@ -165,7 +168,7 @@ public final class Network {
                 var first = 0
                 while first < count {
                     let batch = min(chunkSize, count - first)
-                    let context = LayerContext(isTraining: true, dropoutSeed: dropoutSeed, firstSample: first)
+                    let context = LayerContext(isTraining: true, dropoutSeed: dropoutSeed, firstSample: sampleOffset + first)
                     let logits = forward(images: imageBase + first * inputCount, batch: batch, parameters: parameterBase, context: context)
                     let logitGradient = gradientA.reserve(batch * classCount)  // [N, K]
                     let result = SoftmaxCrossEntropy.lossAndGradient(
@@ -183,10 +186,10 @@ public final class Network {
 
     /// Array form of `accumulateGradients(images:labels:dropoutSeed:)`.
     @discardableResult
-    public func accumulateGradients(images: [Float], labels: [UInt8], dropoutSeed: UInt64) -> BatchStatistics {
+    public func accumulateGradients(images: [Float], labels: [UInt8], dropoutSeed: UInt64, sampleOffset: Int = 0) -> BatchStatistics {
         images.withUnsafeBufferPointer { imageBuffer in
             labels.withUnsafeBufferPointer { labelBuffer in
-                accumulateGradients(images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed)
+                accumulateGradients(images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed, sampleOffset: sampleOffset)
             }
         }
     }
