@@ -1,8 +1,9 @@
 // Opt-in: trains on the real MNIST IDX files when MNIST_IDX_DIR names a folder holding
 // train-images-idx3-ubyte etc. (uncompressed), and prints the figures. Run in release:
-//   MNIST_IDX_DIR=/root/.cache/mnist swift test -c release --filter SingleProcessRealDataTests
+//   MNIST_IDX_DIR=/root/.cache/mnist MNIST_BENCH=1 swift test -c release -Xswiftc -enable-testing \
+//       --filter SingleProcessRealDataTests
 // Optional: MNIST_MODEL, MNIST_EPOCHS, MNIST_BATCH, MNIST_LR, MNIST_OPTIMIZER, MNIST_SCHEDULE,
-// MNIST_AUGMENT=1, MNIST_SEED. It reads raw IDX itself so it does not depend on the MNIST reader.
+// MNIST_AUGMENT=0/1, MNIST_SEED, MNIST_SAVE=path.safetensors. It reads raw IDX itself so it does not depend on the MNIST reader.
 import XCTest
 import Foundation
 import ConvNet
