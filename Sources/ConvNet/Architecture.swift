@@ -40,6 +40,29 @@ public struct Architecture: Codable, Sendable, Equatable {
         self.layers = layers
     }
 
+    /// Checks every size against generous bounds so that no product of them can overflow:
+    /// input sides and channels 1...4096, output channels 1...65536, odd kernels 1...63,
+    /// dense outputs 1...1,048,576, dropout rate in [0, 1).
+    public func validateSizes() throws {
+        guard inputShape.count == 3, inputShape.allSatisfy({ (1...4096).contains($0) }) else {
+            throw ArchitectureError("input shape must be [C, H, W] with sizes 1...4096, got \(inputShape)")
+        }
+        for (index, layer) in layers.enumerated() {
+            switch layer {
+            case let .convolution(outputChannels, kernelSize, _):
+                guard (1...65536).contains(outputChannels), (1...63).contains(kernelSize) else {
+                    throw ArchitectureError("layer \(index): convolution with \(outputChannels) channels and kernel \(kernelSize) is out of range")
+                }
+            case let .dense(outputs):
+                guard (1...1_048_576).contains(outputs) else { throw ArchitectureError("layer \(index): dense with \(outputs) outputs is out of range") }
+            case let .dropout(rate):
+                guard rate >= 0, rate < 1 else { throw ArchitectureError("layer \(index): dropout rate must be in [0, 1), got \(rate)") }
+            case .maxPool, .relu, .flatten:
+                break
+            }
+        }
+    }
+
     /// Compact JSON, as stored in model-file metadata.
     public func jsonString() -> String {
         let encoder = JSONEncoder()

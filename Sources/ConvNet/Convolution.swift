@@ -18,6 +18,8 @@ final class Convolution: Layer {
     private let columns = Scratch()
     /// Gradient of the columns during backward: `[Q, N, R, S]`.
     private let columnGradient = Scratch()
+    /// Partial weight gradients of the extra threads: `[threads - 1, O, Q]`.
+    private let partialWeightGradient = Scratch()
 
     init(name: String, input: SampleShape, outputChannels: Int, kernelSize: Int, padding: Padding, feedsRelu: Bool) throws {
         guard !input.isFlat else { throw ArchitectureError("\(name): convolution needs an image input, got a flat one") }
@@ -61,15 +63,12 @@ final class Convolution: Layer {
         im2col(input: input, columns: columns, batch: batch)
         let weight = parameters  // [O, Q]
         let bias = parameters + o * q  // [O]
-        // y[O, NP] = W[O, Q] * columns[Q, NP]
-        BLAS.sgemm(m: o, n: np, k: q, a: weight, b: columns, c: output)
+        // y[O, NP] = b[O] (broadcast), then y += W[O, Q] * columns[Q, NP]: with beta = 1 OpenBLAS
+        // does not make its own pass to clear y.
         parallelChunks(o) { channels in
-            for channel in channels {
-                let row = output + channel * np
-                let value = bias[channel]
-                for index in 0..<np { row[index] += value }
-            }
+            for channel in channels { (output + channel * np).initialize(repeating: bias[channel], count: np) }
         }
+        BLAS.parallelSgemm(m: o, n: np, k: q, a: weight, b: columns, beta: 1, c: output)
     }
 
     /// Adds dW, db; overwrites dx `[C, N, H, W]` if asked.
@@ -84,19 +83,16 @@ final class Convolution: Layer {
         let weightGradient = parameterGradient  // [O, Q]
         let biasGradient = parameterGradient + o * q  // [O]
         // dW[O, Q] += dy[O, NP] * columns[Q, NP]^T
-        BLAS.sgemm(transposeB: true, m: o, n: q, k: np, a: outputGradient, b: columns, beta: 1, c: weightGradient)
+        BLAS.parallelSgemmSplitK(m: o, n: q, k: np, a: outputGradient, b: columns, c: weightGradient, scratch: partialWeightGradient)
         parallelChunks(o) { channels in
             for channel in channels {
-                let row = outputGradient + channel * np
-                var sum: Float = 0
-                for index in 0..<np { sum += row[index] }
-                biasGradient[channel] += sum
+                biasGradient[channel] += vectorSum(outputGradient + channel * np, count: np)
             }
         }
         guard let inputGradient else { return }
         let columnGradient = self.columnGradient.reserve(q * np)  // [Q, NP]
         // dcolumns[Q, NP] = W[O, Q]^T * dy[O, NP]
-        BLAS.sgemm(transposeA: true, m: q, n: np, k: o, a: parameters, b: outputGradient, c: columnGradient)
+        BLAS.parallelSgemm(transposeA: true, m: q, n: np, k: o, a: parameters, b: outputGradient, c: columnGradient)
         col2im(columns: columnGradient, inputGradient: inputGradient, batch: batch)
     }
 
@@ -199,4 +195,25 @@ enum ReferenceConvolution {
         }
         return output
     }
+}
+
+/// Sum of `count` Floats with eight independent SIMD lanes (so it vectorises); the order of
+/// additions is fixed by `count`, so results are reproducible.
+@inline(__always)
+func vectorSum(_ pointer: UnsafePointer<Float>, count: Int) -> Float {
+    var lanes = SIMD8<Float>()
+    var index = 0
+    pointer.withMemoryRebound(to: Float.self, capacity: count) { values in
+        while index + 8 <= count {
+            lanes += SIMD8<Float>(values[index], values[index + 1], values[index + 2], values[index + 3],
+                                  values[index + 4], values[index + 5], values[index + 6], values[index + 7])
+            index += 8
+        }
+    }
+    var sum = lanes.sum()
+    while index < count {
+        sum += pointer[index]
+        index += 1
+    }
+    return sum
 }

@@ -51,6 +51,10 @@ public final class Network {
     private let activations: [Scratch]
     private let gradientA = Scratch(), gradientB = Scratch(), inputScratch = Scratch()
 
+    /// Largest parameter count accepted (1 GiB of Floats), so a damaged architecture in a model
+    /// file is refused instead of exhausting memory.
+    public static let maximumParameterCount = 1 << 28
+
     /// Number of trainable values.
     public var parameterCount: Int { layout.count }
     /// Values per input sample (C * H * W; 784 for MNIST).
@@ -64,11 +68,22 @@ public final class Network {
         guard architecture.inputShape.count == 3, architecture.inputShape.allSatisfy({ $0 >= 1 }) else {
             throw ArchitectureError("input shape must be [C, H, W] with positive sizes, got \(architecture.inputShape)")
         }
+        try architecture.validateSizes()
         var shape = SampleShape.image(architecture.inputShape[0], architecture.inputShape[1], architecture.inputShape[2])
         var layers = [Layer]()
         var convolutions = 0, denses = 0
-        for (index, description) in architecture.layers.enumerated() {
-            let feedsRelu = index + 1 < architecture.layers.count && architecture.layers[index + 1] == .relu
+        // Execution order: "relu, maxPool" runs as "maxPool, relu". The two commute exactly
+        // (max is monotonic and relu(max) = max(relu)), forward and backward, and the swapped
+        // order applies relu to a quarter of the values.
+        var order = Array(architecture.layers.enumerated())
+        for index in order.indices.dropLast() where order[index].element == .relu && order[index + 1].element == .maxPool {
+            order.swapAt(index, index + 1)
+        }
+        for (index, description) in order {
+            let feedsRelu = index + 1 < architecture.layers.count
+                && (architecture.layers[index + 1] == .relu
+                    || (architecture.layers[index + 1] == .maxPool && index + 2 < architecture.layers.count
+                        && architecture.layers[index + 2] == .relu))
             let layer: Layer
             switch description {
             case let .convolution(outputChannels, kernelSize, padding):
@@ -96,9 +111,13 @@ public final class Network {
             throw ArchitectureError("the last layer must produce flat logits for at least 2 classes (end with dense)")
         }
         guard shape.count <= 256 else { throw ArchitectureError("at most 256 classes (labels are bytes)") }
+        let layout = ParameterLayout(layers.flatMap { $0.parameterTable })
+        guard layout.count <= Network.maximumParameterCount else {
+            throw ArchitectureError("\(layout.count) parameters, more than the limit of \(Network.maximumParameterCount)")
+        }
         self.architecture = architecture
         self.layers = layers
-        self.layout = ParameterLayout(layers.flatMap { $0.parameterTable })
+        self.layout = layout
         var offsets = [Int](), offset = 0
         for layer in layers {
             offsets.append(offset)
@@ -129,11 +148,14 @@ public final class Network {
     ///   - images: `[N, C, H, W]` normalised values, `N * inputCount` of them.
     ///   - labels: `[N]` class indices below `classCount`.
     ///   - dropoutSeed: seed for the dropout masks; sample `i` of this call gets a mask that
-    ///     depends only on (dropoutSeed, layer, i).
+    ///     depends only on (dropoutSeed, layer, sampleOffset + i).
+    ///   - sampleOffset: index of this call's first sample within the global batch. A worker that
+    ///     computes samples k..<k+n of a batch with the batch's seed and offset k draws exactly
+    ///     the masks a single process would draw for the whole batch.
     /// - Returns: loss sum and correct count, computed with dropout active.
     @discardableResult
     public func accumulateGradients(
-        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64
+        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64, sampleOffset: Int = 0
     ) -> BatchStatistics {
         let count = labels.count
         precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per label")
@@ -146,7 +168,7 @@ public final class Network {
                 var first = 0
                 while first < count {
                     let batch = min(chunkSize, count - first)
-                    let context = LayerContext(isTraining: true, dropoutSeed: dropoutSeed, firstSample: first)
+                    let context = LayerContext(isTraining: true, dropoutSeed: dropoutSeed, firstSample: sampleOffset + first)
                     let logits = forward(images: imageBase + first * inputCount, batch: batch, parameters: parameterBase, context: context)
                     let logitGradient = gradientA.reserve(batch * classCount)  // [N, K]
                     let result = SoftmaxCrossEntropy.lossAndGradient(
@@ -164,10 +186,10 @@ public final class Network {
 
     /// Array form of `accumulateGradients(images:labels:dropoutSeed:)`.
     @discardableResult
-    public func accumulateGradients(images: [Float], labels: [UInt8], dropoutSeed: UInt64) -> BatchStatistics {
+    public func accumulateGradients(images: [Float], labels: [UInt8], dropoutSeed: UInt64, sampleOffset: Int = 0) -> BatchStatistics {
         images.withUnsafeBufferPointer { imageBuffer in
             labels.withUnsafeBufferPointer { labelBuffer in
-                accumulateGradients(images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed)
+                accumulateGradients(images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed, sampleOffset: sampleOffset)
             }
         }
     }

@@ -97,8 +97,8 @@ public struct Optimizer: Sendable {
 public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable {
     /// The peak rate throughout.
     case constant
-    /// Linear warm-up from peak/25 over the first 25% of steps, then cosine down to peak/1e4
-    /// (Smith's one-cycle policy, as in PyTorch's OneCycleLR).
+    /// Linear warm-up from peak/25 over the first 15% of steps, then cosine down to peak/1e4
+    /// (Smith's one-cycle policy, as in PyTorch's OneCycleLR with pct_start 0.15).
     case oneCycle = "one-cycle"
     /// Cosine from the peak at step 0 to 0 at the last step.
     case cosine
@@ -107,7 +107,7 @@ public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable {
     public var summary: String {
         switch self {
         case .constant: "the same rate for every step"
-        case .oneCycle: "warm up for 25% of steps, then cosine anneal (default)"
+        case .oneCycle: "warm up for 15% of steps, then cosine anneal (default)"
         case .cosine: "cosine decay from the peak to zero"
         }
     }
@@ -122,7 +122,7 @@ public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable {
         case .cosine:
             return Float(Double(peak) * 0.5 * (1 + cos(Double.pi * progress)))
         case .oneCycle:
-            let warmup = 0.25, start = Double(peak) / 25, end = Double(peak) / 1e4
+            let warmup = 0.15, start = Double(peak) / 25, end = Double(peak) / 1e4
             if progress < warmup {
                 return Float(start + (Double(peak) - start) * progress / warmup)
             }

@@ -13,10 +13,12 @@ public enum ComputeThreads {
         set { kernelThreads = max(1, newValue) }
     }
 
-    /// Sets both OpenBLAS's thread count and the kernel thread count.
+    /// Uses `threads` threads for everything: the kernels and the convolution matrix products
+    /// are split across them by the engine itself, so OpenBLAS is set to one thread per call
+    /// (its own workers would otherwise spin on the cores the kernels need).
     public static func configure(threads: Int) {
         kernelThreadCount = threads
-        BLAS.threadCount = threads
+        BLAS.threadCount = 1
     }
 }
 

@@ -21,10 +21,12 @@ public enum Benchmark {
     /// Measures `model` for about `seconds` each for training and inference.
     public static func run(
         model: ModelPreset = .classic, threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount),
-        trainingBatchSize: Int = 128, inferenceBatchSizes: [Int] = [128, 256, 512, 1000], seconds: Double = 3
+        trainingBatchSize: Int = 128, chunkSize: Int? = nil, blasThreads: Int? = nil, inferenceBatchSizes: [Int] = [128, 256, 512, 1000], seconds: Double = 3
     ) throws -> BenchmarkFigures {
         ComputeThreads.configure(threads: threads)
+        if let blasThreads { BLAS.threadCount = blasThreads }
         let network = try Network(architecture: model.architecture, seed: 1)
+        if let chunkSize { network.chunkSize = chunkSize }
         var generator = SplitMix64(seed: 2)
         let largest = max(trainingBatchSize, inferenceBatchSizes.max() ?? 1)
         let images = (0..<(largest * network.inputCount)).map { _ in generator.nextUnitFloat() * 2 - 0.5 }

@@ -12,9 +12,10 @@ public enum TrainingSeeds {
     public static func initialisation(_ seed: UInt64) -> UInt64 { SplitMix64.derivedSeed(seed, 1) }
     /// Order of the training set in `epoch` (0-based).
     public static func shuffle(_ seed: UInt64, epoch: Int) -> UInt64 { SplitMix64.derivedSeed(seed, 2, UInt64(epoch)) }
-    /// Dropout masks of global step `step` (0-based) for the part of the batch starting at `offset`.
-    public static func dropout(_ seed: UInt64, step: Int, offset: Int = 0) -> UInt64 {
-        SplitMix64.derivedSeed(seed, 3, UInt64(step), UInt64(offset))
+    /// Dropout masks of global step `step` (0-based); a shard passes its offset in the batch
+    /// as `sampleOffset` to `computeSummedGradient`, not here, so shards reproduce one batch.
+    public static func dropout(_ seed: UInt64, step: Int) -> UInt64 {
+        SplitMix64.derivedSeed(seed, 3, UInt64(step))
     }
     /// Augmentation shifts in `epoch`; each image's shift also depends on its dataset index.
     public static func augmentation(_ seed: UInt64, epoch: Int) -> UInt64 { SplitMix64.derivedSeed(seed, 4, UInt64(epoch)) }
@@ -72,16 +73,18 @@ public final class BatchGradientComputer {
     /// images at `indices` (divide by the count, or by the global count, to get a mean).
     ///
     /// - Parameters:
-    ///   - dropoutSeed: sample `i` of this call gets the dropout mask of (dropoutSeed, i).
+    ///   - dropoutSeed: sample `i` of this call gets the dropout mask of (dropoutSeed, sampleOffset + i);
+    ///     pass the step's seed (`TrainingSeeds.dropout(seed, step:)`) and the position of
+    ///     `indices.first` in the global batch to reproduce the single-process masks exactly.
     ///   - augmentationSeed: if given, image `index` is shifted by up to ±2 pixels each way, by
     ///     an amount that depends only on (augmentationSeed, index).
     public func computeSummedGradient<Indices: Collection>(
-        images: LabeledImages, indices: Indices, dropoutSeed: UInt64, augmentationSeed: UInt64?
+        images: LabeledImages, indices: Indices, dropoutSeed: UInt64, sampleOffset: Int = 0, augmentationSeed: UInt64?
     ) -> BatchStatistics where Indices.Element == Int {
         prepareInputs(images: images, indices: indices, augmentationSeed: augmentationSeed)
         let labels = indices.map { images.labels[$0] }
         network.zeroGradients()
-        return network.accumulateGradients(images: inputs, labels: labels, dropoutSeed: dropoutSeed)
+        return network.accumulateGradients(images: inputs, labels: labels, dropoutSeed: dropoutSeed, sampleOffset: sampleOffset)
     }
 
     private func prepareInputs<Indices: Collection>(images: LabeledImages, indices: Indices, augmentationSeed: UInt64?)

@@ -40,7 +40,7 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(LearningRateSchedule.cosine.learningRate(peak: 0.1, step: 100, totalSteps: 100), 0, accuracy: 1e-7)
         let oneCycle = LearningRateSchedule.oneCycle
         XCTAssertEqual(oneCycle.learningRate(peak: 0.1, step: 0, totalSteps: 100), 0.004, accuracy: 1e-6)
-        XCTAssertEqual(oneCycle.learningRate(peak: 0.1, step: 25, totalSteps: 100), 0.1, accuracy: 1e-6)
+        XCTAssertEqual(oneCycle.learningRate(peak: 0.1, step: 15, totalSteps: 100), 0.1, accuracy: 1e-6)
         XCTAssertEqual(oneCycle.learningRate(peak: 0.1, step: 100, totalSteps: 100), 1e-5, accuracy: 1e-7)
         XCTAssertEqual(LearningRateSchedule(rawValue: "one-cycle"), .oneCycle)
     }

@@ -89,6 +89,9 @@ final class SafeTensorsTests: XCTestCase {
         assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: Array(repeating: 0, count: 8)), "gap")
         assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]), "no architecture")
         assertRejected(file(header: #"{"__metadata__":{"architecture":"{}"}}"#, data: []), "bad architecture")
+        let enormous = Architecture(layers: [.flatten, .dense(outputs: 1_000_000), .dense(outputs: 1_000_000), .dense(outputs: 10)]).jsonString()
+        let escaped = enormous.replacingOccurrences(of: "\"", with: "\\\"")
+        assertRejected(file(header: "{\"__metadata__\":{\"architecture\":\"\(escaped)\"}}", data: []), "enormous architecture")
     }
 
     func testShapeMismatchWithArchitectureIsRejected() throws {

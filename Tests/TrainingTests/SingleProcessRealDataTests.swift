@@ -1,8 +1,9 @@
 // Opt-in: trains on the real MNIST IDX files when MNIST_IDX_DIR names a folder holding
 // train-images-idx3-ubyte etc. (uncompressed), and prints the figures. Run in release:
-//   MNIST_IDX_DIR=/root/.cache/mnist swift test -c release --filter SingleProcessRealDataTests
+//   MNIST_IDX_DIR=/root/.cache/mnist MNIST_BENCH=1 swift test -c release -Xswiftc -enable-testing \
+//       --filter SingleProcessRealDataTests
 // Optional: MNIST_MODEL, MNIST_EPOCHS, MNIST_BATCH, MNIST_LR, MNIST_OPTIMIZER, MNIST_SCHEDULE,
-// MNIST_AUGMENT=1, MNIST_SEED. It reads raw IDX itself so it does not depend on the MNIST reader.
+// MNIST_AUGMENT=0/1, MNIST_SEED, MNIST_SAVE=path.safetensors. It reads raw IDX itself so it does not depend on the MNIST reader.
 import XCTest
 import Foundation
 import ConvNet
@@ -49,6 +50,10 @@ final class SingleProcessRealDataTests: XCTestCase {
         }
         print("final test accuracy \(result.testAccuracy), 99.0% after \(reached99.map { String(format: "%.1f s", $0) } ?? "never")")
         print("per-class recall \(result.testEvaluation.recall.map { String(format: "%.4f", $0) })")
+        let firstTen = InputNormalization.normalized(Array(data.test.pixels[0..<(10 * 784)]))
+        let probabilities = result.network.probabilities(images: firstTen)
+        print("first 10 test predictions \(result.network.predictions(images: firstTen))")
+        print("max probabilities \((0..<10).map { n in probabilities[(n * 10)..<(n * 10 + 10)].max() ?? 0 })")
         if let path = environment["MNIST_SAVE"] {
             try result.network.save(to: URL(fileURLWithPath: path), configuration: configuration, testAccuracy: result.testAccuracy)
         }

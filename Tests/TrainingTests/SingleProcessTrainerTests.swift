@@ -96,6 +96,24 @@ final class SingleProcessTrainerTests: XCTestCase {
         XCTAssertEqual(Evaluation(network: loaded, images: data.test), evaluation)
     }
 
+    func testShardsWithOffsetsReproduceTheBatchGradientWithDropout() throws {
+        // Two workers computing samples 0..<8 and 8..<20 of one batch, with the step's seed and
+        // their offsets, add up to the single-process gradient: same dropout masks.
+        let images = Self.makeImages(count: 20, seed: 5)
+        let computer = BatchGradientComputer(network: try Network(architecture: ModelPreset.classic.architecture, seed: 6))
+        let seed = TrainingSeeds.dropout(9, step: 3)
+        let whole = computer.computeSummedGradient(images: images, indices: 0..<20, dropoutSeed: seed, augmentationSeed: nil)
+        let wholeGradient = computer.network.gradients
+        let first = computer.computeSummedGradient(images: images, indices: 0..<8, dropoutSeed: seed, augmentationSeed: nil)
+        let firstGradient = computer.network.gradients
+        let second = computer.computeSummedGradient(
+            images: images, indices: 8..<20, dropoutSeed: seed, sampleOffset: 8, augmentationSeed: nil)
+        XCTAssertEqual(first.lossSum + second.lossSum, whole.lossSum, accuracy: 1e-3)
+        assertClose(
+            zip(firstGradient, computer.network.gradients).map { $0 + $1 }, wholeGradient, absoluteTolerance: 1e-3,
+            relativeTolerance: 1e-4, "shards with dropout")
+    }
+
     func testShardGradientsSumToTheBatchGradient() throws {
         // What the coordinator relies on: summed gradients of two shards add up to the gradient
         // of the whole batch (dropout off in this model so masks play no part).
