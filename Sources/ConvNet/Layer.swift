@@ -35,6 +35,12 @@ struct LayerContext {
     var dropoutSeed: UInt64
     /// Index, within the caller's batch, of the first sample in this chunk.
     var firstSample: Int
+    /// The caller's key of each sample of this chunk, when it gave keys: `[N]`. Sample `n`'s dropout
+    /// mask then depends on `sampleKeys[n]` instead of `firstSample + n`.
+    var sampleKeys: UnsafePointer<Int>? = nil
+
+    /// The key that decides sample `n`'s random streams.
+    func key(ofSample n: Int) -> Int { sampleKeys.map { $0[n] } ?? (firstSample + n) }
 }
 
 /// A layer: forward and backward over raw buffers of `batch` samples.

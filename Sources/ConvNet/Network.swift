@@ -155,10 +155,12 @@ public final class Network {
     /// - Returns: loss sum and correct count, computed with dropout active.
     @discardableResult
     public func accumulateGradients(
-        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64, sampleOffset: Int = 0
+        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64, sampleOffset: Int = 0,
+        sampleKeys: UnsafeBufferPointer<Int>? = nil
     ) -> BatchStatistics {
         let count = labels.count
         precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per label")
+        precondition(sampleKeys == nil || sampleKeys?.count == count, "one sample key per label")
         var statistics = BatchStatistics()
         guard count > 0, let imageBase = images.baseAddress, let labelBase = labels.baseAddress else { return statistics }
         parameters.withUnsafeBufferPointer { parameterSlab in
@@ -168,7 +170,9 @@ public final class Network {
                 var first = 0
                 while first < count {
                     let batch = min(chunkSize, count - first)
-                    let context = LayerContext(isTraining: true, dropoutSeed: dropoutSeed, firstSample: sampleOffset + first)
+                    let context = LayerContext(
+                        isTraining: true, dropoutSeed: dropoutSeed, firstSample: sampleOffset + first,
+                        sampleKeys: sampleKeys?.baseAddress.map { $0 + first })
                     let logits = forward(images: imageBase + first * inputCount, batch: batch, parameters: parameterBase, context: context)
                     let logitGradient = gradientA.reserve(batch * classCount)  // [N, K]
                     let result = SoftmaxCrossEntropy.lossAndGradient(
@@ -186,10 +190,20 @@ public final class Network {
 
     /// Array form of `accumulateGradients(images:labels:dropoutSeed:)`.
     @discardableResult
-    public func accumulateGradients(images: [Float], labels: [UInt8], dropoutSeed: UInt64, sampleOffset: Int = 0) -> BatchStatistics {
+    public func accumulateGradients(
+        images: [Float], labels: [UInt8], dropoutSeed: UInt64, sampleOffset: Int = 0, sampleKeys: [Int]? = nil
+    ) -> BatchStatistics {
         images.withUnsafeBufferPointer { imageBuffer in
             labels.withUnsafeBufferPointer { labelBuffer in
-                accumulateGradients(images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed, sampleOffset: sampleOffset)
+                guard let sampleKeys else {
+                    return accumulateGradients(
+                        images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed, sampleOffset: sampleOffset)
+                }
+                return sampleKeys.withUnsafeBufferPointer { keys in
+                    accumulateGradients(
+                        images: imageBuffer, labels: labelBuffer, dropoutSeed: dropoutSeed, sampleOffset: sampleOffset,
+                        sampleKeys: keys)
+                }
             }
         }
     }

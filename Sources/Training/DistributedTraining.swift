@@ -15,10 +15,14 @@ public struct WorkerSettings: Codable, Equatable, Sendable {
     public var configuration: TrainingConfiguration
     /// The network's architecture as JSON (ConvNet's `Architecture`), so workers never depend on presets.
     public var architecture: String
+    /// The size of the whole training set: with its slot, a worker knows which training-set indices its
+    /// shard holds (`BatchPlan.shardRange`), and keys each sample's randomness by them.
+    public var trainCount: Int
 
-    public init(configuration: TrainingConfiguration, architecture: String) {
+    public init(configuration: TrainingConfiguration, architecture: String, trainCount: Int) {
         self.configuration = configuration
         self.architecture = architecture
+        self.trainCount = trainCount
     }
 
     public func encoded() -> [UInt8] {
@@ -44,11 +48,13 @@ public struct NetworkHost: ModelHost {
     public let configuration: TrainingConfiguration
     private var update: ParameterUpdate
     private let testSet: LabeledImages
+    private let trainCount: Int
     /// The evaluation after the most recent epoch.
     public private(set) var lastEvaluation: Evaluation?
 
-    public init(configuration: TrainingConfiguration, testSet: LabeledImages, totalSteps: Int) throws {
+    public init(configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int, totalSteps: Int) throws {
         self.configuration = configuration
+        self.trainCount = trainCount
         network = try Network(
             architecture: configuration.preset.architecture, seed: TrainingSeeds.initialisation(configuration.seed))
         update = ParameterUpdate(configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
@@ -62,7 +68,8 @@ public struct NetworkHost: ModelHost {
     }
 
     public func settings() -> [UInt8] {
-        WorkerSettings(configuration: configuration, architecture: network.architecture.jsonString()).encoded()
+        WorkerSettings(configuration: configuration, architecture: network.architecture.jsonString(), trainCount: trainCount)
+            .encoded()
     }
 
     public mutating func evaluateEpoch(epoch: Int) -> [String: Double] {
@@ -77,11 +84,11 @@ public final class NetworkGradientComputer: GradientComputer {
     private let computer: BatchGradientComputer
     private let shard: LabeledImages
     private let settings: WorkerSettings
-    /// Distinguishes this shard's dropout masks from the other workers' in the same step.
-    private let shardKey: Int
+    /// The training-set index of the shard's first sample.
+    private let shardStart: Int
 
     /// Builds the network the coordinator describes; throws a clear error for settings it cannot use.
-    public init(settings bytes: [UInt8], shard: Shard) throws {
+    public init(settings bytes: [UInt8], shard: Shard, placement: ShardPlacement) throws {
         settings = try WorkerSettings.decoded(bytes)
         let architecture = try Architecture(jsonString: settings.architecture)
         computer = BatchGradientComputer(network: try Network(architecture: architecture, seed: 0))
@@ -91,8 +98,16 @@ public final class NetworkGradientComputer: GradientComputer {
                 flag: "shard", message: "images of \(shard.pixelsPerImage) pixels do not fit the network's input")
         }
         self.shard = LabeledImages(rows: side, columns: side, pixels: shard.images, labels: shard.labels)
-        // FNV-1a over the labels: a stable, per-shard key.
-        shardKey = Int(truncatingIfNeeded: shard.labels.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 } >> 1)
+        let configuration = settings.configuration
+        let range = BatchPlan(
+            sampleCount: settings.trainCount, workerCount: placement.workerCount, batchSize: configuration.batchSize,
+            seed: configuration.seed
+        ).shardRange(worker: placement.workerIndex)
+        guard range.count == shard.sampleCount else {
+            throw TrainingConfiguration.ValidationError(
+                flag: "shard", message: "worker \(placement.workerIndex) of \(placement.workerCount) should hold \(range.count) samples, got \(shard.sampleCount)")
+        }
+        shardStart = range.lowerBound
         ComputeThreads.configure(threads: settings.configuration.threads)
     }
 
@@ -104,7 +119,7 @@ public final class NetworkGradientComputer: GradientComputer {
         computer.network.parameters = assignment.weights
         let statistics = computer.computeSummedGradient(
             images: shard, indices: assignment.sampleIndices.map { Int($0) },
-            dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: assignment.step, offset: shardKey),
+            dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: assignment.step), keyOffset: shardStart,
             augmentationSeed: configuration.augment ? TrainingSeeds.augmentation(configuration.seed, epoch: assignment.epoch) : nil)
         return GradientReport(
             step: assignment.step, sampleCount: statistics.count, lossSum: statistics.lossSum,
@@ -156,7 +171,8 @@ public final class DistributedTraining: @unchecked Sendable {
         stepsPerEpoch = (data.train.count + configuration.batchSize - 1) / configuration.batchSize
         totalSteps = stepsPerEpoch * configuration.epochs
         ComputeThreads.configure(threads: configuration.threads)
-        let host = try NetworkHost(configuration: configuration, testSet: data.test, totalSteps: totalSteps)
+        let host = try NetworkHost(
+            configuration: configuration, testSet: data.test, trainCount: data.train.count, totalSteps: totalSteps)
         var nodeConfiguration = CoordinatorNodeConfiguration(
             endpoint: endpoint, workerCount: workerCount, batchSize: configuration.batchSize, totalSteps: totalSteps,
             seed: configuration.seed)

@@ -55,7 +55,19 @@ public protocol GradientComputer {
 ///
 /// Throwing (unknown settings, model mismatch) makes the worker send `goodbye` with the error's
 /// description and end its run with `.failed`, which the CLI turns into a non-zero exit.
-public typealias GradientComputerFactory = (_ settings: [UInt8], _ shard: Shard) throws -> any GradientComputer
+public typealias GradientComputerFactory = (_ settings: [UInt8], _ shard: Shard, _ placement: ShardPlacement) throws
+    -> any GradientComputer
+
+/// Which shard a worker holds: its slot among the workers, as the coordinator's welcome said.
+public struct ShardPlacement: Sendable, Equatable {
+    public var workerIndex: Int
+    public var workerCount: Int
+
+    public init(workerIndex: Int, workerCount: Int) {
+        self.workerIndex = workerIndex
+        self.workerCount = workerCount
+    }
+}
 
 // MARK: Outcomes
 

@@ -12,8 +12,8 @@ public enum TrainingSeeds {
     public static func initialisation(_ seed: UInt64) -> UInt64 { SplitMix64.derivedSeed(seed, 1) }
     /// Order of the training set in `epoch` (0-based).
     public static func shuffle(_ seed: UInt64, epoch: Int) -> UInt64 { SplitMix64.derivedSeed(seed, 2, UInt64(epoch)) }
-    /// Dropout masks of global step `step` (0-based); a shard passes its offset in the batch
-    /// as `sampleOffset` to `computeSummedGradient`, not here, so shards reproduce one batch.
+    /// Dropout masks of global step `step` (0-based); each sample's mask also depends on its index in
+    /// the training set (`computeSummedGradient`'s keys), so shards reproduce one batch.
     public static func dropout(_ seed: UInt64, step: Int) -> UInt64 {
         SplitMix64.derivedSeed(seed, 3, UInt64(step))
     }
@@ -73,22 +73,26 @@ public final class BatchGradientComputer {
     /// images at `indices` (divide by the count, or by the global count, to get a mean).
     ///
     /// - Parameters:
-    ///   - dropoutSeed: sample `i` of this call gets the dropout mask of (dropoutSeed, sampleOffset + i);
-    ///     pass the step's seed (`TrainingSeeds.dropout(seed, step:)`) and the position of
-    ///     `indices.first` in the global batch to reproduce the single-process masks exactly.
-    ///   - augmentationSeed: if given, image `index` is shifted by up to ±2 pixels each way, by
-    ///     an amount that depends only on (augmentationSeed, index).
+    ///   - dropoutSeed: the step's seed (`TrainingSeeds.dropout(seed, step:)`).
+    ///   - keyOffset: sample `images[index]` is known as `keyOffset + index` in the whole training set
+    ///     (a worker passes its shard's first index). Its dropout mask depends only on (dropoutSeed,
+    ///     key) and its augmentation shift only on (augmentationSeed, key), so a sample gets the same
+    ///     randomness whichever process computes it and whatever batch it shares: the shards of a
+    ///     global batch reproduce its single-process gradient exactly.
+    ///   - augmentationSeed: if given, each image is shifted by up to ±2 pixels each way.
     public func computeSummedGradient<Indices: Collection>(
-        images: LabeledImages, indices: Indices, dropoutSeed: UInt64, sampleOffset: Int = 0, augmentationSeed: UInt64?
+        images: LabeledImages, indices: Indices, dropoutSeed: UInt64, keyOffset: Int = 0, augmentationSeed: UInt64?
     ) -> BatchStatistics where Indices.Element == Int {
-        prepareInputs(images: images, indices: indices, augmentationSeed: augmentationSeed)
+        prepareInputs(images: images, indices: indices, keyOffset: keyOffset, augmentationSeed: augmentationSeed)
         let labels = indices.map { images.labels[$0] }
         network.zeroGradients()
-        return network.accumulateGradients(images: inputs, labels: labels, dropoutSeed: dropoutSeed, sampleOffset: sampleOffset)
+        return network.accumulateGradients(
+            images: inputs, labels: labels, dropoutSeed: dropoutSeed, sampleKeys: indices.map { keyOffset + $0 })
     }
 
-    private func prepareInputs<Indices: Collection>(images: LabeledImages, indices: Indices, augmentationSeed: UInt64?)
-    where Indices.Element == Int {
+    private func prepareInputs<Indices: Collection>(
+        images: LabeledImages, indices: Indices, keyOffset: Int, augmentationSeed: UInt64?
+    ) where Indices.Element == Int {
         let rows = images.rows, columns = images.columns, perImage = images.pixelsPerImage
         let needed = indices.count * perImage
         if inputs.count != needed { inputs = [Float](repeating: 0, count: needed) }
@@ -104,7 +108,7 @@ public final class BatchGradientComputer {
                             for offset in 0..<perImage { output[target + offset] = table[Int(pixels[source + offset])] }
                             continue
                         }
-                        let bits = SplitMix64.finalize(SplitMix64.derivedSeed(seed, UInt64(index)))
+                        let bits = SplitMix64.finalize(SplitMix64.derivedSeed(seed, UInt64(keyOffset + index)))
                         let shiftX = Int(bits % 5) - 2, shiftY = Int((bits >> 8) % 5) - 2
                         for y in 0..<rows {
                             let fromY = y - shiftY

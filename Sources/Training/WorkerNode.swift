@@ -131,6 +131,7 @@ public final class WorkerNode: @unchecked Sendable {
         var dealer: Socket?
         var attempt = 0
         var generation = 0
+        var placement = ShardPlacement(workerIndex: 0, workerCount: 1)
         var sentGoodbye = false
         let box = ComputeBox()
         let queue = DispatchQueue(label: "mnist.worker.compute")
@@ -243,13 +244,14 @@ public final class WorkerNode: @unchecked Sendable {
                     self.attempt = attempt
                     try connect(context: context)
                 case .welcomed(let index, let count):
+                    placement = ShardPlacement(workerIndex: index, workerCount: count)
                     let event = WorkerNodeEvent.welcomed(workerIndex: index, workerCount: count)
                     node.logger.info("\(event)")
                     node.emit(event)
                 case .shardReceived(let shard):
                     generation += 1
                     do {
-                        let computer = try node.makeGradientComputer(shard.settings, shard)
+                        let computer = try node.makeGradientComputer(shard.settings, shard, placement)
                         let box = self.box
                         let handOver = ComputerHandOver(computer)
                         queue.async { box.computer = handOver.computer }

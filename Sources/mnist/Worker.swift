@@ -34,8 +34,8 @@ struct Worker: ParsableCommand {
         var computeSeconds = 0.0, steps = 0
         let node = WorkerNode(
             configuration: WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads),
-            makeGradientComputer: { settings, shard in
-                let computer = try NetworkGradientComputer(settings: settings, shard: shard)
+            makeGradientComputer: { settings, shard, placement in
+                let computer = try NetworkGradientComputer(settings: settings, shard: shard, placement: placement)
                 computer.useThreads(threads)
                 return computer
             },

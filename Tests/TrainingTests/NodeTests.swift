@@ -287,7 +287,7 @@ final class NodeTests: XCTestCase {
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
         let worker = makeWorker(
-            endpoint: endpoint, name: "confused", factory: { _, _ in throw ToySettingsError() })
+            endpoint: endpoint, name: "confused", factory: { _, _, _ in throw ToySettingsError() })
         let outcome = try XCTUnwrap(Background("confused") { worker.run() }.wait(seconds: Self.safety))
         XCTAssertFalse(outcome.isFinished)
         XCTAssertTrue(outcome.reason.contains("cannot build the model"), outcome.reason)

@@ -86,7 +86,7 @@ struct ToyGradientComputer: GradientComputer {
     var beforeStep: (Int) -> Void = { _ in }
 
     static func factory(beforeStep: @escaping (Int) -> Void = { _ in }) -> GradientComputerFactory {
-        { settings, shard in
+        { settings, shard, _ in
             guard settings == ToySoftmax.settingsMagic else { throw ToySettingsError() }
             return ToyGradientComputer(shard: shard, beforeStep: beforeStep)
         }

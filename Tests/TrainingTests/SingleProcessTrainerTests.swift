@@ -97,8 +97,9 @@ final class SingleProcessTrainerTests: XCTestCase {
     }
 
     func testShardsWithOffsetsReproduceTheBatchGradientWithDropout() throws {
-        // Two workers computing samples 0..<8 and 8..<20 of one batch, with the step's seed and
-        // their offsets, add up to the single-process gradient: same dropout masks.
+        // Two workers holding samples 0..<8 and 8..<20 as their own shards (the second knows its
+        // first sample as training-set index 8), with the step's seed, add up to the single-process
+        // gradient: each sample gets the same dropout mask wherever it is computed.
         let images = Self.makeImages(count: 20, seed: 5)
         let computer = BatchGradientComputer(network: try Network(architecture: ModelPreset.classic.architecture, seed: 6))
         let seed = TrainingSeeds.dropout(9, step: 3)
@@ -106,8 +107,9 @@ final class SingleProcessTrainerTests: XCTestCase {
         let wholeGradient = computer.network.gradients
         let first = computer.computeSummedGradient(images: images, indices: 0..<8, dropoutSeed: seed, augmentationSeed: nil)
         let firstGradient = computer.network.gradients
+        let secondShard = images.subset(8..<20)
         let second = computer.computeSummedGradient(
-            images: images, indices: 8..<20, dropoutSeed: seed, sampleOffset: 8, augmentationSeed: nil)
+            images: secondShard, indices: 0..<12, dropoutSeed: seed, keyOffset: 8, augmentationSeed: nil)
         XCTAssertEqual(first.lossSum + second.lossSum, whole.lossSum, accuracy: 1e-3)
         assertClose(
             zip(firstGradient, computer.network.gradients).map { $0 + $1 }, wholeGradient, absoluteTolerance: 1e-3,
