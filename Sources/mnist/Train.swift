@@ -39,6 +39,7 @@ struct Train: ParsableCommand {
         let renderer = ProgressRenderer(format: output.logFormat)
         let result = try SingleProcessTrainer(configuration: configuration).train(data: dataset, onEvent: renderer.render)
         try result.network.save(to: output.outputURL, configuration: configuration, testAccuracy: result.testAccuracy)
+        logger.debug("peak resident memory \(Int(peakResidentMegabytes())) MB")
         logger.info(
             "test accuracy \(String(format: "%.2f", result.testAccuracy * 100))% after \(String(format: "%.1f", result.trainingSeconds)) s of training; model written to \(output.output)")
     }
