@@ -5,20 +5,10 @@
 // the coordinator's sample-weighted mean against a naive full-batch computation.
 import DataParallel
 
-/// A small seeded generator (SplitMix64) for simulations; print the seed when a test fails.
-public struct ClusterRandom: RandomNumberGenerator {
-    private var state: UInt64
+/// The simulations' seeded generator: TestSupport's SplitMix64. Print the seed when a test fails.
+public typealias ClusterRandom = TestGenerator
 
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension TestGenerator {
     /// True with probability `probability`.
     public mutating func chance(_ probability: Double) -> Bool {
         probability > 0 && Double.random(in: 0..<1, using: &self) < probability

@@ -73,7 +73,7 @@ final class EndToEndTests: XCTestCase {
             images: InputNormalization.normalized(Array(test.pixels[0..<(count * 784)])))
 
         let directory = try TemporaryDirectory("predict")
-        var random = SeededRandom(seed: 20_261_126)
+        var random = TestGenerator(seed: 20_261_126)
         var files: [String] = []
         for index in 0..<count {
             let digit = Array(test.pixels[(index * 784)..<((index + 1) * 784)])
@@ -108,7 +108,7 @@ final class EndToEndTests: XCTestCase {
     func testPredictReportsBadFilesAndStillPredictsTheOthers() throws {
         let model = try trainedModel()
         let directory = try TemporaryDirectory("predict-bad")
-        var random = SeededRandom(seed: 3)
+        var random = TestGenerator(seed: 3)
         let test = try requireRealMNIST().load().test
         let good = directory.file("good.png")
         try Data(PNG.encode(UserRendering.render(Array(test.pixels[0..<784]), using: &random))).write(to: good)
@@ -132,23 +132,10 @@ final class EndToEndTests: XCTestCase {
     }
 }
 
-/// A seeded generator for the renderings (SplitMix64).
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Renders an MNIST digit the way a user would save one: scaled up 2x to 15x (bilinear), with random
 /// margins, as black ink on white grey or RGB, white on black, or on a transparent RGBA background.
 enum UserRendering {
-    static func render(_ digit: [UInt8], using random: inout SeededRandom) -> RasterImage {
+    static func render(_ digit: [UInt8], using random: inout TestGenerator) -> RasterImage {
         let scale = Int.random(in: 2...15, using: &random)
         let side = 28 * scale
         let left = Int.random(in: 0...(side / 2), using: &random), right = Int.random(in: 0...(side / 2), using: &random)
