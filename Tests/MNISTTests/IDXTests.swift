@@ -33,7 +33,7 @@ final class IDXTests: XCTestCase {
     func testPinnedFolderRejectsFilesThatAreNotTheOfficialOnes() throws {
         let directory = try TemporaryDirectory("idx")
         try TinyDataset.write(train: TinyDataset.images(count: 5), test: TinyDataset.images(count: 3), to: directory.url)
-        FileManager.default.createFile(atPath: directory.file(DatasetFolder.marker).path, contents: Data())
+        _ = FileManager.default.createFile(atPath: directory.file(DatasetFolder.marker).path, contents: Data())
         XCTAssertThrowsError(try DatasetFolder(url: directory.url).load()) { error in
             guard let mismatch = error as? PinMismatch else { return XCTFail("\(error)") }
             XCTAssertEqual(mismatch.expected, DatasetPins.mnist.trainImages.sha256)
