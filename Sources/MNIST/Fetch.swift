@@ -63,6 +63,7 @@ public struct Fetcher {
         } catch {
             throw FetchError.cannotWrite(folder: folder.url.path, reason: error.localizedDescription)
         }
+        removeLeftovers()
         var sources: [String: String] = [:]
         var missing: [DatasetFile] = []
         for file in folder.pins.files {
@@ -146,6 +147,15 @@ public struct Fetcher {
             }
         }
         return stillMissing
+    }
+
+    /// Removes what an interrupted fetch may have left: temporary files and the PyPI work folder. They
+    /// never pass for data (their names are not the standard ones), but they take space.
+    private func removeLeftovers() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.url.path)) ?? []
+        for name in names where name.hasPrefix(".") && (name.contains(".partial-") || name.hasPrefix(".pypi-")) {
+            try? FileManager.default.removeItem(at: folder.url.appendingPathComponent(name))
+        }
     }
 
     /// Writes verified bytes under a temporary name, then renames them into place.

@@ -180,9 +180,15 @@ final class FetchTests: XCTestCase {
         var corrupt = test
         corrupt.pixels[0] ^= 1
         try IDX.imageFileBytes(corrupt).write(to: target.appendingPathComponent("t10k-images-idx3-ubyte"))
+        // What an interrupted fetch leaves behind is cleared away.
+        try Data([1, 2, 3]).write(to: target.appendingPathComponent(".t10k-images-idx3-ubyte.partial-99999"))
+        try FileManager.default.createDirectory(
+            at: target.appendingPathComponent(".pypi-99999"), withIntermediateDirectories: true)
         let report = try Fetcher(folder: DatasetFolder(url: target, pins: pins), localSource: source, mirrors: [], usesPyPI: false).run()
         XCTAssertEqual(report.sources.map(\.source), ["already present", "already present", "local folder \(source.path)", "already present"])
         XCTAssertEqual(try DatasetFolder(url: target, pins: pins).load().test, test)
+        let hidden = try FileManager.default.contentsOfDirectory(atPath: target.path).filter { $0.hasPrefix(".") }
+        XCTAssertEqual(hidden, [DatasetFolder.marker])
     }
 
     /// The whole command into an empty folder on the real sources, checked against the official pins.
