@@ -51,12 +51,18 @@ public struct Architecture: Codable, Sendable, Equatable {
             switch layer {
             case let .convolution(outputChannels, kernelSize, _):
                 guard (1...65536).contains(outputChannels), (1...63).contains(kernelSize) else {
-                    throw ArchitectureError("layer \(index): convolution with \(outputChannels) channels and kernel \(kernelSize) is out of range")
+                    throw ArchitectureError(
+                        "layer \(index): convolution with \(outputChannels) channels and kernel \(kernelSize) is out of range"
+                    )
                 }
             case let .dense(outputs):
-                guard (1...1_048_576).contains(outputs) else { throw ArchitectureError("layer \(index): dense with \(outputs) outputs is out of range") }
+                guard (1...1_048_576).contains(outputs) else {
+                    throw ArchitectureError("layer \(index): dense with \(outputs) outputs is out of range")
+                }
             case let .dropout(rate):
-                guard rate >= 0, rate < 1 else { throw ArchitectureError("layer \(index): dropout rate must be in [0, 1), got \(rate)") }
+                guard rate >= 0, rate < 1 else {
+                    throw ArchitectureError("layer \(index): dropout rate must be in [0, 1), got \(rate)")
+                }
             case .maxPool, .relu, .flatten:
                 break
             }

@@ -21,15 +21,22 @@ final class Convolution: Layer {
     /// Partial weight gradients of the extra threads: `[threads - 1, O, Q]`.
     private let partialWeightGradient = Scratch()
 
-    init(name: String, input: SampleShape, outputChannels: Int, kernelSize: Int, padding: Padding, feedsRelu: Bool) throws {
-        guard !input.isFlat else { throw ArchitectureError("\(name): convolution needs an image input, got a flat one") }
-        guard kernelSize >= 1, kernelSize % 2 == 1 else { throw ArchitectureError("\(name): kernel size must be odd, got \(kernelSize)") }
+    init(name: String, input: SampleShape, outputChannels: Int, kernelSize: Int, padding: Padding, feedsRelu: Bool)
+        throws
+    {
+        guard !input.isFlat else {
+            throw ArchitectureError("\(name): convolution needs an image input, got a flat one")
+        }
+        guard kernelSize >= 1, kernelSize % 2 == 1 else {
+            throw ArchitectureError("\(name): kernel size must be odd, got \(kernelSize)")
+        }
         guard outputChannels >= 1 else { throw ArchitectureError("\(name): needs at least one output channel") }
         let pad = padding == .same ? kernelSize / 2 : 0
         let height = input.height + 2 * pad - kernelSize + 1
         let width = input.width + 2 * pad - kernelSize + 1
         guard height >= 1, width >= 1 else {
-            throw ArchitectureError("\(name): a \(kernelSize)x\(kernelSize) kernel does not fit a \(input.height)x\(input.width) input")
+            throw ArchitectureError(
+                "\(name): a \(kernelSize)x\(kernelSize) kernel does not fit a \(input.height)x\(input.width) input")
         }
         self.name = name
         self.inputShape = input
@@ -40,8 +47,10 @@ final class Convolution: Layer {
     }
 
     var parameterTable: [(name: String, shape: [Int])] {
-        [("\(name).weight", [outputShape.channels, inputShape.channels, kernelSize, kernelSize]),
-         ("\(name).bias", [outputShape.channels])]
+        [
+            ("\(name).weight", [outputShape.channels, inputShape.channels, kernelSize, kernelSize]),
+            ("\(name).bias", [outputShape.channels]),
+        ]
     }
 
     func initialize(parameters: UnsafeMutablePointer<Float>, generator: inout SplitMix64) {
@@ -83,7 +92,8 @@ final class Convolution: Layer {
         let weightGradient = parameterGradient  // [O, Q]
         let biasGradient = parameterGradient + o * q  // [O]
         // dW[O, Q] += dy[O, NP] * columns[Q, NP]^T
-        BLAS.parallelSgemmSplitK(m: o, n: q, k: np, a: outputGradient, b: columns, c: weightGradient, scratch: partialWeightGradient)
+        BLAS.parallelSgemmSplitK(
+            m: o, n: q, k: np, a: outputGradient, b: columns, c: weightGradient, scratch: partialWeightGradient)
         parallelChunks(o) { channels in
             for channel in channels {
                 biasGradient[channel] += vectorSum(outputGradient + channel * np, count: np)
@@ -183,7 +193,8 @@ enum ReferenceConvolution {
                                 for kx in 0..<k {
                                     let y = r + ky - pad, x = s + kx - pad
                                     guard y >= 0, y < height, x >= 0, x < width else { continue }
-                                    sum += Double(weight[((o * channels + c) * k + ky) * k + kx])
+                                    sum +=
+                                        Double(weight[((o * channels + c) * k + ky) * k + kx])
                                         * Double(input[((c * batch + n) * height + y) * width + x])
                                 }
                             }
@@ -205,8 +216,9 @@ func vectorSum(_ pointer: UnsafePointer<Float>, count: Int) -> Float {
     var index = 0
     pointer.withMemoryRebound(to: Float.self, capacity: count) { values in
         while index + 8 <= count {
-            lanes += SIMD8<Float>(values[index], values[index + 1], values[index + 2], values[index + 3],
-                                  values[index + 4], values[index + 5], values[index + 6], values[index + 7])
+            lanes += SIMD8<Float>(
+                values[index], values[index + 1], values[index + 2], values[index + 3],
+                values[index + 4], values[index + 5], values[index + 6], values[index + 7])
             index += 8
         }
     }

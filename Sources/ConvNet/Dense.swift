@@ -49,7 +49,9 @@ final class Dense: Layer {
         batch: Int, parameters: UnsafePointer<Float>, context: LayerContext
     ) {
         let inputs = inputShape.count, outputs = outputShape.count
-        BLAS.sgemm(transposeA: true, m: outputs, n: inputs, k: batch, a: outputGradient, b: input, beta: 1, c: parameterGradient)
+        BLAS.sgemm(
+            transposeA: true, m: outputs, n: inputs, k: batch, a: outputGradient, b: input, beta: 1,
+            c: parameterGradient)
         let biasGradient = parameterGradient + outputs * inputs
         for n in 0..<batch {
             let row = outputGradient + n * outputs

@@ -40,10 +40,12 @@ final class Dropout: Layer {
         parallelChunks(batch) { samples in
             for n in samples {
                 var generator = SplitMix64(
-                    seed: SplitMix64.derivedSeed(context.dropoutSeed, UInt64(layerIndex), UInt64(bitPattern: Int64(context.key(ofSample: n)))))
+                    seed: SplitMix64.derivedSeed(
+                        context.dropoutSeed, UInt64(layerIndex), UInt64(bitPattern: Int64(context.key(ofSample: n)))))
                 for feature in 0..<perSample {
                     // feature enumerates (c, y, x) of sample n, whatever the layout.
-                    let index = isFlat ? n * perSample + feature : ((feature / plane) * batch + n) * plane + feature % plane
+                    let index =
+                        isFlat ? n * perSample + feature : ((feature / plane) * batch + n) * plane + feature % plane
                     let value: Float = generator.nextUnitFloat() < keep ? scale : 0
                     mask[index] = value
                     output[index] = input[index] * value

@@ -38,7 +38,8 @@ final class Flatten: Layer {
         parallelChunks(batch) { samples in
             for n in samples {
                 for c in 0..<channels {
-                    (inputGradient + (c * batch + n) * plane).update(from: outputGradient + (n * channels + c) * plane, count: plane)
+                    (inputGradient + (c * batch + n) * plane).update(
+                        from: outputGradient + (n * channels + c) * plane, count: plane)
                 }
             }
         }

@@ -33,10 +33,12 @@ extension Network {
         let path = url.path
         let (tensors, metadata) = try SafeTensors.read(from: url)
         guard let json = metadata[MetadataKey.architecture] else {
-            throw ModelFileError(path: path, reason: "no architecture in the metadata; not a model file written by this program")
+            throw ModelFileError(
+                path: path, reason: "no architecture in the metadata; not a model file written by this program")
         }
         if let version = metadata[MetadataKey.formatVersion], version != modelFormatVersion {
-            throw ModelFileError(path: path, reason: "format version \(version), this program reads version \(modelFormatVersion)")
+            throw ModelFileError(
+                path: path, reason: "format version \(version), this program reads version \(modelFormatVersion)")
         }
         let network: Network
         do {
@@ -51,7 +53,9 @@ extension Network {
                 throw ModelFileError(path: path, reason: "tensor \(view.name) is missing")
             }
             guard tensor.shape == view.shape else {
-                throw ModelFileError(path: path, reason: "tensor \(view.name) has shape \(tensor.shape), the architecture needs \(view.shape)")
+                throw ModelFileError(
+                    path: path,
+                    reason: "tensor \(view.name) has shape \(tensor.shape), the architecture needs \(view.shape)")
             }
             network.parameters.replaceSubrange(view.range, with: tensor.values)
         }

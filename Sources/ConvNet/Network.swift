@@ -69,18 +69,21 @@ public final class Network {
             throw ArchitectureError("input shape must be [C, H, W] with positive sizes, got \(architecture.inputShape)")
         }
         try architecture.validateSizes()
-        var shape = SampleShape.image(architecture.inputShape[0], architecture.inputShape[1], architecture.inputShape[2])
+        var shape = SampleShape.image(
+            architecture.inputShape[0], architecture.inputShape[1], architecture.inputShape[2])
         var layers = [Layer]()
         var convolutions = 0, denses = 0
         // Execution order: "relu, maxPool" runs as "maxPool, relu". The two commute exactly
         // (max is monotonic and relu(max) = max(relu)), forward and backward, and the swapped
         // order applies relu to a quarter of the values.
         var order = Array(architecture.layers.enumerated())
-        for index in order.indices.dropLast() where order[index].element == .relu && order[index + 1].element == .maxPool {
+        for index in order.indices.dropLast()
+        where order[index].element == .relu && order[index + 1].element == .maxPool {
             order.swapAt(index, index + 1)
         }
         for (index, description) in order {
-            let feedsRelu = index + 1 < architecture.layers.count
+            let feedsRelu =
+                index + 1 < architecture.layers.count
                 && (architecture.layers[index + 1] == .relu
                     || (architecture.layers[index + 1] == .maxPool && index + 2 < architecture.layers.count
                         && architecture.layers[index + 2] == .relu))
@@ -113,7 +116,8 @@ public final class Network {
         guard shape.count <= 256 else { throw ArchitectureError("at most 256 classes (labels are bytes)") }
         let layout = ParameterLayout(layers.flatMap { $0.parameterTable })
         guard layout.count <= Network.maximumParameterCount else {
-            throw ArchitectureError("\(layout.count) parameters, more than the limit of \(Network.maximumParameterCount)")
+            throw ArchitectureError(
+                "\(layout.count) parameters, more than the limit of \(Network.maximumParameterCount)")
         }
         self.architecture = architecture
         self.layers = layers
@@ -155,14 +159,17 @@ public final class Network {
     /// - Returns: loss sum and correct count, computed with dropout active.
     @discardableResult
     public func accumulateGradients(
-        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64, sampleOffset: Int = 0,
+        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, dropoutSeed: UInt64,
+        sampleOffset: Int = 0,
         sampleKeys: UnsafeBufferPointer<Int>? = nil
     ) -> BatchStatistics {
         let count = labels.count
         precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per label")
         precondition(sampleKeys == nil || sampleKeys?.count == count, "one sample key per label")
         var statistics = BatchStatistics()
-        guard count > 0, let imageBase = images.baseAddress, let labelBase = labels.baseAddress else { return statistics }
+        guard count > 0, let imageBase = images.baseAddress, let labelBase = labels.baseAddress else {
+            return statistics
+        }
         parameters.withUnsafeBufferPointer { parameterSlab in
             gradients.withUnsafeMutableBufferPointer { gradientSlab in
                 let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
@@ -173,10 +180,13 @@ public final class Network {
                     let context = LayerContext(
                         isTraining: true, dropoutSeed: dropoutSeed, firstSample: sampleOffset + first,
                         sampleKeys: sampleKeys?.baseAddress.map { $0 + first })
-                    let logits = forward(images: imageBase + first * inputCount, batch: batch, parameters: parameterBase, context: context)
+                    let logits = forward(
+                        images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
+                        context: context)
                     let logitGradient = gradientA.reserve(batch * classCount)  // [N, K]
                     let result = SoftmaxCrossEntropy.lossAndGradient(
-                        logits: logits, labels: labelBase + first, logitGradient: logitGradient, batch: batch, classes: classCount)
+                        logits: logits, labels: labelBase + first, logitGradient: logitGradient, batch: batch,
+                        classes: classCount)
                     statistics.add(BatchStatistics(lossSum: result.lossSum, correct: result.correct, count: batch))
                     backward(
                         images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
@@ -222,8 +232,11 @@ public final class Network {
                 while first < count {
                     let batch = min(chunkSize, count - first)
                     let context = LayerContext(isTraining: false, dropoutSeed: 0, firstSample: first)
-                    let logits = forward(images: imageBase + first * inputCount, batch: batch, parameters: parameterBase, context: context)
-                    SoftmaxCrossEntropy.softmax(logits: logits, probabilities: resultBase + first * classes, batch: batch, classes: classes)
+                    let logits = forward(
+                        images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
+                        context: context)
+                    SoftmaxCrossEntropy.softmax(
+                        logits: logits, probabilities: resultBase + first * classes, batch: batch, classes: classes)
                     first += batch
                 }
             }
@@ -270,7 +283,9 @@ public final class Network {
         var current = networkInput(images: images, batch: batch)
         for (index, layer) in layers.enumerated() {
             let output = activations[index].reserve(batch * layer.outputShape.count)
-            layer.forward(input: current, output: output, batch: batch, parameters: parameters + layerOffsets[index], context: context)
+            layer.forward(
+                input: current, output: output, batch: batch, parameters: parameters + layerOffsets[index],
+                context: context)
             current = UnsafePointer(output)
         }
         return current

@@ -83,7 +83,9 @@ public struct Optimizer: Sendable {
                             for i in 0..<count {
                                 m[i] = beta1 * m[i] + (1 - beta1) * g[i]
                                 v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
-                                p[i] -= stepSize * m[i] / (v[i].squareRoot() / root2 + epsilon) + learningRate * decay * p[i]
+                                p[i] -=
+                                    stepSize * m[i] / (v[i].squareRoot() / root2 + epsilon) + learningRate * decay
+                                    * p[i]
                             }
                         }
                     }

@@ -4,9 +4,9 @@
 // name the file. Other dtypes, memory mapping and lazy loading are left out.
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One F32 tensor read from or written to a safetensors file.
@@ -45,8 +45,10 @@ public enum SafeTensors {
     /// the same directory is written completely, then renamed over `url`.
     public static func write(tensors: [NamedTensor], metadata: [String: String], to url: URL) throws {
         let path = url.path
-        for tensor in tensors where tensor.values.count != tensor.shape.reduce(1, *) || tensor.shape.contains(where: { $0 < 0 }) {
-            throw ModelFileError(path: path, reason: "tensor \(tensor.name) has \(tensor.values.count) values for shape \(tensor.shape)")
+        for tensor in tensors
+        where tensor.values.count != tensor.shape.reduce(1, *) || tensor.shape.contains(where: { $0 < 0 }) {
+            throw ModelFileError(
+                path: path, reason: "tensor \(tensor.name) has \(tensor.values.count) values for shape \(tensor.shape)")
         }
         var header = "{"
         var offset = 0
@@ -57,7 +59,8 @@ public enum SafeTensors {
         for tensor in tensors {
             if header.count > 1 { header += "," }
             let end = offset + tensor.values.count * 4
-            header += "\(jsonQuoted(tensor.name)):{\"dtype\":\"F32\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
+            header +=
+                "\(jsonQuoted(tensor.name)):{\"dtype\":\"F32\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
         header += "}"
@@ -71,7 +74,8 @@ public enum SafeTensors {
             littleEndian.withUnsafeMutableBytes { file.append(contentsOf: $0) }
         }
         let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
+        let temporary = directory.appendingPathComponent(
+            ".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
         do {
             try file.write(to: temporary)
         } catch {
@@ -101,18 +105,25 @@ public enum SafeTensors {
     }
 
     /// Parses the bytes of a safetensors file; `path` is only used in errors.
-    public static func parse(_ data: Data, path: String) throws -> (tensors: [NamedTensor], metadata: [String: String]) {
+    public static func parse(_ data: Data, path: String) throws -> (tensors: [NamedTensor], metadata: [String: String])
+    {
         func fail(_ reason: String) -> ModelFileError { ModelFileError(path: path, reason: reason) }
         let bytes = [UInt8](data)
-        guard bytes.count >= 8 else { throw fail("not a safetensors file: \(bytes.count) bytes, shorter than the 8-byte header length") }
+        guard bytes.count >= 8 else {
+            throw fail("not a safetensors file: \(bytes.count) bytes, shorter than the 8-byte header length")
+        }
         var headerLength: UInt64 = 0
         for index in (0..<8).reversed() { headerLength = headerLength << 8 | UInt64(bytes[index]) }
-        guard headerLength >= 2, headerLength <= UInt64(maximumHeaderLength), headerLength <= UInt64(bytes.count - 8) else {
-            throw fail("not a safetensors file or truncated: header length \(headerLength) does not fit in \(bytes.count) bytes")
+        guard headerLength >= 2, headerLength <= UInt64(maximumHeaderLength), headerLength <= UInt64(bytes.count - 8)
+        else {
+            throw fail(
+                "not a safetensors file or truncated: header length \(headerLength) does not fit in \(bytes.count) bytes"
+            )
         }
         let headerEnd = 8 + Int(headerLength)
         let headerBytes = Data(bytes[8..<headerEnd])
-        guard let json = try? JSONSerialization.jsonObject(with: headerBytes), let header = json as? [String: Any] else {
+        guard let json = try? JSONSerialization.jsonObject(with: headerBytes), let header = json as? [String: Any]
+        else {
             throw fail("header is not a JSON object")
         }
         var metadata = [String: String]()
@@ -138,11 +149,14 @@ public enum SafeTensors {
             var elements = 1
             for dimension in shape {
                 let (product, overflow) = elements.multipliedReportingOverflow(by: dimension)
-                guard !overflow, product <= bytes.count else { throw fail("tensor \(name): shape \(shape) is larger than the file") }
+                guard !overflow, product <= bytes.count else {
+                    throw fail("tensor \(name): shape \(shape) is larger than the file")
+                }
                 elements = product
             }
             guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == elements * 4 else {
-                throw fail("tensor \(name): data_offsets \(offsets) do not hold \(elements) F32 values of shape \(shape)")
+                throw fail(
+                    "tensor \(name): data_offsets \(offsets) do not hold \(elements) F32 values of shape \(shape)")
             }
             entries.append(Entry(name: name, shape: shape, begin: offsets[0], end: offsets[1]))
         }
@@ -150,19 +164,23 @@ public enum SafeTensors {
         var expected = 0
         for entry in entries {
             guard entry.begin == expected else {
-                throw fail("tensor \(entry.name): data starts at \(entry.begin), expected \(expected) (overlapping or gap)")
+                throw fail(
+                    "tensor \(entry.name): data starts at \(entry.begin), expected \(expected) (overlapping or gap)")
             }
             expected = entry.end
         }
         let dataLength = bytes.count - headerEnd
         guard expected == dataLength else {
-            throw fail("data section is \(dataLength) bytes but the tensors describe \(expected) (truncated or trailing bytes)")
+            throw fail(
+                "data section is \(dataLength) bytes but the tensors describe \(expected) (truncated or trailing bytes)"
+            )
         }
         let tensors = entries.map { entry -> NamedTensor in
             var values = [Float](repeating: 0, count: (entry.end - entry.begin) / 4)
             var position = headerEnd + entry.begin
             for index in values.indices {
-                let bits = UInt32(bytes[position]) | UInt32(bytes[position + 1]) << 8
+                let bits =
+                    UInt32(bytes[position]) | UInt32(bytes[position + 1]) << 8
                     | UInt32(bytes[position + 2]) << 16 | UInt32(bytes[position + 3]) << 24
                 values[index] = Float(bitPattern: bits)
                 position += 4

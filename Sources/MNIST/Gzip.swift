@@ -73,8 +73,10 @@ public enum Gzip {
     /// Compresses `data` into one gzip member at the given zlib level (1 fastest, 9 smallest).
     public static func compress(_ data: Data, level: Int32 = 6) throws -> Data {
         var stream = z_stream()
-        guard deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
-                            Int32(MemoryLayout<z_stream>.size)) == Z_OK
+        guard
+            deflateInit2_(
+                &stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                Int32(MemoryLayout<z_stream>.size)) == Z_OK
         else { throw GzipError.corrupt("deflateInit2 failed") }
         defer { deflateEnd(&stream) }
         var input = [UInt8](data)
@@ -86,7 +88,9 @@ public enum Gzip {
                 stream.avail_in = uInt(inputBuffer.count)
                 stream.next_out = out.baseAddress
                 stream.avail_out = uInt(out.count)
-                guard deflate(&stream, Z_FINISH) == Z_STREAM_END else { throw GzipError.corrupt("deflate did not finish") }
+                guard deflate(&stream, Z_FINISH) == Z_STREAM_END else {
+                    throw GzipError.corrupt("deflate did not finish")
+                }
                 return out.count - Int(stream.avail_out)
             }
         }

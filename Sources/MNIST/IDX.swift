@@ -66,7 +66,9 @@ public enum IDX {
             throw IDXError.badDimensions(file: file, reason: "images of \(rows)x\(columns) pixels are not supported")
         }
         let expected = 16 + count * rows * columns
-        guard data.count == expected else { throw IDXError.wrongLength(file: file, expected: expected, found: data.count) }
+        guard data.count == expected else {
+            throw IDXError.wrongLength(file: file, expected: expected, found: data.count)
+        }
         return (rows, columns, [UInt8](data.dropFirst(16)))
     }
 
@@ -74,7 +76,9 @@ public enum IDX {
     public static func parseLabels(_ data: Data, file: String) throws -> [UInt8] {
         let count = try parseHeader(data, file: file, magic: labelMagic, dimensions: 1)[0]
         let expected = 8 + count
-        guard data.count == expected else { throw IDXError.wrongLength(file: file, expected: expected, found: data.count) }
+        guard data.count == expected else {
+            throw IDXError.wrongLength(file: file, expected: expected, found: data.count)
+        }
         let labels = [UInt8](data.dropFirst(8))
         if let index = labels.firstIndex(where: { $0 > 9 }) {
             throw IDXError.labelOutOfRange(file: file, index: index, label: labels[index])

@@ -21,7 +21,8 @@ public enum Benchmark {
     /// Measures `model` for about `seconds` each for training and inference.
     public static func run(
         model: ModelPreset = .classic, threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount),
-        trainingBatchSize: Int = 128, chunkSize: Int? = nil, blasThreads: Int? = nil, inferenceBatchSizes: [Int] = [128, 256, 512, 1000], seconds: Double = 3
+        trainingBatchSize: Int = 128, chunkSize: Int? = nil, blasThreads: Int? = nil,
+        inferenceBatchSizes: [Int] = [128, 256, 512, 1000], seconds: Double = 3
     ) throws -> BenchmarkFigures {
         ComputeThreads.configure(threads: threads)
         if let blasThreads { BLAS.threadCount = blasThreads }
@@ -35,7 +36,8 @@ public enum Benchmark {
 
         var configuration = TrainingConfiguration()
         configuration.model = model.name
-        var update = ParameterUpdate(configuration: configuration, parameterCount: network.parameterCount, totalSteps: 1000)
+        var update = ParameterUpdate(
+            configuration: configuration, parameterCount: network.parameterCount, totalSteps: 1000)
         let trainImages = Array(images[0..<(trainingBatchSize * network.inputCount)])
         let trainLabels = Array(labels[0..<trainingBatchSize])
         func trainStep(_ step: Int) {
@@ -67,7 +69,8 @@ public enum Benchmark {
             if rate > bestRate { (bestBatch, bestRate) = (batch, rate) }
         }
         return BenchmarkFigures(
-            model: model.name, threads: threads, trainingBatchSize: trainingBatchSize, trainingImagesPerSecond: trainingRate,
+            model: model.name, threads: threads, trainingBatchSize: trainingBatchSize,
+            trainingImagesPerSecond: trainingRate,
             inferenceBatchSize: bestBatch, inferenceImagesPerSecond: bestRate)
     }
 }

@@ -57,7 +57,8 @@ public struct NetworkHost: ModelHost {
         self.trainCount = trainCount
         network = try Network(
             architecture: configuration.preset.architecture, seed: TrainingSeeds.initialisation(configuration.seed))
-        update = ParameterUpdate(configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
+        update = ParameterUpdate(
+            configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
         self.testSet = testSet
     }
 
@@ -68,8 +69,10 @@ public struct NetworkHost: ModelHost {
     }
 
     public func settings() -> [UInt8] {
-        WorkerSettings(configuration: configuration, architecture: network.architecture.jsonString(), trainCount: trainCount)
-            .encoded()
+        WorkerSettings(
+            configuration: configuration, architecture: network.architecture.jsonString(), trainCount: trainCount
+        )
+        .encoded()
     }
 
     public mutating func evaluateEpoch(epoch: Int) -> [String: Double] {
@@ -105,7 +108,10 @@ public final class NetworkGradientComputer: GradientComputer {
         ).shardRange(worker: placement.workerIndex)
         guard range.count == shard.sampleCount else {
             throw TrainingConfiguration.ValidationError(
-                flag: "shard", message: "worker \(placement.workerIndex) of \(placement.workerCount) should hold \(range.count) samples, got \(shard.sampleCount)")
+                flag: "shard",
+                message:
+                    "worker \(placement.workerIndex) of \(placement.workerCount) should hold \(range.count) samples, got \(shard.sampleCount)"
+            )
         }
         shardStart = range.lowerBound
         ComputeThreads.configure(threads: settings.configuration.threads)
@@ -120,7 +126,8 @@ public final class NetworkGradientComputer: GradientComputer {
         let statistics = computer.computeSummedGradient(
             images: shard, indices: assignment.sampleIndices.map { Int($0) },
             dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: assignment.step), keyOffset: shardStart,
-            augmentationSeed: configuration.augment ? TrainingSeeds.augmentation(configuration.seed, epoch: assignment.epoch) : nil)
+            augmentationSeed: configuration.augment
+                ? TrainingSeeds.augmentation(configuration.seed, epoch: assignment.epoch) : nil)
         return GradientReport(
             step: assignment.step, sampleCount: statistics.count, lossSum: statistics.lossSum,
             correctCount: statistics.correct, gradient: computer.network.gradients)
@@ -250,9 +257,12 @@ struct ProgressTracker {
         switch event {
         case .trainingStarted:
             lastMark = Date()
-            return [.started(
-                model: configuration.model, parameterCount: parameterCount, trainCount: trainCount, testCount: testCount,
-                stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)]
+            return [
+                .started(
+                    model: configuration.model, parameterCount: parameterCount, trainCount: trainCount,
+                    testCount: testCount,
+                    stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+            ]
         case .stepCompleted(let metrics):
             stepCount += 1
             gatherSeconds += metrics.gatherSeconds
@@ -260,15 +270,21 @@ struct ProgressTracker {
             let now = Date()
             epochSeconds += now.timeIntervalSince(lastMark)
             lastMark = now
-            epochStatistics.add(BatchStatistics(
-                lossSum: metrics.meanLoss * Double(metrics.sampleCount),
-                correct: Int((metrics.accuracy * Double(metrics.sampleCount)).rounded()), count: metrics.sampleCount))
-            return [.batchCompleted(BatchProgress(
-                epoch: metrics.epoch + 1, epochs: configuration.epochs, step: metrics.step % stepsPerEpoch + 1,
-                stepsPerEpoch: stepsPerEpoch, globalStep: metrics.step + 1, totalSteps: totalSteps, loss: metrics.meanLoss,
-                accuracy: metrics.accuracy, learningRate: 0,
-                imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
-                trainingSeconds: trainingSeconds + epochSeconds))]
+            epochStatistics.add(
+                BatchStatistics(
+                    lossSum: metrics.meanLoss * Double(metrics.sampleCount),
+                    correct: Int((metrics.accuracy * Double(metrics.sampleCount)).rounded()), count: metrics.sampleCount
+                ))
+            return [
+                .batchCompleted(
+                    BatchProgress(
+                        epoch: metrics.epoch + 1, epochs: configuration.epochs, step: metrics.step % stepsPerEpoch + 1,
+                        stepsPerEpoch: stepsPerEpoch, globalStep: metrics.step + 1, totalSteps: totalSteps,
+                        loss: metrics.meanLoss,
+                        accuracy: metrics.accuracy, learningRate: 0,
+                        imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
+                        trainingSeconds: trainingSeconds + epochSeconds))
+            ]
         case .epochCompleted(let epoch, let metrics):
             trainingSeconds += epochSeconds
             let summary = EpochSummary(

@@ -44,7 +44,8 @@ public struct Evaluation: Sendable, Equatable, Codable {
         var first = 0
         while first < images.count {
             let count = min(batchSize, images.count - first)
-            let inputs = InputNormalization.normalized(Array(images.pixels[(first * perImage)..<((first + count) * perImage)]))
+            let inputs = InputNormalization.normalized(
+                Array(images.pixels[(first * perImage)..<((first + count) * perImage)]))
             let probabilities = network.probabilities(images: inputs)
             for n in 0..<count {
                 let row = probabilities[(n * classes)..<((n + 1) * classes)]
@@ -63,4 +64,3 @@ public struct Evaluation: Sendable, Equatable, Codable {
         self.meanLoss = images.count == 0 ? 0 : lossSum / Double(images.count)
     }
 }
-

@@ -17,13 +17,15 @@ extension Network {
     /// Writes the network atomically to `url` with the input normalisation, the training
     /// configuration (JSON) and the test accuracy in the metadata.
     public func save(to url: URL, configuration: TrainingConfiguration, testAccuracy: Double) throws {
-        try save(to: url, metadata: [
-            ModelMetadataKey.inputMean: "\(InputNormalization.mean)",
-            ModelMetadataKey.inputStandardDeviation: "\(InputNormalization.standardDeviation)",
-            ModelMetadataKey.inputLayout: "NCHW [N,1,28,28], value = (pixel/255 - input_mean) / input_std",
-            ModelMetadataKey.trainingConfiguration: configuration.jsonString(),
-            ModelMetadataKey.testAccuracy: String(format: "%.4f", testAccuracy),
-            ModelMetadataKey.model: configuration.model,
-        ])
+        try save(
+            to: url,
+            metadata: [
+                ModelMetadataKey.inputMean: "\(InputNormalization.mean)",
+                ModelMetadataKey.inputStandardDeviation: "\(InputNormalization.standardDeviation)",
+                ModelMetadataKey.inputLayout: "NCHW [N,1,28,28], value = (pixel/255 - input_mean) / input_std",
+                ModelMetadataKey.trainingConfiguration: configuration.jsonString(),
+                ModelMetadataKey.testAccuracy: String(format: "%.4f", testAccuracy),
+                ModelMetadataKey.model: configuration.model,
+            ])
     }
 }

@@ -18,7 +18,9 @@ public enum TrainingSeeds {
         SplitMix64.derivedSeed(seed, 3, UInt64(step))
     }
     /// Augmentation shifts in `epoch`; each image's shift also depends on its dataset index.
-    public static func augmentation(_ seed: UInt64, epoch: Int) -> UInt64 { SplitMix64.derivedSeed(seed, 4, UInt64(epoch)) }
+    public static func augmentation(_ seed: UInt64, epoch: Int) -> UInt64 {
+        SplitMix64.derivedSeed(seed, 4, UInt64(epoch))
+    }
 }
 
 /// The coordinator's half of a step: turns a gradient into a parameter update with the
@@ -160,45 +162,60 @@ public struct SingleProcessTrainer {
     public func train(data: MNISTData, onEvent: (TrainingEvent) -> Void = { _ in }) throws -> TrainingResult {
         let configuration = self.configuration
         ComputeThreads.configure(threads: configuration.threads)
-        let network = try Network(architecture: configuration.preset.architecture, seed: TrainingSeeds.initialisation(configuration.seed))
+        let network = try Network(
+            architecture: configuration.preset.architecture, seed: TrainingSeeds.initialisation(configuration.seed))
         let train = data.train
         guard train.count > 0 else {
             throw TrainingConfiguration.ValidationError(flag: "data", message: "the training set is empty")
         }
         guard train.pixelsPerImage == network.inputCount else {
             throw TrainingConfiguration.ValidationError(
-                flag: "data", message: "images are \(train.rows)x\(train.columns), the model takes \(network.inputCount) pixels")
+                flag: "data",
+                message: "images are \(train.rows)x\(train.columns), the model takes \(network.inputCount) pixels")
         }
         let stepsPerEpoch = stepsPerEpoch(trainCount: train.count)
         let totalSteps = stepsPerEpoch * configuration.epochs
         let computer = BatchGradientComputer(network: network)
-        var update = ParameterUpdate(configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
-        onEvent(.started(
-            model: configuration.model, parameterCount: network.parameterCount, trainCount: train.count,
-            testCount: data.test.count, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps))
+        var update = ParameterUpdate(
+            configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
+        onEvent(
+            .started(
+                model: configuration.model, parameterCount: network.parameterCount, trainCount: train.count,
+                testCount: data.test.count, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps))
         let clock = ContinuousClock()
         var trainingSeconds = 0.0
         var summaries = [EpochSummary]()
-        var evaluation = Evaluation(network: network, images: LabeledImages(rows: train.rows, columns: train.columns, pixels: [], labels: []))
+        var evaluation = Evaluation(
+            network: network, images: LabeledImages(rows: train.rows, columns: train.columns, pixels: [], labels: []))
         for epoch in 0..<configuration.epochs {
-            let order = SplitMix64.permutation(count: train.count, seed: TrainingSeeds.shuffle(configuration.seed, epoch: epoch))
-            let augmentationSeed = configuration.augment ? TrainingSeeds.augmentation(configuration.seed, epoch: epoch) : nil
+            let order = SplitMix64.permutation(
+                count: train.count, seed: TrainingSeeds.shuffle(configuration.seed, epoch: epoch))
+            let augmentationSeed =
+                configuration.augment ? TrainingSeeds.augmentation(configuration.seed, epoch: epoch) : nil
             var epochStatistics = BatchStatistics()
             let epochStart = clock.now
             for step in 0..<stepsPerEpoch {
-                let indices = order[(step * configuration.batchSize)..<min(train.count, (step + 1) * configuration.batchSize)]
+                let indices = order[
+                    (step * configuration.batchSize)..<min(train.count, (step + 1) * configuration.batchSize)]
                 let globalStep = epoch * stepsPerEpoch + step
                 let statistics = computer.computeSummedGradient(
-                    images: train, indices: indices, dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: globalStep),
+                    images: train, indices: indices,
+                    dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: globalStep),
                     augmentationSeed: augmentationSeed)
-                let rate = update.apply(summedGradient: network.gradients, sampleCount: statistics.count, to: &network.parameters)
+                let rate = update.apply(
+                    summedGradient: network.gradients, sampleCount: statistics.count, to: &network.parameters)
                 epochStatistics.add(statistics)
                 let elapsed = (clock.now - epochStart).seconds
-                onEvent(.batchCompleted(BatchProgress(
-                    epoch: epoch + 1, epochs: configuration.epochs, step: step + 1, stepsPerEpoch: stepsPerEpoch,
-                    globalStep: globalStep + 1, totalSteps: totalSteps, loss: statistics.meanLoss,
-                    accuracy: Double(statistics.correct) / Double(max(1, statistics.count)), learningRate: Double(rate),
-                    imagesPerSecond: Double(epochStatistics.count) / max(elapsed, 1e-9), trainingSeconds: trainingSeconds + elapsed)))
+                onEvent(
+                    .batchCompleted(
+                        BatchProgress(
+                            epoch: epoch + 1, epochs: configuration.epochs, step: step + 1,
+                            stepsPerEpoch: stepsPerEpoch,
+                            globalStep: globalStep + 1, totalSteps: totalSteps, loss: statistics.meanLoss,
+                            accuracy: Double(statistics.correct) / Double(max(1, statistics.count)),
+                            learningRate: Double(rate),
+                            imagesPerSecond: Double(epochStatistics.count) / max(elapsed, 1e-9),
+                            trainingSeconds: trainingSeconds + elapsed)))
             }
             let epochSeconds = (clock.now - epochStart).seconds
             trainingSeconds += epochSeconds
@@ -208,7 +225,8 @@ public struct SingleProcessTrainer {
                 epoch: epoch + 1, epochs: configuration.epochs, loss: epochStatistics.meanLoss,
                 trainAccuracy: Double(epochStatistics.correct) / Double(max(1, epochStatistics.count)),
                 testAccuracy: evaluation.accuracy, seconds: epochSeconds,
-                imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9), trainingSeconds: trainingSeconds,
+                imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
+                trainingSeconds: trainingSeconds,
                 evaluationSeconds: (clock.now - evaluationStart).seconds)
             summaries.append(summary)
             onEvent(.epochCompleted(summary))

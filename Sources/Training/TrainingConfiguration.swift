@@ -44,14 +44,18 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
     /// Throws `ValidationError` for the first setting out of range.
     public func validate() throws {
-        func fail(_ flag: String, _ message: String) -> ValidationError { ValidationError(flag: flag, message: message) }
+        func fail(_ flag: String, _ message: String) -> ValidationError {
+            ValidationError(flag: flag, message: message)
+        }
         guard (1...1000).contains(epochs) else { throw fail("--epochs", "must be 1...1000, got \(epochs)") }
         guard (1...8192).contains(batchSize) else { throw fail("--batch-size", "must be 1...8192, got \(batchSize)") }
         guard learningRate.isFinite, learningRate > 0, learningRate <= 10 else {
             throw fail("--learning-rate", "must be in (0, 10], got \(learningRate)")
         }
         guard ModelPreset.named(model) != nil else {
-            throw fail("--model", "unknown model '\(model)'; choose one of \(ModelPreset.all.map(\.name).joined(separator: ", "))")
+            throw fail(
+                "--model",
+                "unknown model '\(model)'; choose one of \(ModelPreset.all.map(\.name).joined(separator: ", "))")
         }
         guard (1...256).contains(threads) else { throw fail("--threads", "must be 1...256, got \(threads)") }
         guard weightDecay.isFinite, (0...1).contains(weightDecay) else {

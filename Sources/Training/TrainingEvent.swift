@@ -45,7 +45,8 @@ public struct EpochSummary: Sendable, Equatable, Codable {
 /// An event of a training run.
 public enum TrainingEvent: Sendable, Equatable {
     /// Training is about to start.
-    case started(model: String, parameterCount: Int, trainCount: Int, testCount: Int, stepsPerEpoch: Int, totalSteps: Int)
+    case started(
+        model: String, parameterCount: Int, trainCount: Int, testCount: Int, stepsPerEpoch: Int, totalSteps: Int)
     case batchCompleted(BatchProgress)
     case epochCompleted(EpochSummary)
 }

@@ -16,7 +16,10 @@ struct Bench: ParsableCommand {
             distributed figures.
             """)
 
-    @Option(help: ArgumentHelp("Network preset for the throughput figures.", discussion: ModelPreset.all.map { "\($0.name): \($0.summary)" }.joined(separator: "\n")))
+    @Option(
+        help: ArgumentHelp(
+            "Network preset for the throughput figures.",
+            discussion: ModelPreset.all.map { "\($0.name): \($0.summary)" }.joined(separator: "\n")))
     var model = ModelPreset.classic.name
 
     @Option(help: "Training batch size for the throughput figure.")
@@ -36,20 +39,30 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         guard ModelPreset.named(model) != nil else {
-            throw ValidationError("--model: unknown preset '\(model)'; choose one of \(ModelPreset.all.map(\.name).joined(separator: ", "))")
+            throw ValidationError(
+                "--model: unknown preset '\(model)'; choose one of \(ModelPreset.all.map(\.name).joined(separator: ", "))"
+            )
         }
         guard (1...8192).contains(batchSize) else { throw ValidationError("--batch-size: must be 1...8192") }
         guard (1...256).contains(threads) else { throw ValidationError("--threads: must be 1...256") }
         guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds: must be in (0, 600]") }
-        if let toAccuracy, !(0.1...1).contains(toAccuracy) { throw ValidationError("--to-accuracy: must be in [0.1, 1]") }
+        if let toAccuracy, !(0.1...1).contains(toAccuracy) {
+            throw ValidationError("--to-accuracy: must be in [0.1, 1]")
+        }
     }
 
     func run() throws {
         guard let preset = ModelPreset.named(model) else { return }
         let figures = try Benchmark.run(model: preset, threads: threads, trainingBatchSize: batchSize, seconds: seconds)
         print("model \(figures.model), \(figures.threads) threads")
-        print(String(format: "training   %8.0f images/s  (batch %d, forward + backward + optimizer)", figures.trainingImagesPerSecond, figures.trainingBatchSize))
-        print(String(format: "inference  %8.0f images/s  (best batch %d)", figures.inferenceImagesPerSecond, figures.inferenceBatchSize))
+        print(
+            String(
+                format: "training   %8.0f images/s  (batch %d, forward + backward + optimizer)",
+                figures.trainingImagesPerSecond, figures.trainingBatchSize))
+        print(
+            String(
+                format: "inference  %8.0f images/s  (best batch %d)", figures.inferenceImagesPerSecond,
+                figures.inferenceBatchSize))
         if let target = toAccuracy {
             try timeToAccuracy(target)
         }
@@ -69,16 +82,23 @@ struct Bench: ParsableCommand {
             if reached == nil, summary.testAccuracy >= target { reached = summary }
         }
         if let reached {
-            print(String(
-                format: "default configuration (%@): %.2f%% test accuracy after %.1f s of training (epoch %d of %d)",
-                configuration.model, reached.testAccuracy * 100, reached.trainingSeconds, reached.epoch, reached.epochs))
+            print(
+                String(
+                    format:
+                        "default configuration (%@): %.2f%% test accuracy after %.1f s of training (epoch %d of %d)",
+                    configuration.model, reached.testAccuracy * 100, reached.trainingSeconds, reached.epoch,
+                    reached.epochs))
         } else if let last {
-            print(String(
-                format: "default configuration (%@): never reached %.2f%%; %.2f%% after %.1f s of training",
-                configuration.model, target * 100, last.testAccuracy * 100, last.trainingSeconds))
+            print(
+                String(
+                    format: "default configuration (%@): never reached %.2f%%; %.2f%% after %.1f s of training",
+                    configuration.model, target * 100, last.testAccuracy * 100, last.trainingSeconds))
         }
         if let last {
-            print(String(format: "default configuration: final test accuracy %.2f%%, %.0f images/s", last.testAccuracy * 100, last.imagesPerSecond))
+            print(
+                String(
+                    format: "default configuration: final test accuracy %.2f%%, %.0f images/s", last.testAccuracy * 100,
+                    last.imagesPerSecond))
         }
     }
 }

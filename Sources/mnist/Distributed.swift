@@ -16,7 +16,9 @@ struct ClusterOptions: ParsableArguments {
     var liveness = 10.0
 
     func validate() throws {
-        guard (1...3600).contains(joinTimeout) else { throw ValidationError("--join-timeout: must be 1...3600 seconds") }
+        guard (1...3600).contains(joinTimeout) else {
+            throw ValidationError("--join-timeout: must be 1...3600 seconds")
+        }
         guard (1...600).contains(liveness) else { throw ValidationError("--liveness: must be 1...600 seconds") }
     }
 }
@@ -57,15 +59,19 @@ func runCoordinator(
         try result.network.save(to: output.outputURL, configuration: configuration, testAccuracy: accuracy)
     }
     guard result.outcome.isFinished else {
-        let saved = result.completedSteps > 0
+        let saved =
+            result.completedSteps > 0
             ? "the model after \(result.completedSteps) steps (test accuracy \(String(format: "%.2f", accuracy * 100))%) is saved to \(output.output)"
             : "no step was completed, so no model was written"
         logger.error("training stopped: \(result.outcome.reason); \(saved)")
         throw ExitCode(1)
     }
     logger.info(
-        "per step: \(String(format: "%.1f", result.meanGatherSeconds * 1000)) ms from sending the weights to the last gradient, \(String(format: "%.1f", result.meanApplySeconds * 1000)) ms applying; \(String(format: "%.1f", Double(result.bytesPerStep) / 1000)) kB on the wire")
-    logger.info("test accuracy \(String(format: "%.2f", accuracy * 100))% after \(result.completedSteps) steps; model written to \(output.output)")
+        "per step: \(String(format: "%.1f", result.meanGatherSeconds * 1000)) ms from sending the weights to the last gradient, \(String(format: "%.1f", result.meanApplySeconds * 1000)) ms applying; \(String(format: "%.1f", Double(result.bytesPerStep) / 1000)) kB on the wire"
+    )
+    logger.info(
+        "test accuracy \(String(format: "%.2f", accuracy * 100))% after \(result.completedSteps) steps; model written to \(output.output)"
+    )
 }
 
 /// Checks a ZeroMQ endpoint's form, naming the flag.

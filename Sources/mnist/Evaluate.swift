@@ -32,7 +32,10 @@ struct Evaluate: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print(String(format: "accuracy %.2f%% on %d test images (mean loss %.4f)", evaluation.accuracy * 100, evaluation.count, evaluation.meanLoss))
+        print(
+            String(
+                format: "accuracy %.2f%% on %d test images (mean loss %.4f)", evaluation.accuracy * 100,
+                evaluation.count, evaluation.meanLoss))
         print("\nclass  precision  recall")
         for k in evaluation.precision.indices {
             print(String(format: "%5d  %8.2f%%  %6.2f%%", k, evaluation.precision[k] * 100, evaluation.recall[k] * 100))

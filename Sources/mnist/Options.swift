@@ -23,7 +23,9 @@ struct DataOptions: ParsableArguments {
     func load(logger: Logger) throws -> MNISTData {
         let start = Date()
         let data = try folder.load { logger.info("\($0)") }
-        logger.debug("loaded \(data.train.count) training and \(data.test.count) test images in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        logger.debug(
+            "loaded \(data.train.count) training and \(data.test.count) test images in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+        )
         return data
     }
 }
@@ -122,9 +124,10 @@ final class Terminal: @unchecked Sendable {
     private func write(_ text: String) {
         var bytes = Array(text.utf8)
         bytes.withUnsafeMutableBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
             var offset = 0
             while offset < buffer.count {
-                let written = Foundation.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Foundation.write(descriptor, base + offset, buffer.count - offset)
                 if written <= 0 { return }
                 offset += written
             }

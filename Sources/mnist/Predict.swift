@@ -9,7 +9,8 @@ import Training
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Classify the digit in each image (PNG of any kind, binary PGM/PPM; any size, colours or background).",
+        abstract:
+            "Classify the digit in each image (PNG of any kind, binary PGM/PPM; any size, colours or background).",
         discussion: """
             Each image is turned into MNIST's form before the network sees it: to grey (transparency over \
             white), light ink on black whichever way it was drawn, cropped to the ink, scaled to fit 20x20 \
@@ -43,7 +44,8 @@ struct Predict: ParsableCommand {
         let logger = logging.makeLogger(label: "mnist.predict")
         let (network, metadata) = try Network.load(from: URL(fileURLWithPath: model))
         let mean = metadata[ModelMetadataKey.inputMean].flatMap(Float.init) ?? InputNormalization.mean
-        let deviation = metadata[ModelMetadataKey.inputStandardDeviation].flatMap(Float.init)
+        let deviation =
+            metadata[ModelMetadataKey.inputStandardDeviation].flatMap(Float.init)
             ?? InputNormalization.standardDeviation
         let preprocessor = MNISTPreprocessor()
 
@@ -52,7 +54,9 @@ struct Predict: ParsableCommand {
         for file in images {
             do {
                 guard FileManager.default.isReadableFile(atPath: file) else {
-                    throw ValidationError(FileManager.default.fileExists(atPath: file) ? "cannot be read (permission denied)" : "no such file")
+                    throw ValidationError(
+                        FileManager.default.fileExists(atPath: file)
+                            ? "cannot be read (permission denied)" : "no such file")
                 }
                 let image = try ImageFile.decode(contentsOf: URL(fileURLWithPath: file))
                 digits.append((file, try preprocessor.preprocess(image)))
@@ -71,8 +75,9 @@ struct Predict: ParsableCommand {
                 print(Self.json(file: entry.file, ranked: ranked, probabilities: row))
             } else {
                 let others = ranked.dropFirst().prefix(top - 1).map { "\($0) (\(Self.percent(row[$0])))" }
-                print("\(entry.file): \(ranked[0]) (\(Self.percent(row[ranked[0]])))"
-                    + (others.isEmpty ? "" : ", then " + others.joined(separator: ", ")))
+                print(
+                    "\(entry.file): \(ranked[0]) (\(Self.percent(row[ranked[0]])))"
+                        + (others.isEmpty ? "" : ", then " + others.joined(separator: ", ")))
             }
             if show {
                 print(entry.digit.report)
@@ -89,7 +94,9 @@ struct Predict: ParsableCommand {
             "file": file, "digit": ranked[0], "confidence": Double(probabilities[ranked[0]]),
             "probabilities": probabilities.map { Double($0) },
         ]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return "{}"
+        }
         return String(decoding: data, as: UTF8.self)
     }
 

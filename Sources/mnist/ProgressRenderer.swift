@@ -63,7 +63,9 @@ final class ProgressRenderer {
             "seconds": summary.seconds, "images_per_second": summary.imagesPerSecond,
             "training_seconds": summary.trainingSeconds,
         ]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return "{}"
+        }
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -16,10 +16,11 @@ struct Train: ParsableCommand {
     @OptionGroup var output: OutputOptions
     @OptionGroup var logging: LoggingOptions
 
-    @Option(help: """
-        Train with a coordinator in this process and N worker processes on this machine, over ZeroMQ \
-        (0: no sockets, all in this process; 0-64).
-        """)
+    @Option(
+        help: """
+            Train with a coordinator in this process and N worker processes on this machine, over ZeroMQ \
+            (0: no sockets, all in this process; 0-64).
+            """)
     var workers = 0
 
     @OptionGroup var cluster: ClusterOptions
@@ -37,11 +38,13 @@ struct Train: ParsableCommand {
             return
         }
         let renderer = ProgressRenderer(format: output.logFormat)
-        let result = try SingleProcessTrainer(configuration: configuration).train(data: dataset, onEvent: renderer.render)
+        let result = try SingleProcessTrainer(configuration: configuration).train(
+            data: dataset, onEvent: renderer.render)
         try result.network.save(to: output.outputURL, configuration: configuration, testAccuracy: result.testAccuracy)
         logger.debug("peak resident memory \(Int(peakResidentMegabytes())) MB")
         logger.info(
-            "test accuracy \(String(format: "%.2f", result.testAccuracy * 100))% after \(String(format: "%.1f", result.trainingSeconds)) s of training; model written to \(output.output)")
+            "test accuracy \(String(format: "%.2f", result.testAccuracy * 100))% after \(String(format: "%.1f", result.trainingSeconds)) s of training; model written to \(output.output)"
+        )
     }
 }
 
@@ -60,7 +63,10 @@ extension Train {
                 let started = LocalCluster(
                     executable: executable, workerCount: workers,
                     arguments: { index in
-                        ["worker", "--connect", endpoint, "--threads", "\(threadsPerWorker)", "--name", "local-\(index)"]
+                        [
+                            "worker", "--connect", endpoint, "--threads", "\(threadsPerWorker)", "--name",
+                            "local-\(index)",
+                        ]
                             + verbosity
                     })
                 try started.start()

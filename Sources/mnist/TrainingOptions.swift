@@ -23,14 +23,16 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Optimizer: sgd (momentum 0.9) or adam.")
     var optimizer = defaults.optimizer
 
-    @Option(help: ArgumentHelp(
-        "Learning-rate schedule.",
-        discussion: LearningRateSchedule.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "\n")))
+    @Option(
+        help: ArgumentHelp(
+            "Learning-rate schedule.",
+            discussion: LearningRateSchedule.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "\n")))
     var schedule = defaults.schedule
 
-    @Option(help: ArgumentHelp(
-        "Network preset.",
-        discussion: ModelPreset.all.map { "\($0.name): \($0.summary)" }.joined(separator: "\n")))
+    @Option(
+        help: ArgumentHelp(
+            "Network preset.",
+            discussion: ModelPreset.all.map { "\($0.name): \($0.summary)" }.joined(separator: "\n")))
     var model = defaults.model
 
     @Option(help: "Seed for initialisation, shuffling, dropout and augmentation; the same seed gives the same model.")
@@ -80,7 +82,8 @@ struct OutputOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Where to write the trained model (safetensors).", valueName: "path"))
     var output = "model.safetensors"
 
-    @Option(help: "text: a progress bar on a terminal, else one line per epoch; json: one JSON object per epoch on stdout.")
+    @Option(
+        help: "text: a progress bar on a terminal, else one line per epoch; json: one JSON object per epoch on stdout.")
     var logFormat = LogFormat.text
 
     var outputURL: URL { URL(fileURLWithPath: output) }
@@ -88,7 +91,8 @@ struct OutputOptions: ParsableArguments {
     func validate() throws {
         let folder = outputURL.deletingLastPathComponent()
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue
+        else {
             throw ValidationError("--output: the folder \(folder.path) does not exist")
         }
         guard FileManager.default.isWritableFile(atPath: folder.path) else {

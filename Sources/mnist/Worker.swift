@@ -52,7 +52,9 @@ struct Worker: ParsableCommand {
         defer { watch.cancel() }
         let outcome = node.run()
         if steps > 0 {
-            logger.info("computed \(steps) steps, \(String(format: "%.1f", computeSeconds / Double(steps) * 1000)) ms each on average")
+            logger.info(
+                "computed \(steps) steps, \(String(format: "%.1f", computeSeconds / Double(steps) * 1000)) ms each on average"
+            )
         }
         if !outcome.isFinished { throw ExitCode(1) }
     }

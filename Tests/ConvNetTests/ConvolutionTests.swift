@@ -6,7 +6,9 @@ import TestSupport
 final class ConvolutionTests: XCTestCase {
     func testFastConvolutionMatchesReference() throws {
         // (batch, channels, height, width, outputs, kernel)
-        let shapes = [(1, 1, 28, 28, 32, 3), (5, 3, 13, 11, 8, 3), (3, 4, 7, 9, 5, 5), (2, 2, 4, 4, 3, 1), (4, 6, 6, 6, 7, 3)]
+        let shapes = [
+            (1, 1, 28, 28, 32, 3), (5, 3, 13, 11, 8, 3), (3, 4, 7, 9, 5, 5), (2, 2, 4, 4, 3, 1), (4, 6, 6, 6, 7, 3),
+        ]
         var generator = TestGenerator(seed: 21)
         for padding in [Padding.valid, .same] {
             for (batch, channels, height, width, outputs, kernel) in shapes {
@@ -29,7 +31,8 @@ final class ConvolutionTests: XCTestCase {
 
     func testThreadCountDoesNotChangeResults() throws {
         var generator = TestGenerator(seed: 22)
-        let layer = try Convolution(name: "conv", input: .image(3, 10, 10), outputChannels: 4, kernelSize: 3, padding: .same, feedsRelu: true)
+        let layer = try Convolution(
+            name: "conv", input: .image(3, 10, 10), outputChannels: 4, kernelSize: 3, padding: .same, feedsRelu: true)
         let input = generator.uniformArray(6 * 300)
         let parameters = generator.uniformArray(4 * 27 + 4)
         let saved = ComputeThreads.kernelThreadCount

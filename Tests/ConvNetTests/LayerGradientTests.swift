@@ -17,10 +17,13 @@ final class LayerGradientTests: XCTestCase {
             if let base = p.baseAddress { layer.initialize(parameters: base, generator: &initGenerator) }
         }
         // Non-zero biases so they are exercised.
-        for index in parameters.indices where parameters[index] == 0 { parameters[index] = generator.uniform(-0.5, 0.5) }
+        for index in parameters.indices where parameters[index] == 0 {
+            parameters[index] = generator.uniform(-0.5, 0.5)
+        }
         let weights = generator.uniformArray(batch * layer.outputShape.count)
         let harness = LayerHarness(layer: layer, batch: batch)
-        let (inputGradient, parameterGradient) = harness.gradients(input: input, parameters: parameters, weights: weights)
+        let (inputGradient, parameterGradient) = harness.gradients(
+            input: input, parameters: parameters, weights: weights)
         FiniteDifference.check(
             analytic: inputGradient, of: { harness.loss(input: $0, parameters: parameters, weights: weights) },
             at: input, step: step, tolerance: tolerance, "\(label) input gradient")
@@ -30,8 +33,10 @@ final class LayerGradientTests: XCTestCase {
                 at: parameters, step: step, tolerance: tolerance, "\(label) parameter gradient")
             // Backward adds: starting from a non-zero gradient gives that plus the same gradient.
             let start = generator.uniformArray(parameters.count)
-            let (_, added) = harness.gradients(input: input, parameters: parameters, weights: weights, initialGradient: start)
-            assertClose(added, zip(start, parameterGradient).map { $0 + $1 }, absoluteTolerance: 1e-5, "\(label) backward adds")
+            let (_, added) = harness.gradients(
+                input: input, parameters: parameters, weights: weights, initialGradient: start)
+            assertClose(
+                added, zip(start, parameterGradient).map { $0 + $1 }, absoluteTolerance: 1e-5, "\(label) backward adds")
         }
     }
 
@@ -141,7 +146,8 @@ final class LayerGradientTests: XCTestCase {
                 labels.withUnsafeBufferPointer { y in
                     gradient.withUnsafeMutableBufferPointer { g in
                         SoftmaxCrossEntropy.lossAndGradient(
-                            logits: l.baseAddress!, labels: y.baseAddress!, logitGradient: g.baseAddress!, batch: batch, classes: classes)
+                            logits: l.baseAddress!, labels: y.baseAddress!, logitGradient: g.baseAddress!, batch: batch,
+                            classes: classes)
                     }
                 }
             }
@@ -156,6 +162,7 @@ final class LayerGradientTests: XCTestCase {
         }
         XCTAssertEqual(loss, reference, accuracy: 1e-5)
         FiniteDifference.check(
-            analytic: gradient, of: { evaluate($0).0 }, at: logits, step: 1e-2, tolerance: 1e-3, "softmax cross-entropy")
+            analytic: gradient, of: { evaluate($0).0 }, at: logits, step: 1e-2, tolerance: 1e-3, "softmax cross-entropy"
+        )
     }
 }

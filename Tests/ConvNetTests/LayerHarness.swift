@@ -13,7 +13,9 @@ struct LayerHarness {
         input.withUnsafeBufferPointer { x in
             parameters.withUnsafeBufferPointer { p in
                 output.withUnsafeMutableBufferPointer { y in
-                    layer.forward(input: x.baseAddress!, output: y.baseAddress!, batch: batch, parameters: p.baseAddress!, context: context)
+                    layer.forward(
+                        input: x.baseAddress!, output: y.baseAddress!, batch: batch, parameters: p.baseAddress!,
+                        context: context)
                 }
             }
         }
@@ -30,7 +32,9 @@ struct LayerHarness {
 
     /// Analytic (input gradient, parameter gradient) of `loss`; the parameter gradient starts at
     /// `initialGradient` to show that backward adds.
-    func gradients(input: [Float], parameters: [Float], weights: [Float], initialGradient: [Float]? = nil) -> ([Float], [Float]) {
+    func gradients(input: [Float], parameters: [Float], weights: [Float], initialGradient: [Float]? = nil) -> (
+        [Float], [Float]
+    ) {
         let output = forward(input: input, parameters: parameters)
         var inputGradient = [Float](repeating: .nan, count: input.count)
         var parameterGradient = initialGradient ?? [Float](repeating: 0, count: max(1, parameters.count))

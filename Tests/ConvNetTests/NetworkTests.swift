@@ -5,18 +5,23 @@ import TestSupport
 @testable import ConvNet
 
 final class NetworkTests: XCTestCase {
-    static let tiny = Architecture(inputShape: [1, 6, 6], layers: [
-        .convolution(outputChannels: 2, kernelSize: 3, padding: .same), .relu, .maxPool,
-        .convolution(outputChannels: 3, kernelSize: 3, padding: .valid), .relu,
-        .flatten, .dropout(rate: 0.3), .dense(outputs: 4),
-    ])
+    static let tiny = Architecture(
+        inputShape: [1, 6, 6],
+        layers: [
+            .convolution(outputChannels: 2, kernelSize: 3, padding: .same), .relu, .maxPool,
+            .convolution(outputChannels: 3, kernelSize: 3, padding: .valid), .relu,
+            .flatten, .dropout(rate: 0.3), .dense(outputs: 4),
+        ])
 
     func testClassicHas34826ParametersInPyTorchLayout() throws {
         let network = try Network(architecture: ModelPreset.classic.architecture, seed: 1)
         XCTAssertEqual(network.parameterCount, 34_826)
         XCTAssertEqual(network.gradients.count, 34_826)
-        XCTAssertEqual(network.layout.tensors.map(\.name), ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "dense1.weight", "dense1.bias"])
-        XCTAssertEqual(network.layout.tensors.map(\.shape), [[32, 1, 3, 3], [32], [64, 32, 3, 3], [64], [10, 1600], [10]])
+        XCTAssertEqual(
+            network.layout.tensors.map(\.name),
+            ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "dense1.weight", "dense1.bias"])
+        XCTAssertEqual(
+            network.layout.tensors.map(\.shape), [[32, 1, 3, 3], [32], [64, 32, 3, 3], [64], [10, 1600], [10]])
         XCTAssertEqual(network.layout.tensors.last?.range.upperBound, 34_826)
         XCTAssertEqual(network.classCount, 10)
         XCTAssertEqual(network.inputCount, 784)
@@ -55,11 +60,22 @@ final class NetworkTests: XCTestCase {
 
     func testInvalidArchitecturesAreRejected() {
         XCTAssertThrowsError(try Network(architecture: Architecture(layers: [.dense(outputs: 10)]), seed: 0))
-        XCTAssertThrowsError(try Network(architecture: Architecture(layers: [.flatten, .maxPool, .dense(outputs: 10)]), seed: 0))
-        XCTAssertThrowsError(try Network(architecture: Architecture(layers: [.convolution(outputChannels: 4, kernelSize: 3, padding: .valid)]), seed: 0))
-        XCTAssertThrowsError(try Network(architecture: Architecture(layers: [.flatten, .dropout(rate: 1), .dense(outputs: 10)]), seed: 0))
-        XCTAssertThrowsError(try Network(architecture: Architecture(inputShape: [1, 2, 2], layers: [
-            .convolution(outputChannels: 4, kernelSize: 5, padding: .valid), .flatten, .dense(outputs: 10)]), seed: 0))
+        XCTAssertThrowsError(
+            try Network(architecture: Architecture(layers: [.flatten, .maxPool, .dense(outputs: 10)]), seed: 0))
+        XCTAssertThrowsError(
+            try Network(
+                architecture: Architecture(layers: [.convolution(outputChannels: 4, kernelSize: 3, padding: .valid)]),
+                seed: 0))
+        XCTAssertThrowsError(
+            try Network(
+                architecture: Architecture(layers: [.flatten, .dropout(rate: 1), .dense(outputs: 10)]), seed: 0))
+        XCTAssertThrowsError(
+            try Network(
+                architecture: Architecture(
+                    inputShape: [1, 2, 2],
+                    layers: [
+                        .convolution(outputChannels: 4, kernelSize: 5, padding: .valid), .flatten, .dense(outputs: 10),
+                    ]), seed: 0))
     }
 
     func testWholeModelGradientMatchesFiniteDifferences() throws {
@@ -118,7 +134,9 @@ final class NetworkTests: XCTestCase {
             XCTAssertEqual(probabilities[(n * 10)..<(n * 10 + 10)].reduce(0, +), 1, accuracy: 1e-5)
         }
         network.chunkSize = 256
-        assertClose(network.probabilities(images: images), probabilities, absoluteTolerance: 1e-6, "probabilities, chunk 5 vs 256")
+        assertClose(
+            network.probabilities(images: images), probabilities, absoluteTolerance: 1e-6,
+            "probabilities, chunk 5 vs 256")
         XCTAssertEqual(network.predictions(images: images).count, 12)
     }
 }

@@ -27,7 +27,8 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testWeightDecayShrinksParameters() {
-        var optimizer = Optimizer(settings: OptimizerSettings(kind: .sgd, momentum: 0, weightDecay: 0.1), parameterCount: 1)
+        var optimizer = Optimizer(
+            settings: OptimizerSettings(kind: .sgd, momentum: 0, weightDecay: 0.1), parameterCount: 1)
         var parameters: [Float] = [2]
         optimizer.apply(gradient: [0], to: &parameters, learningRate: 0.5)
         XCTAssertEqual(parameters[0], 1.9, accuracy: 1e-6)
@@ -35,9 +36,12 @@ final class OptimizerTests: XCTestCase {
 
     func testSchedules() {
         XCTAssertEqual(LearningRateSchedule.constant.learningRate(peak: 0.1, step: 50, totalSteps: 100), 0.1)
-        XCTAssertEqual(LearningRateSchedule.cosine.learningRate(peak: 0.1, step: 0, totalSteps: 100), 0.1, accuracy: 1e-7)
-        XCTAssertEqual(LearningRateSchedule.cosine.learningRate(peak: 0.1, step: 50, totalSteps: 100), 0.05, accuracy: 1e-6)
-        XCTAssertEqual(LearningRateSchedule.cosine.learningRate(peak: 0.1, step: 100, totalSteps: 100), 0, accuracy: 1e-7)
+        XCTAssertEqual(
+            LearningRateSchedule.cosine.learningRate(peak: 0.1, step: 0, totalSteps: 100), 0.1, accuracy: 1e-7)
+        XCTAssertEqual(
+            LearningRateSchedule.cosine.learningRate(peak: 0.1, step: 50, totalSteps: 100), 0.05, accuracy: 1e-6)
+        XCTAssertEqual(
+            LearningRateSchedule.cosine.learningRate(peak: 0.1, step: 100, totalSteps: 100), 0, accuracy: 1e-7)
         let oneCycle = LearningRateSchedule.oneCycle
         XCTAssertEqual(oneCycle.learningRate(peak: 0.1, step: 0, totalSteps: 100), 0.004, accuracy: 1e-6)
         XCTAssertEqual(oneCycle.learningRate(peak: 0.1, step: 15, totalSteps: 100), 0.1, accuracy: 1e-6)

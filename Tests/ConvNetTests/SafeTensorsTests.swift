@@ -76,22 +76,39 @@ final class SafeTensorsTests: XCTestCase {
         var generator = TestGenerator(seed: 41)
         for trial in 0..<20 {
             var random = good
-            for _ in 0..<8 { random[Int(generator.next() % UInt64(min(random.count, 600)))] = UInt8(truncatingIfNeeded: generator.next()) }
+            for _ in 0..<8 {
+                random[Int(generator.next() % UInt64(min(random.count, 600)))] = UInt8(
+                    truncatingIfNeeded: generator.next())
+            }
             let url = directory.appendingPathComponent("random.safetensors")
             FileManager.default.createFile(atPath: url.path, contents: Data(random))
             _ = try? Network.load(from: url)  // must not crash; may load if only data bytes changed
             _ = trial
         }
         assertRejected(file(header: "[1,2]", data: []), "JSON array")
-        assertRejected(file(header: #"{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]), "F16")
-        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}"#, data: Array(repeating: 0, count: 12)), "offsets vs shape")
-        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]), "negative shape")
-        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: Array(repeating: 0, count: 8)), "gap")
-        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]), "no architecture")
+        assertRejected(
+            file(header: #"{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]), "F16")
+        assertRejected(
+            file(
+                header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}"#,
+                data: Array(repeating: 0, count: 12)), "offsets vs shape")
+        assertRejected(
+            file(header: #"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+            "negative shape")
+        assertRejected(
+            file(
+                header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: Array(repeating: 0, count: 8)),
+            "gap")
+        assertRejected(
+            file(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+            "no architecture")
         assertRejected(file(header: #"{"__metadata__":{"architecture":"{}"}}"#, data: []), "bad architecture")
-        let enormous = Architecture(layers: [.flatten, .dense(outputs: 1_000_000), .dense(outputs: 1_000_000), .dense(outputs: 10)]).jsonString()
+        let enormous = Architecture(layers: [
+            .flatten, .dense(outputs: 1_000_000), .dense(outputs: 1_000_000), .dense(outputs: 10),
+        ]).jsonString()
         let escaped = enormous.replacingOccurrences(of: "\"", with: "\\\"")
-        assertRejected(file(header: "{\"__metadata__\":{\"architecture\":\"\(escaped)\"}}", data: []), "enormous architecture")
+        assertRejected(
+            file(header: "{\"__metadata__\":{\"architecture\":\"\(escaped)\"}}", data: []), "enormous architecture")
     }
 
     func testShapeMismatchWithArchitectureIsRejected() throws {
@@ -106,11 +123,15 @@ final class SafeTensorsTests: XCTestCase {
         tensors = network.namedTensors
         tensors.removeLast()
         try SafeTensors.write(tensors: tensors, metadata: ["architecture": network.architecture.jsonString()], to: url)
-        XCTAssertThrowsError(try Network.load(from: url)) { error in XCTAssertTrue("\(error)".contains("missing"), "\(error)") }
+        XCTAssertThrowsError(try Network.load(from: url)) { error in
+            XCTAssertTrue("\(error)".contains("missing"), "\(error)")
+        }
     }
 
     func testMissingFileNamesThePath() {
         let url = directory.appendingPathComponent("absent.safetensors")
-        XCTAssertThrowsError(try Network.load(from: url)) { error in XCTAssertTrue("\(error)".contains("absent.safetensors")) }
+        XCTAssertThrowsError(try Network.load(from: url)) { error in
+            XCTAssertTrue("\(error)".contains("absent.safetensors"))
+        }
     }
 }

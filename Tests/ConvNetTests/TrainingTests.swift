@@ -5,10 +5,12 @@ import TestSupport
 @testable import ConvNet
 
 final class SyntheticTrainingTests: XCTestCase {
-    static let architecture = Architecture(inputShape: [1, 10, 10], layers: [
-        .convolution(outputChannels: 6, kernelSize: 3, padding: .valid), .relu, .maxPool,
-        .flatten, .dropout(rate: 0.2), .dense(outputs: 10),
-    ])
+    static let architecture = Architecture(
+        inputShape: [1, 10, 10],
+        layers: [
+            .convolution(outputChannels: 6, kernelSize: 3, padding: .valid), .relu, .maxPool,
+            .flatten, .dropout(rate: 0.2), .dense(outputs: 10),
+        ])
 
     /// `count` samples: prototype of class (index % 10) plus uniform noise of ±`noise`.
     static func makeData(count: Int, seed: UInt64, noise: Float = 0.5) -> ([Float], [UInt8]) {
@@ -39,7 +41,8 @@ final class SyntheticTrainingTests: XCTestCase {
                 let batchLabels = chosen.map { labels[$0] }
                 network.zeroGradients()
                 let statistics = network.accumulateGradients(
-                    images: batchImages, labels: batchLabels, dropoutSeed: SplitMix64.derivedSeed(seed, UInt64(losses.count)))
+                    images: batchImages, labels: batchLabels,
+                    dropoutSeed: SplitMix64.derivedSeed(seed, UInt64(losses.count)))
                 let mean = network.gradients.map { $0 / Float(batch) }
                 let rate = LearningRateSchedule.oneCycle.learningRate(peak: 0.01, step: losses.count, totalSteps: steps)
                 optimizer.apply(gradient: mean, to: &network.parameters, learningRate: rate)
@@ -52,7 +55,8 @@ final class SyntheticTrainingTests: XCTestCase {
     func testSeededRunReproducesItsLossSequence() throws {
         let (first, _) = try Self.train(seed: 2024, epochs: 3)
         let (second, _) = try Self.train(seed: 2024, epochs: 3)
-        XCTAssertEqual(first.map(\.bitPattern), second.map(\.bitPattern), "same seed, same machine: bit-identical losses")
+        XCTAssertEqual(
+            first.map(\.bitPattern), second.map(\.bitPattern), "same seed, same machine: bit-identical losses")
         let (other, _) = try Self.train(seed: 2025, epochs: 3)
         XCTAssertNotEqual(first, other)
         // Loss falls overall: each epoch's mean is below the previous one.
@@ -66,7 +70,8 @@ final class SyntheticTrainingTests: XCTestCase {
         let (testImages, testLabels) = Self.makeData(count: 500, seed: 78)
         let predictions = network.predictions(images: testImages)
         let accuracy = Double(zip(predictions, testLabels).filter { $0 == Int($1) }.count) / Double(testLabels.count)
-        print("synthetic: first loss \(losses.first ?? 0), last loss \(losses.last ?? 0), held-out accuracy \(accuracy)")
+        print(
+            "synthetic: first loss \(losses.first ?? 0), last loss \(losses.last ?? 0), held-out accuracy \(accuracy)")
         XCTAssertLessThan(losses.suffix(20).reduce(0, +) / 20, 0.25 * losses.prefix(5).reduce(0, +) / 5)
         XCTAssertGreaterThanOrEqual(accuracy, 0.95)
     }

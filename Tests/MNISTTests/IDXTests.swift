@@ -32,7 +32,8 @@ final class IDXTests: XCTestCase {
 
     func testPinnedFolderRejectsFilesThatAreNotTheOfficialOnes() throws {
         let directory = try TemporaryDirectory("idx")
-        try TinyDataset.write(train: TinyDataset.images(count: 5), test: TinyDataset.images(count: 3), to: directory.url)
+        try TinyDataset.write(
+            train: TinyDataset.images(count: 5), test: TinyDataset.images(count: 3), to: directory.url)
         _ = FileManager.default.createFile(atPath: directory.file(DatasetFolder.marker).path, contents: Data())
         XCTAssertThrowsError(try DatasetFolder(url: directory.url).load()) { error in
             guard let mismatch = error as? PinMismatch else { return XCTFail("\(error)") }

@@ -28,8 +28,10 @@ final class DistributedCommandTests: XCTestCase {
             let path = output.file(name).path
             let result = try runProcess(
                 Products.mnist,
-                ["train", "--workers", "2", "--data", data.url.path, "--epochs", "2", "--batch-size", "64",
-                 "--seed", "\(seed)", "--output", path, "--quiet"], timeout: 300)
+                [
+                    "train", "--workers", "2", "--data", data.url.path, "--epochs", "2", "--batch-size", "64",
+                    "--seed", "\(seed)", "--output", path, "--quiet",
+                ], timeout: 300)
             XCTAssertEqual(result.status, 0, result.standardError)
             return try Data(contentsOf: URL(fileURLWithPath: path))
         }
@@ -51,8 +53,10 @@ final class DistributedCommandTests: XCTestCase {
         let model = output.file("model.safetensors")
         let result = try runProcess(
             URL(fileURLWithPath: "/bin/bash"),
-            [Self.repository.appendingPathComponent("Cluster/netns.sh").path, "2", model.path,
-             "--data", data.url.path, "--epochs", "1", "--batch-size", "64"],
+            [
+                Self.repository.appendingPathComponent("Cluster/netns.sh").path, "2", model.path,
+                "--data", data.url.path, "--epochs", "1", "--batch-size", "64",
+            ],
             environment: ["MNIST_BIN": Products.mnist.path], timeout: 300)
         XCTAssertEqual(result.status, 0, result.standardError)
         XCTAssertTrue(result.standardError.contains("joined 2 of 2"), result.standardError)
@@ -61,7 +65,9 @@ final class DistributedCommandTests: XCTestCase {
         }
         XCTAssertTrue(result.standardError.contains("all 10 steps completed"), result.standardError)
         let (network, metadata) = try Network.load(from: model)
-        XCTAssertEqual(network.parameterCount, try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
+        XCTAssertEqual(
+            network.parameterCount,
+            try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
         XCTAssertNotNil(metadata[ModelMetadataKey.testAccuracy])
     }
 
@@ -83,7 +89,9 @@ final class DistributedCommandTests: XCTestCase {
         let workers = try (0..<2).map { index -> Process in
             let worker = Process()
             worker.executableURL = Products.mnist
-            worker.arguments = ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "victim-\(index)", "--threads", "1"]
+            worker.arguments = [
+                "worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "victim-\(index)", "--threads", "1",
+            ]
             worker.standardError = FileHandle.nullDevice
             try worker.run()
             return worker

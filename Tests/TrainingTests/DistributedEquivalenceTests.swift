@@ -19,7 +19,8 @@ final class DistributedEquivalenceTests: XCTestCase {
         configuration.seed = 17
         let train = TinyDataset.images(count: 150, seed: 21)
         let host = try NetworkHost(
-            configuration: configuration, testSet: TinyDataset.images(count: 10), trainCount: train.count, totalSteps: 10)
+            configuration: configuration, testSet: TinyDataset.images(count: 10), trainCount: train.count,
+            totalSteps: 10)
         let weights = host.parameters
         for workerCount in [1, 2, 3, 4] {
             let plan = BatchPlan(
@@ -49,7 +50,8 @@ final class DistributedEquivalenceTests: XCTestCase {
                 let mean = summed.map { $0 / Double(samples) }
 
                 // One process, the whole batch, the same weights and seeds.
-                let reference = BatchGradientComputer(network: try Network(architecture: host.network.architecture, seed: 0))
+                let reference = BatchGradientComputer(
+                    network: try Network(architecture: host.network.architecture, seed: 0))
                 reference.network.parameters = weights
                 let statistics = reference.computeSummedGradient(
                     images: train, indices: batch, dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: step),
@@ -62,9 +64,10 @@ final class DistributedEquivalenceTests: XCTestCase {
                 let norm = expected.map { $0 * $0 }.reduce(0, +).squareRoot()
                 let relative = difference / norm
                 let worst = zip(mean, expected).enumerated().max { abs($0.1.0 - $0.1.1) < abs($1.1.0 - $1.1.1) }
-                print(String(
-                    format: "%d workers, step %d: relative difference %.2e (worst at [%d]: %.8g vs %.8g)",
-                    workerCount, step, relative, worst?.offset ?? -1, worst?.element.0 ?? 0, worst?.element.1 ?? 0))
+                print(
+                    String(
+                        format: "%d workers, step %d: relative difference %.2e (worst at [%d]: %.8g vs %.8g)",
+                        workerCount, step, relative, worst?.offset ?? -1, worst?.element.0 ?? 0, worst?.element.1 ?? 0))
                 XCTAssertLessThanOrEqual(relative, 1e-5, "\(workerCount) workers, step \(step)")
                 XCTAssertGreaterThan(norm, 0)
             }

@@ -24,7 +24,10 @@ final class EndToEndTests: XCTestCase {
             Self.directory = directory
             Self.trainResult = try runProcess(
                 Products.mnist,
-                ["train", "--epochs", "1", "--output", directory.file("model.safetensors").path, "--log-format", "json"],
+                [
+                    "train", "--epochs", "1", "--output", directory.file("model.safetensors").path, "--log-format",
+                    "json",
+                ],
                 timeout: 900)
         }
         let result = try XCTUnwrap(Self.trainResult)
@@ -60,7 +63,9 @@ final class EndToEndTests: XCTestCase {
         // The file is standard safetensors with the architecture in its metadata.
         let (network, metadata) = try Network.load(from: model)
         XCTAssertEqual(metadata[ModelMetadataKey.model], ModelPreset.defaultPreset.name)
-        XCTAssertEqual(network.parameterCount, try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
+        XCTAssertEqual(
+            network.parameterCount,
+            try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
     }
 
     /// Test-set digits saved the way users save them must get the same prediction as the originals.
@@ -101,7 +106,9 @@ final class EndToEndTests: XCTestCase {
             XCTAssertEqual(probabilities.reduce(0, +), 1, accuracy: 1e-3)
         }
         let agreement = Double(agreements) / Double(count)
-        print("predict agreed with the 28x28 originals on \(agreements)/\(count) rendered digits; differ: \(disagreements)")
+        print(
+            "predict agreed with the 28x28 originals on \(agreements)/\(count) rendered digits; differ: \(disagreements)"
+        )
         XCTAssertGreaterThanOrEqual(agreement, 0.99, "\(disagreements)")
     }
 
@@ -117,16 +124,20 @@ final class EndToEndTests: XCTestCase {
         let jpeg = directory.file("photo.png")
         try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 0x4A, 0x46, 0x49, 0x46, 0]).write(to: jpeg)
         let truncated = directory.file("cut.png")
-        try Data(PNG.encode(UserRendering.render(Array(test.pixels[0..<784]), using: &random)).prefix(60)).write(to: truncated)
+        try Data(PNG.encode(UserRendering.render(Array(test.pixels[0..<784]), using: &random)).prefix(60)).write(
+            to: truncated)
         let missing = directory.file("missing.png")
         let result = try runProcess(
-            Products.mnist, ["predict", "--model", model.path, empty.path, jpeg.path, good.path, truncated.path, missing.path])
+            Products.mnist,
+            ["predict", "--model", model.path, empty.path, jpeg.path, good.path, truncated.path, missing.path])
         XCTAssertEqual(result.status, 1, "the exit status must say that something failed")
         XCTAssertTrue(result.standardOutput.hasPrefix("\(good.path): "), result.standardOutput)
         let errors = result.standardError.split(separator: "\n")
         XCTAssertEqual(errors.count, 4, result.standardError)
         for (file, words) in [(empty, "empty"), (jpeg, "JPEG"), (truncated, "truncated"), (missing, "no such file")] {
-            XCTAssertTrue(errors.contains { $0.contains(file.path) && $0.contains(words) }, "\(file.lastPathComponent): \(result.standardError)")
+            XCTAssertTrue(
+                errors.contains { $0.contains(file.path) && $0.contains(words) },
+                "\(file.lastPathComponent): \(result.standardError)")
         }
         XCTAssertFalse(result.standardError.contains("Fatal error"), result.standardError)
     }
@@ -138,8 +149,10 @@ enum UserRendering {
     static func render(_ digit: [UInt8], using random: inout TestGenerator) -> RasterImage {
         let scale = Int.random(in: 2...15, using: &random)
         let side = 28 * scale
-        let left = Int.random(in: 0...(side / 2), using: &random), right = Int.random(in: 0...(side / 2), using: &random)
-        let top = Int.random(in: 0...(side / 2), using: &random), bottom = Int.random(in: 0...(side / 2), using: &random)
+        let left = Int.random(in: 0...(side / 2), using: &random),
+            right = Int.random(in: 0...(side / 2), using: &random)
+        let top = Int.random(in: 0...(side / 2), using: &random),
+            bottom = Int.random(in: 0...(side / 2), using: &random)
         let width = side + left + right, height = side + top + bottom
         var ink = [Float](repeating: 0, count: width * height)  // 0...1, 1 = ink
         for y in 0..<side {
@@ -149,7 +162,8 @@ enum UserRendering {
                 let sourceX = min(max((Float(x) + 0.5) / Float(scale) - 0.5, 0), 27)
                 let x0 = Int(sourceX), x1 = min(x0 + 1, 27), fx = sourceX - Float(x0)
                 func p(_ xx: Int, _ yy: Int) -> Float { Float(digit[yy * 28 + xx]) / 255 }
-                let value = (p(x0, y0) * (1 - fx) + p(x1, y0) * fx) * (1 - fy) + (p(x0, y1) * (1 - fx) + p(x1, y1) * fx) * fy
+                let value =
+                    (p(x0, y0) * (1 - fx) + p(x1, y0) * fx) * (1 - fy) + (p(x0, y1) * (1 - fx) + p(x1, y1) * fx) * fy
                 ink[(y + top) * width + x + left] = value
             }
         }
@@ -157,7 +171,9 @@ enum UserRendering {
         case 0:  // black ink on white, grey
             return RasterImage(width: width, height: height, layout: .grey, samples: ink.map { UInt8((1 - $0) * 255) })
         case 1:  // dark blue ink on white, RGB
-            let samples = ink.flatMap { v -> [UInt8] in [UInt8((1 - v) * 255), UInt8((1 - v * 0.9) * 255), UInt8((1 - v * 0.3) * 255)] }
+            let samples = ink.flatMap { v -> [UInt8] in
+                [UInt8((1 - v) * 255), UInt8((1 - v * 0.9) * 255), UInt8((1 - v * 0.3) * 255)]
+            }
             return RasterImage(width: width, height: height, layout: .rgb, samples: samples)
         case 2:  // black ink on a transparent background, RGBA
             let samples = ink.flatMap { v -> [UInt8] in [0, 0, 0, UInt8(v * 255)] }

@@ -14,9 +14,12 @@ final class SingleProcessTrainerTests: XCTestCase {
         var pixels = [UInt8](repeating: 0, count: count * 784), labels = [UInt8]()
         for n in 0..<count {
             let label = n % 10
-            let top = 3 + (label / 5) * 12 + Int(generator.next() % 3), left = 2 + (label % 5) * 5 + Int(generator.next() % 2)
+            let top = 3 + (label / 5) * 12 + Int(generator.next() % 3),
+                left = 2 + (label % 5) * 5 + Int(generator.next() % 2)
             for y in top..<(top + 6) { for x in left..<min(28, left + 4) { pixels[n * 784 + y * 28 + x] = 200 } }
-            for _ in 0..<20 { pixels[n * 784 + Int(generator.next() % 784)] = UInt8(truncatingIfNeeded: generator.next()) }
+            for _ in 0..<20 {
+                pixels[n * 784 + Int(generator.next() % 784)] = UInt8(truncatingIfNeeded: generator.next())
+            }
             labels.append(UInt8(label))
         }
         return LabeledImages(rows: 28, columns: 28, pixels: pixels, labels: labels)
@@ -31,7 +34,9 @@ final class SingleProcessTrainerTests: XCTestCase {
         for (path, value, flag) in cases {
             var bad = configuration
             bad[keyPath: path] = value
-            XCTAssertThrowsError(try bad.validate()) { XCTAssertEqual(($0 as? TrainingConfiguration.ValidationError)?.flag, flag) }
+            XCTAssertThrowsError(try bad.validate()) {
+                XCTAssertEqual(($0 as? TrainingConfiguration.ValidationError)?.flag, flag)
+            }
         }
         configuration.learningRate = -1
         XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".hasPrefix("--learning-rate")) }
@@ -83,7 +88,8 @@ final class SingleProcessTrainerTests: XCTestCase {
         XCTAssertEqual(again.network.parameters.map(\.bitPattern), result.network.parameters.map(\.bitPattern))
 
         // Save and reload with metadata.
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("trainer-\(UUID().uuidString).safetensors")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "trainer-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }
         try result.network.save(to: url, configuration: configuration, testAccuracy: result.testAccuracy)
         let (loaded, metadata) = try Network.load(from: url)
@@ -101,11 +107,14 @@ final class SingleProcessTrainerTests: XCTestCase {
         // first sample as training-set index 8), with the step's seed, add up to the single-process
         // gradient: each sample gets the same dropout mask wherever it is computed.
         let images = Self.makeImages(count: 20, seed: 5)
-        let computer = BatchGradientComputer(network: try Network(architecture: ModelPreset.classic.architecture, seed: 6))
+        let computer = BatchGradientComputer(
+            network: try Network(architecture: ModelPreset.classic.architecture, seed: 6))
         let seed = TrainingSeeds.dropout(9, step: 3)
-        let whole = computer.computeSummedGradient(images: images, indices: 0..<20, dropoutSeed: seed, augmentationSeed: nil)
+        let whole = computer.computeSummedGradient(
+            images: images, indices: 0..<20, dropoutSeed: seed, augmentationSeed: nil)
         let wholeGradient = computer.network.gradients
-        let first = computer.computeSummedGradient(images: images, indices: 0..<8, dropoutSeed: seed, augmentationSeed: nil)
+        let first = computer.computeSummedGradient(
+            images: images, indices: 0..<8, dropoutSeed: seed, augmentationSeed: nil)
         let firstGradient = computer.network.gradients
         let secondShard = images.subset(8..<20)
         let second = computer.computeSummedGradient(
@@ -121,15 +130,21 @@ final class SingleProcessTrainerTests: XCTestCase {
         // of the whole batch (dropout off in this model so masks play no part).
         let images = Self.makeImages(count: 20, seed: 3)
         let architecture = Architecture(layers: [
-            .convolution(outputChannels: 4, kernelSize: 3, padding: .valid), .relu, .maxPool, .flatten, .dense(outputs: 10),
+            .convolution(outputChannels: 4, kernelSize: 3, padding: .valid), .relu, .maxPool, .flatten,
+            .dense(outputs: 10),
         ])
         let computer = BatchGradientComputer(network: try Network(architecture: architecture, seed: 4))
-        let whole = computer.computeSummedGradient(images: images, indices: 0..<20, dropoutSeed: 1, augmentationSeed: nil)
+        let whole = computer.computeSummedGradient(
+            images: images, indices: 0..<20, dropoutSeed: 1, augmentationSeed: nil)
         let wholeGradient = computer.network.gradients
-        let first = computer.computeSummedGradient(images: images, indices: 0..<8, dropoutSeed: 1, augmentationSeed: nil)
+        let first = computer.computeSummedGradient(
+            images: images, indices: 0..<8, dropoutSeed: 1, augmentationSeed: nil)
         let firstGradient = computer.network.gradients
-        let second = computer.computeSummedGradient(images: images, indices: 8..<20, dropoutSeed: 1, augmentationSeed: nil)
+        let second = computer.computeSummedGradient(
+            images: images, indices: 8..<20, dropoutSeed: 1, augmentationSeed: nil)
         XCTAssertEqual(first.lossSum + second.lossSum, whole.lossSum, accuracy: 1e-4)
-        assertClose(zip(firstGradient, computer.network.gradients).map { $0 + $1 }, wholeGradient, absoluteTolerance: 1e-4, "shard sum")
+        assertClose(
+            zip(firstGradient, computer.network.gradients).map { $0 + $1 }, wholeGradient, absoluteTolerance: 1e-4,
+            "shard sum")
     }
 }
