@@ -7,8 +7,11 @@
 ///
 /// - Worker `w` of `W` holds the contiguous global range `shardRange(worker: w)`; shard sizes differ by
 ///   at most one sample.
-/// - Epoch `e` visits every sample once in the order `permutation(epoch: e)`, a Fisher–Yates shuffle
-///   driven by SplitMix64 seeded from `seed` and `e`.
+/// - Epoch `e` visits every sample once in the order `permutation(epoch: e)`: with one worker, a
+///   Fisher–Yates shuffle driven by SplitMix64 seeded from `seed` and `e`; with several, each shard is
+///   shuffled so (in worker order, one generator) and the shards are interleaved in proportion to their
+///   sizes, so that every global batch takes an equal share from each worker (within one sample).
+///   A synchronous step waits for its slowest worker: equal shares keep them equally busy.
 /// - Step `t` belongs to epoch `t / stepsPerEpoch` and takes the next `batchSize` samples of that
 ///   order (the last batch of an epoch may be smaller).
 public struct BatchPlan: Equatable, Sendable {
@@ -50,8 +53,36 @@ public struct BatchPlan: Equatable, Sendable {
     /// The order in which epoch `epoch` visits the samples: a permutation of 0..<sampleCount.
     public func permutation(epoch: Int) -> [Int] {
         var generator = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: epoch) &* 0x9E37_79B9_7F4A_7C15))
-        var order = Array(0..<sampleCount)
-        var index = sampleCount - 1
+        let shards = (0..<workerCount).map { worker in
+            Self.shuffled(Array(shardRange(worker: worker)), using: &generator)
+        }
+        guard workerCount > 1 else { return shards[0] }
+        // Interleave: element j of a shard of size s sits at fraction (2j + 1) / 2s of the epoch; merge
+        // by that fraction (exactly, by cross-multiplying), ties to the lower worker.
+        var positions = [Int](repeating: 0, count: workerCount)
+        var order = [Int]()
+        order.reserveCapacity(sampleCount)
+        while order.count < sampleCount {
+            var best = -1
+            for worker in 0..<workerCount where positions[worker] < shards[worker].count {
+                guard best >= 0 else {
+                    best = worker
+                    continue
+                }
+                let mine = (2 * positions[worker] + 1) * shards[best].count
+                let theirs = (2 * positions[best] + 1) * shards[worker].count
+                if mine < theirs { best = worker }
+            }
+            order.append(shards[best][positions[best]])
+            positions[best] += 1
+        }
+        return order
+    }
+
+    /// A Fisher–Yates shuffle of `values` (from the last element down), drawing from `generator`.
+    private static func shuffled(_ values: [Int], using generator: inout SplitMix64) -> [Int] {
+        var order = values
+        var index = order.count - 1
         while index > 0 {
             let other = Int(generator.next(below: UInt64(index + 1)))
             order.swapAt(index, other)

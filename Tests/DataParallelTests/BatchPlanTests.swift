@@ -56,4 +56,22 @@ final class BatchPlanTests: XCTestCase {
         XCTAssertEqual(plan.permutation(epoch: 0), [4, 2, 8, 1, 9, 3, 0, 6, 7, 5])
         XCTAssertEqual(plan.permutation(epoch: 1), [5, 7, 3, 8, 0, 6, 1, 2, 4, 9])
     }
+
+    /// Every global batch takes an equal share from each worker, within one sample of the exact
+    /// proportion, so a synchronous step is not held up by a worker that drew more samples.
+    func testEveryBatchTakesAnEqualShareFromEachWorker() {
+        for (samples, workers, batch) in [(1000, 2, 64), (1000, 3, 64), (997, 4, 50), (60_000, 2, 128), (103, 3, 10)] {
+            let plan = BatchPlan(sampleCount: samples, workerCount: workers, batchSize: batch, seed: 5)
+            for step in 0..<plan.stepsPerEpoch {
+                let counts = plan.localAssignments(of: plan.globalBatch(step: step)).map(\.count)
+                let size = counts.reduce(0, +)
+                for (worker, count) in counts.enumerated() {
+                    let share = Double(size) * Double(plan.shardRange(worker: worker).count) / Double(samples)
+                    XCTAssertLessThanOrEqual(
+                        abs(Double(count) - share), 1.0 + 1e-9,
+                        "\(samples) samples, \(workers) workers, batch \(batch), step \(step): \(counts)")
+                }
+            }
+        }
+    }
 }
