@@ -133,7 +133,7 @@ extension Message {
                 kind: kind, expected: 1 + kind.payloadFrameCount,
                 actual: frames.count)
         }
-        var reader = FieldReader(kind: kind, header: header, frames: frames)
+        let reader = FieldReader(kind: kind, header: header, frames: frames)
         switch kind {
         case .hello:
             try reader.requireZero(step: true, d: true)
