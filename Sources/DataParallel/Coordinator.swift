@@ -36,6 +36,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var workerDeathPolicy = WorkerDeathPolicy.stop
     /// The protocol version this coordinator speaks (tests set another one to provoke a mismatch).
     public var protocolVersion = ProtocolInfo.version
+    /// The caller's tick length in seconds, used only to put durations into human words in failure
+    /// reasons ("50 ticks (5.0 s)"); the machine itself never reads a clock.
+    public var tickSecondsForMessages: Double?
 
     public init(workerCount: Int, batchSize: Int, totalSteps: Int, seed: UInt64, settings: [UInt8] = []) {
         self.workerCount = workerCount
@@ -434,8 +437,9 @@ public struct Coordinator {
             if worker.silentTicks + 1 > configuration.livenessTicks {
                 workerDied(
                     peer,
-                    reason: "silent for \(worker.silentTicks + 1) ticks "
-                        + "(liveness window \(configuration.livenessTicks) ticks)", into: &actions)
+                    reason: "silent for \(describeTicks(worker.silentTicks + 1, configuration.tickSecondsForMessages)) "
+                        + "(liveness window \(describeTicks(configuration.livenessTicks, configuration.tickSecondsForMessages)))",
+                    into: &actions)
                 continue
             }
             if sendHeartbeat { actions.append(.send(.heartbeat, to: peer)) }
@@ -460,7 +464,7 @@ public struct Coordinator {
             let joined = sortedWorkers.map { "\($0.info)\($0.isReady ? " ready" : " still loading its shard")" }
             fail(
                 "only \(workers.count) of \(configuration.workerCount) workers joined and got ready within "
-                    + "\(configuration.joinTimeoutTicks) ticks (joined: \(joined.isEmpty ? "none" : joined.joined(separator: ", ")))",
+                    + "\(describeTicks(configuration.joinTimeoutTicks, configuration.tickSecondsForMessages)) (joined: \(joined.isEmpty ? "none" : joined.joined(separator: ", ")))",
                 into: &actions)
         }
     }
@@ -486,4 +490,11 @@ public struct Coordinator {
         phase = .failed
         actions.append(.failed(reason: reason))
     }
+}
+
+/// "N ticks", or "N ticks (S.s s)" when the caller said how long a tick is.
+func describeTicks(_ ticks: Int, _ tickSeconds: Double?) -> String {
+    guard let tickSeconds else { return "\(ticks) ticks" }
+    let tenths = Int((Double(ticks) * tickSeconds * 10).rounded())
+    return "\(ticks) ticks (\(tenths / 10).\(tenths % 10) s)"
 }

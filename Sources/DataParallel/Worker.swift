@@ -27,6 +27,9 @@ public struct WorkerConfiguration: Sendable {
     public var incarnation: UInt64 = 0
     /// The protocol version this worker speaks (tests set another one to provoke a mismatch).
     public var protocolVersion = ProtocolInfo.version
+    /// The caller's tick length in seconds, used only to put durations into human words in failure
+    /// reasons; the machine itself never reads a clock.
+    public var tickSecondsForMessages: Double?
 
     public init(name: String, threads: Int = 1) {
         self.name = name
@@ -252,7 +255,8 @@ public struct Worker {
                 phase = .failed
                 actions.append(
                     .failed(
-                        reason: "coordinator silent: no message for \(configuration.livenessTicks) ticks, "
+                        reason:
+                            "coordinator silent: no message for \(describeTicks(configuration.livenessTicks, configuration.tickSecondsForMessages)), "
                             + "\(configuration.maximumReconnectAttempts) reconnects failed; is it running?"))
                 return
             }

@@ -167,6 +167,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             result.resendTicks = configuration.resendTicks
             result.workerDeathPolicy = configuration.workerDeathPolicy
             result.protocolVersion = configuration.protocolVersion
+            result.tickSecondsForMessages = tickSeconds
             return result
         }
 

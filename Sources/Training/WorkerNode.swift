@@ -211,6 +211,7 @@ public final class WorkerNode: @unchecked Sendable {
             result.maximumReconnectAttempts = configuration.maximumReconnectAttempts
             result.incarnation = configuration.incarnation
             result.protocolVersion = configuration.protocolVersion
+            result.tickSecondsForMessages = Double(max(1, configuration.tickMilliseconds)) / 1000
             return result
         }
 
