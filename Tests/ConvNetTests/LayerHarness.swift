@@ -14,7 +14,9 @@ struct LayerHarness {
             parameters.withUnsafeBufferPointer { p in
                 output.withUnsafeMutableBufferPointer { y in
                     layer.forward(
-                        input: x.baseAddress!, output: y.baseAddress!, batch: batch, parameters: p.baseAddress!,
+                        input: x.baseAddress.unsafelyUnwrappedForKernels,
+                        output: y.baseAddress.unsafelyUnwrappedForKernels, batch: batch,
+                        parameters: p.baseAddress.unsafelyUnwrappedForKernels,
                         context: context)
                 }
             }
@@ -46,9 +48,13 @@ struct LayerHarness {
                         inputGradient.withUnsafeMutableBufferPointer { dx in
                             parameterGradient.withUnsafeMutableBufferPointer { dp in
                                 layer.backward(
-                                    outputGradient: dy.baseAddress!, input: x.baseAddress!, output: y.baseAddress!,
-                                    inputGradient: dx.baseAddress!, parameterGradient: dp.baseAddress!,
-                                    batch: batch, parameters: p.baseAddress!, context: context)
+                                    outputGradient: dy.baseAddress.unsafelyUnwrappedForKernels,
+                                    input: x.baseAddress.unsafelyUnwrappedForKernels,
+                                    output: y.baseAddress.unsafelyUnwrappedForKernels,
+                                    inputGradient: dx.baseAddress.unsafelyUnwrappedForKernels,
+                                    parameterGradient: dp.baseAddress.unsafelyUnwrappedForKernels,
+                                    batch: batch, parameters: p.baseAddress.unsafelyUnwrappedForKernels,
+                                    context: context)
                             }
                         }
                     }
