@@ -72,18 +72,14 @@ public struct DatasetFolder: Sendable {
         -> LabeledImages
     {
         let imagesName = existingPath(of: imageFile)?.path ?? imageFile.name
-        let labelsName = existingPath(of: labelFile)?.path ?? labelFile.name
-        let (rows, columns, pixels) = try IDX.parseImages(images, file: imagesName)
-        guard rows == 28, columns == 28 else {
-            throw IDXError.badDimensions(file: imagesName, reason: "images are \(rows)x\(columns), expected 28x28")
+        let set = try IDX.parsePair(
+            images: images, imagesFile: imagesName, labels: labels,
+            labelsFile: existingPath(of: labelFile)?.path ?? labelFile.name)
+        guard set.rows == 28, set.columns == 28 else {
+            throw IDXError.badDimensions(
+                file: imagesName, reason: "images are \(set.rows)x\(set.columns), expected 28x28")
         }
-        let parsedLabels = try IDX.parseLabels(labels, file: labelsName)
-        let count = pixels.count / (rows * columns)
-        guard count == parsedLabels.count else {
-            throw IDXError.countMismatch(
-                images: imagesName, imageCount: count, labels: labelsName, labelCount: parsedLabels.count)
-        }
-        return LabeledImages(rows: rows, columns: columns, pixels: pixels, labels: parsedLabels)
+        return set
     }
 }
 

@@ -88,14 +88,23 @@ public enum IDX {
 
     /// Reads and validates a pair of image and label files (raw or gzip).
     public static func read(images imagesURL: URL, labels labelsURL: URL) throws -> LabeledImages {
-        let (rows, columns, pixels) = try parseImages(contents(of: imagesURL), file: imagesURL.path)
-        let labels = try parseLabels(contents(of: labelsURL), file: labelsURL.path)
+        try parsePair(
+            images: contents(of: imagesURL), imagesFile: imagesURL.path, labels: contents(of: labelsURL),
+            labelsFile: labelsURL.path)
+    }
+
+    /// Parses an image file and its label file (uncompressed bytes) and checks their counts agree.
+    public static func parsePair(images: Data, imagesFile: String, labels: Data, labelsFile: String) throws
+        -> LabeledImages
+    {
+        let (rows, columns, pixels) = try parseImages(images, file: imagesFile)
+        let parsedLabels = try parseLabels(labels, file: labelsFile)
         let imageCount = pixels.count / (rows * columns)
-        guard imageCount == labels.count else {
+        guard imageCount == parsedLabels.count else {
             throw IDXError.countMismatch(
-                images: imagesURL.path, imageCount: imageCount, labels: labelsURL.path, labelCount: labels.count)
+                images: imagesFile, imageCount: imageCount, labels: labelsFile, labelCount: parsedLabels.count)
         }
-        return LabeledImages(rows: rows, columns: columns, pixels: pixels, labels: labels)
+        return LabeledImages(rows: rows, columns: columns, pixels: pixels, labels: parsedLabels)
     }
 
     /// The bytes of an image file holding `images`.

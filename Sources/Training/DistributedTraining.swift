@@ -114,11 +114,7 @@ public final class NetworkGradientComputer: GradientComputer {
             )
         }
         shardStart = range.lowerBound
-        ComputeThreads.configure(threads: settings.configuration.threads)
     }
-
-    /// Sets the thread count for this worker's kernels (its own machine's cores, not the coordinator's).
-    public func useThreads(_ threads: Int) { ComputeThreads.configure(threads: threads) }
 
     public func gradient(for assignment: StepAssignment) -> GradientReport {
         let configuration = settings.configuration

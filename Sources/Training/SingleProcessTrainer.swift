@@ -98,8 +98,7 @@ public final class BatchGradientComputer {
         let rows = images.rows, columns = images.columns, perImage = images.pixelsPerImage
         let needed = indices.count * perImage
         if inputs.count != needed { inputs = [Float](repeating: 0, count: needed) }
-        var table = [Float](repeating: 0, count: 256)
-        for byte in 0..<256 { table[byte] = InputNormalization.value(UInt8(byte)) }
+        let table = InputNormalization.table
         let background = table[0]
         images.pixels.withUnsafeBufferPointer { pixels in
             inputs.withUnsafeMutableBufferPointer { output in

@@ -94,8 +94,9 @@ public enum InputNormalization {
 
     /// All pixels converted, same order and count.
     public static func normalized(_ pixels: [UInt8]) -> [Float] {
-        var table = [Float](repeating: 0, count: 256)
-        for byte in 0..<256 { table[byte] = value(UInt8(byte)) }
-        return pixels.map { table[Int($0)] }
+        pixels.map { table[Int($0)] }
     }
+
+    /// `value(p)` for every byte p, computed once.
+    public static let table: [Float] = (0..<256).map { value(UInt8($0)) }
 }

@@ -1,5 +1,6 @@
 // `mnist worker`: join a coordinator, receive a shard over ZeroMQ, compute gradients until told to stop.
 import ArgumentParser
+import ConvNet
 import Foundation
 import Training
 
@@ -35,9 +36,7 @@ struct Worker: ParsableCommand {
         let node = WorkerNode(
             configuration: WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads),
             makeGradientComputer: { settings, shard, placement in
-                let computer = try NetworkGradientComputer(settings: settings, shard: shard, placement: placement)
-                computer.useThreads(threads)
-                return computer
+                try NetworkGradientComputer(settings: settings, shard: shard, placement: placement)
             },
             logger: logger,
             onEvent: { event in
@@ -50,6 +49,8 @@ struct Worker: ParsableCommand {
             node.requestStop(reason: signal == SIGINT ? "interrupted (Ctrl-C)" : "terminated (signal \(signal))")
         }
         defer { watch.cancel() }
+        // The worker's own cores decide its thread count, not the coordinator's settings.
+        ComputeThreads.configure(threads: threads)
         let outcome = node.run()
         if steps > 0 {
             logger.info(
