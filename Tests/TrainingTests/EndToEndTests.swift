@@ -127,14 +127,24 @@ final class EndToEndTests: XCTestCase {
         try Data(PNG.encode(UserRendering.render(Array(test.pixels[0..<784]), using: &random)).prefix(60)).write(
             to: truncated)
         let missing = directory.file("missing.png")
+        let zeroSized = directory.file("zero.pgm")
+        try Data("P5 0 5 255\n".utf8).write(to: zeroSized)
+        let huge = directory.file("huge.pgm")  // 10000x10000 declared: refused before any allocation
+        try Data("P5 10000 10000 255\n".utf8 + [1, 2, 3]).write(to: huge)
         let result = try runProcess(
             Products.mnist,
-            ["predict", "--model", model.path, empty.path, jpeg.path, good.path, truncated.path, missing.path])
+            [
+                "predict", "--model", model.path, empty.path, jpeg.path, zeroSized.path, good.path, truncated.path,
+                huge.path, missing.path,
+            ])
         XCTAssertEqual(result.status, 1, "the exit status must say that something failed")
         XCTAssertTrue(result.standardOutput.hasPrefix("\(good.path): "), result.standardOutput)
         let errors = result.standardError.split(separator: "\n")
-        XCTAssertEqual(errors.count, 4, result.standardError)
-        for (file, words) in [(empty, "empty"), (jpeg, "JPEG"), (truncated, "truncated"), (missing, "no such file")] {
+        XCTAssertEqual(errors.count, 6, result.standardError)
+        for (file, words) in [
+            (empty, "empty"), (jpeg, "JPEG"), (truncated, "truncated"), (missing, "no such file"),
+            (zeroSized, "no pixels"), (huge, "over the limit of 50 megapixels"),
+        ] {
             XCTAssertTrue(
                 errors.contains { $0.contains(file.path) && $0.contains(words) },
                 "\(file.lastPathComponent): \(result.standardError)")
