@@ -87,14 +87,18 @@ public enum Subprocess {
 
     /// Runs `arguments` (the first found on PATH), feeding `input` on stdin; returns stdout.
     /// Throws when it cannot start, exceeds `timeout` seconds (it is then killed) or exits non-zero.
+    /// - Parameter showsOutput: let the program write to this process's standard error (both of its
+    ///   streams), for example a progress bar on a terminal; it then returns "".
     @discardableResult
-    public static func run(_ arguments: [String], input: String? = nil, timeout: TimeInterval) throws -> String {
+    public static func run(
+        _ arguments: [String], input: String? = nil, timeout: TimeInterval, showsOutput: Bool = false
+    ) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
         let stdout = Pipe(), stderr = Pipe(), stdin = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
+        process.standardOutput = showsOutput ? FileHandle.standardError : stdout
+        process.standardError = showsOutput ? FileHandle.standardError : stderr
         process.standardInput = stdin
         let command = arguments.prefix(3).joined(separator: " ")
         let finished = DispatchSemaphore(value: 0)
@@ -107,7 +111,7 @@ public enum Subprocess {
         // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
         let outputs = Outputs()
         let group = DispatchGroup()
-        for (index, pipe) in [stdout, stderr].enumerated() {
+        for (index, pipe) in [stdout, stderr].enumerated() where !showsOutput {
             DispatchQueue.global().async(group: group) {
                 outputs.set(index, pipe.fileHandleForReading.readDataToEndOfFile())
             }

