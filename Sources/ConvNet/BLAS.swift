@@ -44,11 +44,12 @@ public enum BLAS {
     /// exactly one call, in the same order.
     static func parallelSgemm(
         transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
-        a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
+        threads: Int
     ) {
         let blocks = (n + 15) / 16
         let lda = transposeA ? m : k, ldb = transposeB ? k : n
-        parallelChunks(blocks, minimumChunk: 8) { range in
+        parallelChunks(blocks, threads: threads, minimumChunk: 8) { range in
             let first = range.lowerBound * 16, last = min(n, range.upperBound * 16)
             sgemm(
                 transposeA: transposeA, transposeB: transposeB, m: m, n: last - first, k: k, alpha: 1,
@@ -56,16 +57,20 @@ public enum BLAS {
         }
     }
 
-    /// C[M,N] += A[M,K] * B[N,K]^T with the long K dimension split across the kernel threads;
-    /// every thread but the first writes a partial product to `scratch` ([threads-1, M, N]), added
-    /// at the end. The summation order depends on the thread count (results differ by rounding).
+    /// C[M,N] += A[M,K] * op(B) with the long K dimension split across the kernel threads; op(B)
+    /// is B[N,K]^T when `transposeB`, else B[K,N]. Every thread but the first writes a partial
+    /// product to `scratch` ([threads-1, M, N]), added at the end. The summation order depends on
+    /// the thread count (results differ by rounding).
     static func parallelSgemmSplitK(
-        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
-        scratch: Scratch
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, transposeB: Bool,
+        c: UnsafeMutablePointer<Float>, scratch: Scratch, threads: Int
     ) {
-        let threads = min(ComputeThreads.kernelThreadCount, max(1, k / 256))
+        let threads = min(threads, max(1, k / 256))
+        let ldb = transposeB ? k : n
         if threads <= 1 {
-            sgemm(transposeB: true, m: m, n: n, k: k, a: a, b: b, beta: 1, c: c)
+            sgemm(
+                transposeA: false, transposeB: transposeB, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: ldb,
+                beta: 1, c: c, ldc: n)
             return
         }
         let partials = scratch.reserve((threads - 1) * m * n)
@@ -73,8 +78,9 @@ public enum BLAS {
             let first = k * thread / threads, last = k * (thread + 1) / threads
             let target = thread == 0 ? c : partials + (thread - 1) * m * n
             sgemm(
-                transposeA: false, transposeB: true, m: m, n: n, k: last - first, alpha: 1,
-                a: a + first, lda: k, b: b + first, ldb: k, beta: thread == 0 ? 1 : 0, c: target, ldc: n)
+                transposeA: false, transposeB: transposeB, m: m, n: n, k: last - first, alpha: 1,
+                a: a + first, lda: k, b: transposeB ? b + first : b + first * n, ldb: ldb, beta: thread == 0 ? 1 : 0,
+                c: target, ldc: n)
         }
         for thread in 1..<threads {
             let partial = partials + (thread - 1) * m * n

@@ -37,7 +37,7 @@ final class Dropout: Layer {
         let perSample = inputShape.count
         let plane = inputShape.height * inputShape.width
         let isFlat = inputShape.isFlat
-        parallelChunks(batch) { samples in
+        parallelChunks(batch, threads: context.threads) { samples in
             for n in samples {
                 var generator = SplitMix64(
                     seed: SplitMix64.derivedSeed(
@@ -66,7 +66,7 @@ final class Dropout: Layer {
             return
         }
         let mask = self.mask.pointer
-        parallelChunks(total, minimumChunk: 4096) { range in
+        parallelChunks(total, threads: context.threads, minimumChunk: 4096) { range in
             for index in range { inputGradient[index] = outputGradient[index] * mask[index] }
         }
     }

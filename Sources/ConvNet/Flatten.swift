@@ -18,7 +18,7 @@ final class Flatten: Layer {
         parameters: UnsafePointer<Float>, context: LayerContext
     ) {
         let channels = inputShape.channels, plane = inputShape.height * inputShape.width
-        parallelChunks(batch) { samples in
+        parallelChunks(batch, threads: context.threads) { samples in
             for n in samples {
                 for c in 0..<channels {
                     (output + (n * channels + c) * plane).update(from: input + (c * batch + n) * plane, count: plane)
@@ -35,7 +35,7 @@ final class Flatten: Layer {
     ) {
         guard let inputGradient else { return }
         let channels = inputShape.channels, plane = inputShape.height * inputShape.width
-        parallelChunks(batch) { samples in
+        parallelChunks(batch, threads: context.threads) { samples in
             for n in samples {
                 for c in 0..<channels {
                     (inputGradient + (c * batch + n) * plane).update(

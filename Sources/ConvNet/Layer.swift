@@ -38,6 +38,8 @@ struct LayerContext {
     /// The caller's key of each sample of this chunk, when it gave keys: `[N]`. Sample `n`'s dropout
     /// mask then depends on `sampleKeys[n]` instead of `firstSample + n`.
     var sampleKeys: UnsafePointer<Int>? = nil
+    /// Threads the layer's kernels may use for this call (1 inside one of the network's lanes).
+    var threads: Int = ComputeThreads.kernelThreadCount
 
     /// The key that decides sample `n`'s random streams.
     func key(ofSample n: Int) -> Int { sampleKeys.map { $0[n] } ?? (firstSample + n) }

@@ -32,7 +32,7 @@ final class MaxPool: Layer {
         if winners.count < planes * rows * cols { winners = [UInt8](repeating: 0, count: planes * rows * cols) }
         winners.withUnsafeMutableBufferPointer { winnersBuffer in
             let winners = winnersBuffer.baseAddress.unsafelyUnwrappedForKernels
-            parallelChunks(planes) { range in
+            parallelChunks(planes, threads: context.threads) { range in
                 for plane in range {
                     let x = input + plane * height * width
                     let y = output + plane * rows * cols
@@ -65,7 +65,7 @@ final class MaxPool: Layer {
         let rows = outputShape.height, cols = outputShape.width
         winners.withUnsafeBufferPointer { winnersBuffer in
             let winners = winnersBuffer.baseAddress.unsafelyUnwrappedForKernels
-            parallelChunks(planes) { range in
+            parallelChunks(planes, threads: context.threads) { range in
                 for plane in range {
                     let dx = inputGradient + plane * height * width
                     dx.initialize(repeating: 0, count: height * width)

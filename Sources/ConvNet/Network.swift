@@ -2,7 +2,12 @@
 // activation buffers reused from batch to batch. It computes summed-loss gradients and class
 // probabilities; it does not choose learning rates or apply updates (see `Optimizer`).
 //
+// A batch is split into one contiguous part per thread ("lanes", each with its own copy of the
+// layers and buffers), and each lane runs its part in chunks small enough to stay in the cache;
+// the lanes' gradients are added in lane order, so a given thread count gives the same bits.
+//
 // Shape letters: N batch, C channels, H W height and width, F flat features, K classes.
+import Dispatch
 
 /// Summary of one gradient computation.
 public struct BatchStatistics: Sendable, Equatable {
@@ -43,13 +48,17 @@ public final class Network {
     public var parameters: [Float]
     /// Gradients, laid out exactly like `parameters`; added to by `accumulateGradients`.
     public var gradients: [Float]
-    /// Samples processed per internal chunk; larger batches are split so memory stays bounded.
-    public var chunkSize: Int = 256
+    /// Samples each lane processes at a time; larger batches are split so that a chunk's
+    /// activations stay in the cache.
+    public var chunkSize: Int = 32
+    /// Fewest samples per lane: smaller batches use fewer lanes.
+    public var minimumLaneSamples: Int = 8
 
-    let layers: [Layer]
+    /// One lane per thread, created as they are needed; lane 0 always exists.
+    private var lanes: [Lane]
+    /// The layers as they run (after fusion), for tests.
+    var laneLayers: [Layer] { lanes[0].layers }
     private let layerOffsets: [Int]
-    private let activations: [Scratch]
-    private let gradientA = Scratch(), gradientB = Scratch(), inputScratch = Scratch()
 
     /// Largest parameter count accepted (1 GiB of Floats), so a damaged architecture in a model
     /// file is refused instead of exhausting memory.
@@ -60,40 +69,78 @@ public final class Network {
     /// Values per input sample (C * H * W; 784 for MNIST).
     public var inputCount: Int { architecture.inputShape.reduce(1, *) }
     /// Number of classes (outputs of the last layer).
-    public var classCount: Int { layers.last?.outputShape.count ?? 0 }
+    public var classCount: Int { lanes[0].layers.last?.outputShape.count ?? 0 }
 
     /// Builds the network and fills its parameters with seeded He/Glorot-uniform values (biases 0).
     /// The same architecture and seed give bit-identical parameters.
     public init(architecture: Architecture, seed: UInt64) throws {
+        let layers = try Network.makeLayers(architecture)
+        let layout = ParameterLayout(layers.flatMap { $0.parameterTable })
+        guard layout.count <= Network.maximumParameterCount else {
+            throw ArchitectureError(
+                "\(layout.count) parameters, more than the limit of \(Network.maximumParameterCount)")
+        }
+        self.architecture = architecture
+        self.layout = layout
+        var offsets = [Int](), offset = 0
+        for layer in layers {
+            offsets.append(offset)
+            offset += layer.parameterCount
+        }
+        self.layerOffsets = offsets
+        self.lanes = [Lane(layers: layers)]
+        self.parameters = [Float](repeating: 0, count: layout.count)
+        self.gradients = [Float](repeating: 0, count: layout.count)
+        var generator = SplitMix64(seed: seed)
+        parameters.withUnsafeMutableBufferPointer { slab in
+            guard let base = slab.baseAddress else { return }
+            for (layer, offset) in zip(layers, offsets) {
+                layer.initialize(parameters: base + offset, generator: &generator)
+            }
+        }
+    }
+
+    /// The layers that run `architecture`, in execution order.
+    ///
+    /// Two rewrites that change no result: "convolution, relu, maxPool" runs as one fused
+    /// `Convolution(pooled: true)`; any other "relu, maxPool" runs as "maxPool, relu" (they commute
+    /// exactly, forward and backward, and the swapped order applies relu to a quarter of the values).
+    static func makeLayers(_ architecture: Architecture) throws -> [Layer] {
         guard architecture.inputShape.count == 3, architecture.inputShape.allSatisfy({ $0 >= 1 }) else {
             throw ArchitectureError("input shape must be [C, H, W] with positive sizes, got \(architecture.inputShape)")
         }
         try architecture.validateSizes()
         var shape = SampleShape.image(
             architecture.inputShape[0], architecture.inputShape[1], architecture.inputShape[2])
-        var layers = [Layer]()
-        var convolutions = 0, denses = 0
-        // Execution order: "relu, maxPool" runs as "maxPool, relu". The two commute exactly
-        // (max is monotonic and relu(max) = max(relu)), forward and backward, and the swapped
-        // order applies relu to a quarter of the values.
-        var order = Array(architecture.layers.enumerated())
+        let described = architecture.layers
+        var order = Array(described.enumerated())
         for index in order.indices.dropLast()
-        where order[index].element == .relu && order[index + 1].element == .maxPool {
+        where order[index].element == .relu && order[index + 1].element == .maxPool
+            && (index == 0 || !order[index - 1].element.isConvolution)
+        {
             order.swapAt(index, index + 1)
         }
-        for (index, description) in order {
+        var layers = [Layer]()
+        var convolutions = 0, denses = 0
+        var position = 0
+        while position < order.count {
+            let (index, description) = order[position]
+            position += 1
             let feedsRelu =
-                index + 1 < architecture.layers.count
-                && (architecture.layers[index + 1] == .relu
-                    || (architecture.layers[index + 1] == .maxPool && index + 2 < architecture.layers.count
-                        && architecture.layers[index + 2] == .relu))
+                index + 1 < described.count
+                && (described[index + 1] == .relu
+                    || (described[index + 1] == .maxPool && index + 2 < described.count
+                        && described[index + 2] == .relu))
             let layer: Layer
             switch description {
             case let .convolution(outputChannels, kernelSize, padding):
                 convolutions += 1
+                let pooled =
+                    index + 2 < described.count && described[index + 1] == .relu && described[index + 2] == .maxPool
+                if pooled { position += 2 }
                 layer = try Convolution(
                     name: "conv\(convolutions)", input: shape, outputChannels: outputChannels,
-                    kernelSize: kernelSize, padding: padding, feedsRelu: feedsRelu)
+                    kernelSize: kernelSize, padding: padding, feedsRelu: feedsRelu, pooled: pooled)
             case .maxPool:
                 layer = try MaxPool(input: shape)
             case .relu:
@@ -114,30 +161,15 @@ public final class Network {
             throw ArchitectureError("the last layer must produce flat logits for at least 2 classes (end with dense)")
         }
         guard shape.count <= 256 else { throw ArchitectureError("at most 256 classes (labels are bytes)") }
-        let layout = ParameterLayout(layers.flatMap { $0.parameterTable })
-        guard layout.count <= Network.maximumParameterCount else {
-            throw ArchitectureError(
-                "\(layout.count) parameters, more than the limit of \(Network.maximumParameterCount)")
+        // A direct convolution hands the next convolution its output channels last.
+        for index in layers.indices.dropLast() {
+            guard let producer = layers[index] as? Convolution, producer.isDirect,
+                let consumer = layers[index + 1] as? Convolution, !consumer.isDirect
+            else { continue }
+            producer.outputChannelsLast = true
+            consumer.inputChannelsLast = true
         }
-        self.architecture = architecture
-        self.layers = layers
-        self.layout = layout
-        var offsets = [Int](), offset = 0
-        for layer in layers {
-            offsets.append(offset)
-            offset += layer.parameterCount
-        }
-        self.layerOffsets = offsets
-        self.activations = layers.map { _ in Scratch() }
-        self.parameters = [Float](repeating: 0, count: layout.count)
-        self.gradients = [Float](repeating: 0, count: layout.count)
-        var generator = SplitMix64(seed: seed)
-        parameters.withUnsafeMutableBufferPointer { slab in
-            guard let base = slab.baseAddress else { return }
-            for (layer, offset) in zip(layers, offsets) {
-                layer.initialize(parameters: base + offset, generator: &generator)
-            }
-        }
+        return layers
     }
 
     /// Sets every gradient to zero.
@@ -166,35 +198,61 @@ public final class Network {
         let count = labels.count
         precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per label")
         precondition(sampleKeys == nil || sampleKeys?.count == count, "one sample key per label")
-        var statistics = BatchStatistics()
         guard count > 0, let imageBase = images.baseAddress, let labelBase = labels.baseAddress else {
-            return statistics
+            return BatchStatistics()
         }
+        let plan = lanePlan(count: count)
+        var laneStatistics = [BatchStatistics](repeating: BatchStatistics(), count: plan.lanes)
+        let parameterCount = self.parameterCount, inputCount = self.inputCount, classCount = self.classCount
+        let chunkSize = self.chunkSize, lanes = self.lanes
         parameters.withUnsafeBufferPointer { parameterSlab in
             gradients.withUnsafeMutableBufferPointer { gradientSlab in
-                let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
-                let gradientBase = gradientSlab.baseAddress.unsafelyUnwrappedForKernels
-                var first = 0
-                while first < count {
-                    let batch = min(chunkSize, count - first)
-                    let context = LayerContext(
-                        isTraining: true, dropoutSeed: dropoutSeed, firstSample: sampleOffset + first,
-                        sampleKeys: sampleKeys?.baseAddress.map { $0 + first })
-                    let logits = forward(
-                        images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
-                        context: context)
-                    let logitGradient = gradientA.reserve(batch * classCount)  // [N, K]
-                    let result = SoftmaxCrossEntropy.lossAndGradient(
-                        logits: logits, labels: labelBase + first, logitGradient: logitGradient, batch: batch,
-                        classes: classCount)
-                    statistics.add(BatchStatistics(lossSum: result.lossSum, correct: result.correct, count: batch))
-                    backward(
-                        images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
-                        gradients: gradientBase, context: context)
-                    first += batch
+                laneStatistics.withUnsafeMutableBufferPointer { statisticsBuffer in
+                    let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
+                    let gradientBase = gradientSlab.baseAddress.unsafelyUnwrappedForKernels
+                    let statisticsBase = statisticsBuffer.baseAddress.unsafelyUnwrappedForKernels
+                    // Lane 0 adds into the slab itself, the others into their own zeroed copy.
+                    runLanes(plan) { lane, samples in
+                        let laneGradient: UnsafeMutablePointer<Float>
+                        if lane == 0 {
+                            laneGradient = gradientBase
+                        } else {
+                            laneGradient = lanes[lane].gradients.reserve(parameterCount)
+                            laneGradient.initialize(repeating: 0, count: parameterCount)
+                        }
+                        var statistics = BatchStatistics()
+                        var first = samples.lowerBound
+                        while first < samples.upperBound {
+                            let batch = min(chunkSize, samples.upperBound - first)
+                            let context = LayerContext(
+                                isTraining: true, dropoutSeed: dropoutSeed, firstSample: sampleOffset + first,
+                                sampleKeys: sampleKeys?.baseAddress.map { $0 + first }, threads: plan.threadsPerLane)
+                            let chunkImages = imageBase + first * inputCount
+                            let logits = lanes[lane].forward(
+                                images: chunkImages, batch: batch, parameters: parameterBase, offsets: layerOffsets,
+                                context: context)
+                            let logitGradient = lanes[lane].gradientA.reserve(batch * classCount)  // [N, K]
+                            let result = SoftmaxCrossEntropy.lossAndGradient(
+                                logits: logits, labels: labelBase + first, logitGradient: logitGradient, batch: batch,
+                                classes: classCount)
+                            statistics.add(
+                                BatchStatistics(lossSum: result.lossSum, correct: result.correct, count: batch))
+                            lanes[lane].backward(
+                                images: chunkImages, batch: batch, parameters: parameterBase,
+                                gradients: laneGradient, offsets: layerOffsets, context: context)
+                            first += batch
+                        }
+                        statisticsBase[lane] = statistics
+                    }
+                    for lane in 1..<plan.lanes {
+                        let laneGradient = lanes[lane].gradients.pointer
+                        for index in 0..<parameterCount { gradientBase[index] += laneGradient[index] }
+                    }
                 }
             }
         }
+        var statistics = BatchStatistics()
+        for lane in laneStatistics { statistics.add(lane) }
         return statistics
     }
 
@@ -221,23 +279,29 @@ public final class Network {
     /// Class probabilities `[N, K]` for `count` images `[N, C, H, W]`, dropout off.
     public func probabilities(images: UnsafeBufferPointer<Float>, count: Int) -> [Float] {
         precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per image")
-        let classes = classCount
+        let classes = classCount, inputCount = self.inputCount, chunkSize = self.chunkSize
         var result = [Float](repeating: 0, count: count * classes)
         guard count > 0, let imageBase = images.baseAddress else { return result }
+        let plan = lanePlan(count: count)
+        let lanes = self.lanes
         parameters.withUnsafeBufferPointer { parameterSlab in
             result.withUnsafeMutableBufferPointer { resultBuffer in
                 let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
                 let resultBase = resultBuffer.baseAddress.unsafelyUnwrappedForKernels
-                var first = 0
-                while first < count {
-                    let batch = min(chunkSize, count - first)
-                    let context = LayerContext(isTraining: false, dropoutSeed: 0, firstSample: first)
-                    let logits = forward(
-                        images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
-                        context: context)
-                    SoftmaxCrossEntropy.softmax(
-                        logits: logits, probabilities: resultBase + first * classes, batch: batch, classes: classes)
-                    first += batch
+                runLanes(plan) { lane, samples in
+                    var first = samples.lowerBound
+                    while first < samples.upperBound {
+                        let batch = min(chunkSize, samples.upperBound - first)
+                        let context = LayerContext(
+                            isTraining: false, dropoutSeed: 0, firstSample: first, threads: plan.threadsPerLane)
+                        let logits = lanes[lane].forward(
+                            images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
+                            offsets: layerOffsets, context: context)
+                        SoftmaxCrossEntropy.softmax(
+                            logits: logits, probabilities: resultBase + first * classes, batch: batch,
+                            classes: classes)
+                        first += batch
+                    }
                 }
             }
         }
@@ -260,14 +324,63 @@ public final class Network {
         }
     }
 
-    // MARK: - Passes over one chunk
+    // MARK: - Lanes
+
+    /// How a call of `count` samples is spread: `lanes` contiguous parts run at the same time,
+    /// each with `threadsPerLane` threads for its kernels.
+    private struct LanePlan {
+        var count: Int
+        var lanes: Int
+        var threadsPerLane: Int
+
+        /// Samples of lane `lane`.
+        func samples(ofLane lane: Int) -> Range<Int> { (count * lane / lanes)..<(count * (lane + 1) / lanes) }
+    }
+
+    /// One lane per thread when every lane gets at least `minimumLaneSamples`; else one lane whose
+    /// kernels use all the threads. Creates the lanes that are missing.
+    private func lanePlan(count: Int) -> LanePlan {
+        let threads = ComputeThreads.kernelThreadCount
+        let laneCount = min(threads, max(1, count / max(1, minimumLaneSamples)))
+        while lanes.count < laneCount {
+            // The same architecture was built once already, so this cannot fail.
+            guard let layers = try? Network.makeLayers(architecture) else { break }
+            lanes.append(Lane(layers: layers))
+        }
+        let used = min(laneCount, lanes.count)
+        return LanePlan(count: count, lanes: used, threadsPerLane: used == 1 ? threads : 1)
+    }
+
+    /// Runs `body(lane, samples)` for every lane of `plan`, in parallel when there are several.
+    private func runLanes(_ plan: LanePlan, _ body: (Int, Range<Int>) -> Void) {
+        if plan.lanes == 1 {
+            body(0, 0..<plan.count)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: plan.lanes) { lane in body(lane, plan.samples(ofLane: lane)) }
+    }
+}
+
+/// One thread's copy of the layers and their buffers. Lanes share the parameters and run on
+/// disjoint parts of a batch at the same time; each keeps the activations of its own chunk.
+private final class Lane {
+    let layers: [Layer]
+    let activations: [Scratch]
+    let gradientA = Scratch(), gradientB = Scratch(), inputScratch = Scratch()
+    /// Lanes after the first add their parameter gradients here; the network sums them in order.
+    let gradients = Scratch()
+
+    init(layers: [Layer]) {
+        self.layers = layers
+        self.activations = layers.map { _ in Scratch() }
+    }
 
     /// Layer input for the first layer: the images themselves when C = 1, else transposed to CNHW.
     private func networkInput(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
-        let channels = architecture.inputShape[0]
-        if channels == 1 { return images }
-        let plane = inputCount / channels
-        let transposed = inputScratch.reserve(batch * inputCount)  // [C, N, H, W]
+        guard let first = layers.first, first.inputShape.channels > 1 else { return images }
+        let channels = first.inputShape.channels
+        let plane = first.inputShape.count / channels
+        let transposed = inputScratch.reserve(batch * first.inputShape.count)  // [C, N, H, W]
         for n in 0..<batch {
             for c in 0..<channels {
                 (transposed + (c * batch + n) * plane).update(from: images + (n * channels + c) * plane, count: plane)
@@ -277,14 +390,15 @@ public final class Network {
     }
 
     /// Runs every layer; returns the logits `[N, K]`.
-    private func forward(
-        images: UnsafePointer<Float>, batch: Int, parameters: UnsafePointer<Float>, context: LayerContext
+    func forward(
+        images: UnsafePointer<Float>, batch: Int, parameters: UnsafePointer<Float>, offsets: [Int],
+        context: LayerContext
     ) -> UnsafePointer<Float> {
         var current = networkInput(images: images, batch: batch)
         for (index, layer) in layers.enumerated() {
             let output = activations[index].reserve(batch * layer.outputShape.count)
             layer.forward(
-                input: current, output: output, batch: batch, parameters: parameters + layerOffsets[index],
+                input: current, output: output, batch: batch, parameters: parameters + offsets[index],
                 context: context)
             current = UnsafePointer(output)
         }
@@ -292,11 +406,11 @@ public final class Network {
     }
 
     /// Back-propagates the logit gradient held in `gradientA`, adding into `gradients`.
-    private func backward(
+    func backward(
         images: UnsafePointer<Float>, batch: Int, parameters: UnsafePointer<Float>,
-        gradients: UnsafeMutablePointer<Float>, context: LayerContext
+        gradients: UnsafeMutablePointer<Float>, offsets: [Int], context: LayerContext
     ) {
-        let input = architecture.inputShape[0] == 1 ? images : UnsafePointer(inputScratch.pointer)
+        let input = (layers.first?.inputShape.channels ?? 1) == 1 ? images : UnsafePointer(inputScratch.pointer)
         var outputGradient = gradientA, spare = gradientB
         for index in layers.indices.reversed() {
             let layer = layers[index]
@@ -305,9 +419,16 @@ public final class Network {
                 index == 0 ? nil : spare.reserve(batch * layer.inputShape.count)
             layer.backward(
                 outputGradient: outputGradient.pointer, input: layerInput, output: activations[index].pointer,
-                inputGradient: inputGradient, parameterGradient: gradients + layerOffsets[index],
-                batch: batch, parameters: parameters + layerOffsets[index], context: context)
+                inputGradient: inputGradient, parameterGradient: gradients + offsets[index],
+                batch: batch, parameters: parameters + offsets[index], context: context)
             swap(&outputGradient, &spare)
         }
+    }
+}
+
+extension LayerDescription {
+    var isConvolution: Bool {
+        if case .convolution = self { return true }
+        return false
     }
 }

@@ -22,12 +22,12 @@ public enum ComputeThreads {
     }
 }
 
-/// Splits `0..<count` into at most `ComputeThreads.kernelThreadCount` contiguous chunks and runs
-/// `body` on each chunk, in parallel when there is more than one. Chunks never overlap, so a body
-/// that writes only inside its own range needs no locking.
+/// Splits `0..<count` into at most `threads` contiguous chunks and runs `body` on each chunk, in
+/// parallel when there is more than one. Chunks never overlap, so a body that writes only inside
+/// its own range needs no locking.
 @inline(__always)
-func parallelChunks(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-    let tasks = min(ComputeThreads.kernelThreadCount, max(1, count / max(1, minimumChunk)))
+func parallelChunks(_ count: Int, threads: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+    let tasks = min(threads, max(1, count / max(1, minimumChunk)))
     if tasks <= 1 {
         if count > 0 { body(0..<count) }
         return

@@ -13,7 +13,7 @@ final class ReLU: Layer {
         input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batch: Int,
         parameters: UnsafePointer<Float>, context: LayerContext
     ) {
-        parallelChunks(batch * inputShape.count, minimumChunk: 4096) { range in
+        parallelChunks(batch * inputShape.count, threads: context.threads, minimumChunk: 4096) { range in
             for index in range { output[index] = max(0, input[index]) }
         }
     }
@@ -24,7 +24,7 @@ final class ReLU: Layer {
         batch: Int, parameters: UnsafePointer<Float>, context: LayerContext
     ) {
         guard let inputGradient else { return }
-        parallelChunks(batch * inputShape.count, minimumChunk: 4096) { range in
+        parallelChunks(batch * inputShape.count, threads: context.threads, minimumChunk: 4096) { range in
             for index in range { inputGradient[index] = output[index] > 0 ? outputGradient[index] : 0 }
         }
     }

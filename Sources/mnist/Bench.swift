@@ -57,12 +57,12 @@ struct Bench: ParsableCommand {
         print("model \(figures.model), \(figures.threads) threads")
         print(
             String(
-                format: "training   %8.0f images/s  (batch %d, forward + backward + optimizer)",
-                figures.trainingImagesPerSecond, figures.trainingBatchSize))
+                format: "training   %8.0f images/s  (batch %d, forward + backward + optimizer; %.0f per CPU-second)",
+                figures.trainingImagesPerSecond, figures.trainingBatchSize, figures.trainingImagesPerCPUSecond))
         print(
             String(
-                format: "inference  %8.0f images/s  (best batch %d)", figures.inferenceImagesPerSecond,
-                figures.inferenceBatchSize))
+                format: "inference  %8.0f images/s  (best batch %d; %.0f per CPU-second)",
+                figures.inferenceImagesPerSecond, figures.inferenceBatchSize, figures.inferenceImagesPerCPUSecond))
         if let target = toAccuracy {
             try timeToAccuracy(target)
         }

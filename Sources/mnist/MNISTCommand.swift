@@ -1,5 +1,6 @@
 // The `mnist` command: a root command and its subcommand list. Each subcommand lives in its own file.
 import ArgumentParser
+import Foundation
 
 @main
 struct MNISTCommand: ParsableCommand {
@@ -8,4 +9,30 @@ struct MNISTCommand: ParsableCommand {
         abstract: "Train a convolutional network on MNIST, on one machine or across many over ZeroMQ.",
         version: "0.1.0",
         subcommands: [Fetch.self, Train.self, Coordinator.self, Worker.self, Evaluate.self, Predict.self, Bench.self])
+
+    static func main() {
+        EngineCPU.exitIfUnsupported()
+        main(nil)
+    }
+}
+
+/// The engine is compiled for a CPU level (see Package.swift); on a CPU below it, its first
+/// vector instruction would kill the process with SIGILL. Say so instead, before any of it runs.
+enum EngineCPU {
+    static func exitIfUnsupported() {
+        #if ENGINE_X86_64_V3
+        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+            let flagLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return }
+        let flags = Set(flagLine.split(separator: " ").map(String.init))
+        let missing = ["avx2", "fma", "bmi2", "f16c", "movbe"].filter { !flags.contains($0) }
+        guard !missing.isEmpty else { return }
+        FileHandle.standardError.write(
+            Data(
+                ("error: this build of mnist uses x86-64-v3 instructions (AVX2, FMA) and this CPU lacks "
+                    + missing.joined(separator: ", ")
+                    + ". Rebuild for it: MNIST_CPU=x86-64 swift build -c release\n").utf8))
+        exit(1)
+        #endif
+    }
 }
