@@ -21,18 +21,18 @@ struct MNISTCommand: ParsableCommand {
 enum EngineCPU {
     static func exitIfUnsupported() {
         #if ENGINE_X86_64_V3
-        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-            let flagLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
-        else { return }
-        let flags = Set(flagLine.split(separator: " ").map(String.init))
-        let missing = ["avx2", "fma", "bmi2", "f16c", "movbe"].filter { !flags.contains($0) }
-        guard !missing.isEmpty else { return }
-        FileHandle.standardError.write(
-            Data(
-                ("error: this build of mnist uses x86-64-v3 instructions (AVX2, FMA) and this CPU lacks "
-                    + missing.joined(separator: ", ")
-                    + ". Rebuild for it: MNIST_CPU=x86-64 swift build -c release\n").utf8))
-        exit(1)
+            guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+                let flagLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+            else { return }
+            let flags = Set(flagLine.split(separator: " ").map(String.init))
+            let missing = ["avx2", "fma", "bmi2", "f16c", "movbe"].filter { !flags.contains($0) }
+            guard !missing.isEmpty else { return }
+            FileHandle.standardError.write(
+                Data(
+                    ("error: this build of mnist uses x86-64-v3 instructions (AVX2, FMA) and this CPU lacks "
+                        + missing.joined(separator: ", ")
+                        + ". Rebuild for it: MNIST_CPU=x86-64 swift build -c release\n").utf8))
+            exit(1)
         #endif
     }
 }
