@@ -75,8 +75,12 @@ public struct NetworkHost: ModelHost {
         .encoded()
     }
 
+    /// The weights to evaluate and save (the moving average, if one is kept).
+    public var modelParameters: [Float] { update.model(of: network.parameters) }
+
     public mutating func evaluateEpoch(epoch: Int) -> [String: Double] {
-        let evaluation = Evaluation(network: network, images: testSet)
+        let network = self.network, testSet = self.testSet
+        let evaluation = network.withParameters(modelParameters) { Evaluation(network: network, images: testSet) }
         lastEvaluation = evaluation
         return ["test_accuracy": evaluation.accuracy, "test_loss": evaluation.meanLoss]
     }
@@ -200,6 +204,7 @@ public final class DistributedTraining: @unchecked Sendable {
         if !result.outcome.isFinished || host.lastEvaluation == nil {
             _ = host.evaluateEpoch(epoch: -1)  // the model as it stands
         }
+        host.network.parameters = host.modelParameters
         let evaluation = host.lastEvaluation ?? Evaluation(network: host.network, images: data.test)
         let steps = Double(max(1, progress.stepCount))
         let headers = 2 * ProtocolInfo.headerByteCount, weights = 4 * host.network.parameterCount

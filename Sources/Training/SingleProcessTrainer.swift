@@ -31,12 +31,23 @@ public struct ParameterUpdate: Sendable {
     public let peakLearningRate: Float
     /// Steps in the whole run (the schedule's length).
     public let totalSteps: Int
+    /// Decay per step of `average` (0: no average is kept).
+    public let averageDecay: Float
+    /// The exponential moving average of the parameters after each update; empty before the first
+    /// update or when `averageDecay` is 0. See `model(of:)`.
+    public private(set) var average: [Float] = []
 
     public init(configuration: TrainingConfiguration, parameterCount: Int, totalSteps: Int) {
         optimizer = Optimizer(settings: configuration.optimizerSettings, parameterCount: parameterCount)
         schedule = configuration.schedule
         peakLearningRate = Float(configuration.learningRate)
+        averageDecay = Float(configuration.averageDecay)
         self.totalSteps = totalSteps
+    }
+
+    /// The weights to evaluate and save: the moving average when one is kept, else `parameters`.
+    public func model(of parameters: [Float]) -> [Float] {
+        average.isEmpty ? parameters : average
     }
 
     /// Updates applied so far (0-based index of the next one).
@@ -59,7 +70,25 @@ public struct ParameterUpdate: Sendable {
     public mutating func apply(meanGradient: [Float], to parameters: inout [Float]) -> Float {
         let rate = nextLearningRate
         optimizer.apply(gradient: meanGradient, to: &parameters, learningRate: rate)
+        updateAverage(parameters)
         return rate
+    }
+
+    /// average = d * average + (1 - d) * parameters, with d = min(decay, (1 + t) / (10 + t)) at
+    /// update t so that the first updates, far from where training ends, fade quickly.
+    private mutating func updateAverage(_ parameters: [Float]) {
+        guard averageDecay > 0 else { return }
+        guard average.count == parameters.count else {
+            average = parameters
+            return
+        }
+        let t = Float(optimizer.step)
+        let decay = min(averageDecay, (1 + t) / (10 + t)), keep = 1 - decay
+        average.withUnsafeMutableBufferPointer { average in
+            parameters.withUnsafeBufferPointer { parameters in
+                for index in average.indices { average[index] = decay * average[index] + keep * parameters[index] }
+            }
+        }
     }
 }
 
@@ -219,7 +248,9 @@ public struct SingleProcessTrainer {
             let epochSeconds = (clock.now - epochStart).seconds
             trainingSeconds += epochSeconds
             let evaluationStart = clock.now
-            evaluation = Evaluation(network: network, images: data.test)
+            evaluation = network.withParameters(update.model(of: network.parameters)) {
+                Evaluation(network: network, images: data.test)
+            }
             let summary = EpochSummary(
                 epoch: epoch + 1, epochs: configuration.epochs, loss: epochStatistics.meanLoss,
                 trainAccuracy: Double(epochStatistics.correct) / Double(max(1, epochStatistics.count)),
@@ -230,7 +261,18 @@ public struct SingleProcessTrainer {
             summaries.append(summary)
             onEvent(.epochCompleted(summary))
         }
+        network.parameters = update.model(of: network.parameters)
         return TrainingResult(network: network, epochs: summaries, testEvaluation: evaluation)
+    }
+}
+
+extension Network {
+    /// Runs `body` with `parameters` in place of the network's own, then puts those back.
+    func withParameters<T>(_ parameters: [Float], _ body: () throws -> T) rethrows -> T {
+        let own = self.parameters
+        self.parameters = parameters
+        defer { self.parameters = own }
+        return try body()
     }
 }
 

@@ -31,8 +31,35 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// `--weight-decay`: L2 (SGD) or decoupled (Adam) weight decay, 0...1.
     public var weightDecay: Double = 0
+    /// `--average-decay`: the model that is evaluated and saved is an exponential moving average
+    /// of the weights after each step, with this decay per step, in [0, 1); 0 keeps the weights
+    /// as trained. The average smooths out the noise of the last high-learning-rate steps.
+    public var averageDecay: Double = 0.999
 
     public init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case epochs, batchSize, learningRate, optimizer, schedule, model, seed, augment, threads, weightDecay
+        case averageDecay
+    }
+
+    /// Decodes the JSON of `jsonString()`; settings missing from files of earlier versions keep
+    /// their defaults.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = TrainingConfiguration()
+        epochs = try container.decodeIfPresent(Int.self, forKey: .epochs) ?? defaults.epochs
+        batchSize = try container.decodeIfPresent(Int.self, forKey: .batchSize) ?? defaults.batchSize
+        learningRate = try container.decodeIfPresent(Double.self, forKey: .learningRate) ?? defaults.learningRate
+        optimizer = try container.decodeIfPresent(OptimizerKind.self, forKey: .optimizer) ?? defaults.optimizer
+        schedule = try container.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? defaults.schedule
+        model = try container.decodeIfPresent(String.self, forKey: .model) ?? defaults.model
+        seed = try container.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
+        augment = try container.decodeIfPresent(Bool.self, forKey: .augment) ?? defaults.augment
+        threads = try container.decodeIfPresent(Int.self, forKey: .threads) ?? defaults.threads
+        weightDecay = try container.decodeIfPresent(Double.self, forKey: .weightDecay) ?? defaults.weightDecay
+        averageDecay = try container.decodeIfPresent(Double.self, forKey: .averageDecay) ?? 0
+    }
 
     /// A setting outside its allowed range, naming the command-line flag.
     public struct ValidationError: Error, CustomStringConvertible, Equatable {
@@ -60,6 +87,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         guard (1...256).contains(threads) else { throw fail("--threads", "must be 1...256, got \(threads)") }
         guard weightDecay.isFinite, (0...1).contains(weightDecay) else {
             throw fail("--weight-decay", "must be 0...1, got \(weightDecay)")
+        }
+        guard averageDecay.isFinite, averageDecay >= 0, averageDecay < 1 else {
+            throw fail("--average-decay", "must be in [0, 1), got \(averageDecay)")
         }
     }
 

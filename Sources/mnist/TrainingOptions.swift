@@ -38,14 +38,20 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Seed for initialisation, shuffling, dropout and augmentation; the same seed gives the same model.")
     var seed = defaults.seed
 
-    @Flag(help: "Shift each training image by up to 2 pixels each way.")
-    var augment = false
+    @Flag(inversion: .prefixedNo, help: "Shift each training image by up to 2 pixels each way.")
+    var augment = defaults.augment
 
     @Option(help: "Threads for OpenBLAS and the element-wise kernels (1-256; default: all cores).")
     var threads = defaults.threads
 
     @Option(help: "Weight decay, 0-1 (L2 for sgd, decoupled for adam).")
     var weightDecay = defaults.weightDecay
+
+    @Option(
+        help: ArgumentHelp(
+            "Decay per step of the moving average of the weights that is evaluated and saved, in [0, 1); 0 saves the weights as trained.",
+            valueName: "decay"))
+    var averageDecay = defaults.averageDecay
 
     /// The configuration these flags describe.
     var configuration: TrainingConfiguration {
@@ -60,6 +66,7 @@ struct TrainingOptions: ParsableArguments {
         configuration.augment = augment
         configuration.threads = threads
         configuration.weightDecay = weightDecay
+        configuration.averageDecay = averageDecay
         return configuration
     }
 

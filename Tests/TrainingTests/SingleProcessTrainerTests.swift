@@ -45,6 +45,60 @@ final class SingleProcessTrainerTests: XCTestCase {
         XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".contains("classic"), "\($0)") }
     }
 
+    func testAverageDecayIsValidatedAndOldFilesDecodeWithoutIt() throws {
+        var configuration = TrainingConfiguration()
+        for bad in [1.0, -0.1, .nan] {
+            configuration.averageDecay = bad
+            XCTAssertThrowsError(try configuration.validate()) {
+                XCTAssertEqual(($0 as? TrainingConfiguration.ValidationError)?.flag, "--average-decay")
+            }
+        }
+        // A configuration recorded before the average existed: the weights were saved as trained.
+        let old =
+            #"{"augment":false,"batchSize":64,"epochs":3,"learningRate":0.02,"model":"classic","#
+            + #""optimizer":"sgd","schedule":"constant","seed":5,"threads":1,"weightDecay":0}"#
+        let decoded = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(old.utf8))
+        XCTAssertEqual(decoded.averageDecay, 0)
+        XCTAssertEqual(decoded.batchSize, 64)
+        XCTAssertEqual(decoded.optimizer, .sgd)
+        XCTAssertFalse(decoded.augment)
+        let current = TrainingConfiguration()
+        XCTAssertEqual(
+            try JSONDecoder().decode(TrainingConfiguration.self, from: Data(current.jsonString().utf8)), current)
+    }
+
+    /// The average follows average = d * average + (1 - d) * weights after each update, with
+    /// d = min(decay, (1 + t) / (10 + t)) at update t (1-based), recomputed here in Double.
+    func testMovingAverageOfTheWeights() {
+        var configuration = TrainingConfiguration()
+        configuration.optimizer = .sgd
+        configuration.schedule = .constant
+        configuration.learningRate = 0.1
+        configuration.averageDecay = 0.6
+        var update = ParameterUpdate(configuration: configuration, parameterCount: 3, totalSteps: 20)
+        var parameters: [Float] = [1, -2, 0.5]
+        XCTAssertEqual(update.model(of: parameters), parameters, "no update yet: the weights themselves")
+        var expected = [Double]()
+        var generator = TestGenerator(seed: 8)
+        for t in 1...20 {
+            update.apply(meanGradient: generator.uniformArray(3), to: &parameters)
+            let weights = parameters.map(Double.init)
+            if t == 1 {
+                expected = weights
+            } else {
+                let decay = min(0.6, Double(1 + t) / Double(10 + t))
+                expected = zip(expected, weights).map { decay * $0 + (1 - decay) * $1 }
+            }
+        }
+        assertClose(update.model(of: parameters), expected.map(Float.init), absoluteTolerance: 1e-6, "average")
+        XCTAssertNotEqual(update.model(of: parameters), parameters, "the average lags the weights")
+
+        configuration.averageDecay = 0
+        var plain = ParameterUpdate(configuration: configuration, parameterCount: 3, totalSteps: 20)
+        plain.apply(meanGradient: [1, 1, 1], to: &parameters)
+        XCTAssertEqual(plain.model(of: parameters), parameters, "decay 0 keeps no average")
+    }
+
     func testNormalisation() {
         XCTAssertEqual(InputNormalization.value(0), -0.1307 / 0.3081, accuracy: 1e-6)
         XCTAssertEqual(InputNormalization.value(255), (1 - 0.1307) / 0.3081, accuracy: 1e-6)
