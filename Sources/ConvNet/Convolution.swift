@@ -38,7 +38,7 @@ final class Convolution: Layer {
     private(set) var isDirect = false
     /// Direct only: the winner of each pooling window in the last training forward, laid out
     /// like the output.
-    private var winners = [UInt8]()
+    private let winners = Scratch()
     /// The input is `[N, H, W, C]` (channels last) instead of `[C, N, H, W]`: the im2col rows are
     /// then runs of K * C values instead of runs of S. Set by the network when the layer before
     /// is a direct convolution, which writes that layout most cheaply.
@@ -146,13 +146,10 @@ final class Convolution: Layer {
         batch: Int, parameters: UnsafePointer<Float>, context: LayerContext
     ) {
         if isDirect {
-            winners.withUnsafeBufferPointer { winners in
-                DirectConvolution.backward(
-                    layer: self, outputGradient: outputGradient, input: input, output: output,
-                    winners: winners.baseAddress.unsafelyUnwrappedForKernels, inputGradient: inputGradient,
-                    parameterGradient: parameterGradient, batch: batch, parameters: parameters,
-                    threads: context.threads)
-            }
+            DirectConvolution.backward(
+                layer: self, outputGradient: outputGradient, input: input, output: output,
+                winners: winners.pointer, inputGradient: inputGradient, parameterGradient: parameterGradient,
+                batch: batch, parameters: parameters, threads: context.threads)
             return
         }
         let o = outputShape.channels, q = inputShape.channels * kernelSize * kernelSize
@@ -321,12 +318,9 @@ final class Convolution: Layer {
             return
         }
         let count = batch * outputShape.count
-        if winners.count < count { winners = [UInt8](repeating: 0, count: count) }
-        winners.withUnsafeMutableBufferPointer { winners in
-            DirectConvolution.forward(
-                layer: self, input: input, output: output, batch: batch, parameters: parameters,
-                winners: winners.baseAddress, threads: context.threads)
-        }
+        DirectConvolution.forward(
+            layer: self, input: input, output: output, batch: batch, parameters: parameters,
+            winners: winners.reserve(count), threads: context.threads)
     }
 
     /// y[o, n, r, s] = max(0, b[o] + max of the 2x2 window of x[o, n] at (2r, 2s)), in two

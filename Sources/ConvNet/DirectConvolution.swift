@@ -18,10 +18,10 @@ enum DirectConvolution {
 
     /// y `[O, N, PR, PC]` = relu(b + max over each window of the convolution of x `[1, N, H, W]`);
     /// with `winners`, the index (0...3, top-left, top-right, bottom-left, bottom-right; ties to the
-    /// first) of each window's maximum, `[O, N, PR, PC]`.
+    /// first) of each window's maximum, as a Float, laid out like y.
     static func forward(
         layer: Convolution, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batch: Int,
-        parameters: UnsafePointer<Float>, winners: UnsafeMutablePointer<UInt8>?, threads: Int
+        parameters: UnsafePointer<Float>, winners: UnsafeMutablePointer<Float>?, threads: Int
     ) {
         let channels = layer.outputShape.channels, groups = (channels + 7) / 8
         let height = layer.inputShape.height, width = layer.inputShape.width
@@ -86,8 +86,7 @@ enum DirectConvolution {
                             // [N, PR, PC, O]: the eight channels are neighbours.
                             let at = (n * pooledPlane + window) * channels + group * 8
                             store8(best, output + at)
-                            guard let winners else { continue }
-                            for lane in 0..<8 { winners[at + lane] = UInt8(index[lane]) }
+                            if let winners { store8(index, winners + at) }
                             continue
                         }
                         pooled[window] = best
@@ -101,7 +100,7 @@ enum DirectConvolution {
                         for window in 0..<pooledPlane {
                             let at = layout.index(channel: o, sample: n, window: window)
                             output[at] = values[window * 8 + lane]
-                            winners?[at] = UInt8(indices[window * 8 + lane])
+                            winners?[at] = indices[window * 8 + lane]
                         }
                     }
                 }
@@ -113,7 +112,7 @@ enum DirectConvolution {
     /// window's winner has a gradient, and only where y > 0.
     static func backward(
         layer: Convolution, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
-        output: UnsafePointer<Float>, winners: UnsafePointer<UInt8>, inputGradient: UnsafeMutablePointer<Float>?,
+        output: UnsafePointer<Float>, winners: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
         parameterGradient: UnsafeMutablePointer<Float>, batch: Int, parameters: UnsafePointer<Float>, threads: Int
     ) {
         let channels = layer.outputShape.channels
@@ -137,20 +136,27 @@ enum DirectConvolution {
                 }
             }
         }
-        parallelChunks(channels, threads: threads) { range in
-            for o in range {
-                var taps = SIMD16<Float>()  // 9 used
-                var biasSum: Float = 0
-                windows(of: o) { n, position, gradient in
-                    let p = input + n * height * width + position
-                    let patch = SIMD16<Float>(
-                        p[0], p[1], p[2], p[width], p[width + 1], p[width + 2], p[2 * width], p[2 * width + 1],
-                        p[2 * width + 2], 0, 0, 0, 0, 0, 0, 0)
-                    taps += gradient * patch
-                    biasSum += gradient
+        if layer.outputChannelsLast && channels % 8 == 0 {
+            weightGradientChannelsLast(
+                layer: layer, outputGradient: outputGradient, input: input, output: output, winners: winners,
+                parameterGradient: parameterGradient, batch: batch, threads: threads)
+        } else {
+            // One channel at a time, visiting only the winners that received a gradient.
+            parallelChunks(channels, threads: threads) { range in
+                for o in range {
+                    var taps = SIMD16<Float>()  // 9 used
+                    var biasSum: Float = 0
+                    windows(of: o) { n, position, gradient in
+                        let p = input + n * height * width + position
+                        let patch = SIMD16<Float>(
+                            p[0], p[1], p[2], p[width], p[width + 1], p[width + 2], p[2 * width],
+                            p[2 * width + 1], p[2 * width + 2], 0, 0, 0, 0, 0, 0, 0)
+                        taps += gradient * patch
+                        biasSum += gradient
+                    }
+                    for t in 0..<9 { parameterGradient[o * 9 + t] += taps[t] }
+                    parameterGradient[channels * 9 + o] += biasSum
                 }
-                for t in 0..<9 { parameterGradient[o * 9 + t] += taps[t] }
-                parameterGradient[channels * 9 + o] += biasSum
             }
         }
         guard let inputGradient else { return }
@@ -161,6 +167,70 @@ enum DirectConvolution {
                 let dx = inputGradient + n * height * width + position
                 for ky in 0..<3 {
                     for kx in 0..<3 { dx[ky * width + kx] += gradient * w[ky * 3 + kx] }
+                }
+            }
+        }
+    }
+
+    /// dW and db eight channels at a time when the output is channels last: every window's
+    /// gradient (0 where ReLU stopped it) is split by winner into four vectors, and each of the
+    /// 4x4 input values under the window is broadcast against them. No branches, no gathers.
+    private static func weightGradientChannelsLast(
+        layer: Convolution, outputGradient: UnsafePointer<Float>, input: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, winners: UnsafePointer<Float>, parameterGradient: UnsafeMutablePointer<Float>,
+        batch: Int, threads: Int
+    ) {
+        let channels = layer.outputShape.channels, groups = channels / 8
+        let height = layer.inputShape.height, width = layer.inputShape.width
+        let pooledRows = layer.outputShape.height, pooledCols = layer.outputShape.width
+        let zero = SIMD8<Float>(), one = SIMD8<Float>(repeating: 1), two = SIMD8<Float>(repeating: 2)
+        let three = SIMD8<Float>(repeating: 3)
+        parallelChunks(groups, threads: threads) { groupRange in
+            for group in groupRange {
+                var t0 = zero, t1 = zero, t2 = zero, t3 = zero, t4 = zero, t5 = zero, t6 = zero, t7 = zero, t8 = zero
+                var biasSum = zero
+                for n in 0..<batch {
+                    let image = input + n * height * width
+                    for pr in 0..<pooledRows {
+                        for pc in 0..<pooledCols {
+                            let at = ((n * pooledRows + pr) * pooledCols + pc) * channels + group * 8
+                            var gradient = load8(outputGradient + at)
+                            gradient.replace(with: zero, where: load8(output + at) .<= zero)
+                            biasSum += gradient
+                            let winner = load8(winners + at)
+                            let g0 = gradient.replacing(with: zero, where: winner .!= zero)
+                            let g1 = gradient.replacing(with: zero, where: winner .!= one)
+                            let g2 = gradient.replacing(with: zero, where: winner .!= two)
+                            let g3 = gradient.replacing(with: zero, where: winner .!= three)
+                            let p = image + 2 * pr * width + 2 * pc
+                            /// The four winners' contributions to tap (ky, kx).
+                            @inline(__always) func tap(_ ky: Int, _ kx: Int) -> SIMD8<Float> {
+                                let top = p + ky * width + kx, bottom = top + width
+                                var sum = g0 * SIMD8(repeating: top[0])
+                                sum += g1 * SIMD8(repeating: top[1])
+                                sum += g2 * SIMD8(repeating: bottom[0])
+                                sum += g3 * SIMD8(repeating: bottom[1])
+                                return sum
+                            }
+                            t0 += tap(0, 0)
+                            t1 += tap(0, 1)
+                            t2 += tap(0, 2)
+                            t3 += tap(1, 0)
+                            t4 += tap(1, 1)
+                            t5 += tap(1, 2)
+                            t6 += tap(2, 0)
+                            t7 += tap(2, 1)
+                            t8 += tap(2, 2)
+                        }
+                    }
+                }
+                for lane in 0..<8 {
+                    let o = group * 8 + lane
+                    let taps = [
+                        t0[lane], t1[lane], t2[lane], t3[lane], t4[lane], t5[lane], t6[lane], t7[lane], t8[lane],
+                    ]
+                    for t in 0..<9 { parameterGradient[o * 9 + t] += taps[t] }
+                    parameterGradient[channels * 9 + o] += biasSum[lane]
                 }
             }
         }

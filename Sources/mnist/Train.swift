@@ -57,7 +57,7 @@ extension Train {
         var cluster: LocalCluster?
         defer { cluster?.terminate(gracePeriod: 3) }
         try runCoordinator(
-            endpoint: "tcp://127.0.0.1:*", workers: workers, data: data, configuration: configuration,
+            endpoint: "ipc:///tmp/mnist-\(getpid()).ipc", workers: workers, data: data, configuration: configuration,
             cluster: self.cluster, output: output, logger: logger,
             onListening: { endpoint in
                 let started = LocalCluster(
