@@ -375,15 +375,16 @@ final class Convolution: Layer {
                         for s in 0..<pooledCols {
                             let value = y[r * pooledCols + s] > 0 ? dy[r * pooledCols + s] : 0
                             sum += value
+                            // Selects only, no branches: the first maximum in the order top-left,
+                            // top-right, bottom-left, bottom-right (later ones must be greater).
                             let a = top[2 * s], b = top[2 * s + 1], c = bottom[2 * s], d = bottom[2 * s + 1]
-                            let best = max(max(a, b), max(c, d))
-                            let first = a == best, second = !first && b == best
-                            let third = !first && !second && c == best
-                            let fourth = !first && !second && !third
-                            top[2 * s] = first ? value : 0
-                            top[2 * s + 1] = second ? value : 0
-                            bottom[2 * s] = third ? value : 0
-                            bottom[2 * s + 1] = fourth ? value : 0
+                            let rightOnTop = b > a, rightBelow = d > c
+                            let below = (rightBelow ? d : c) > (rightOnTop ? b : a)
+                            let onTop: Float = below ? 0 : value, underneath: Float = below ? value : 0
+                            top[2 * s] = rightOnTop ? 0 : onTop
+                            top[2 * s + 1] = rightOnTop ? onTop : 0
+                            bottom[2 * s] = rightBelow ? 0 : underneath
+                            bottom[2 * s + 1] = rightBelow ? underneath : 0
                         }
                     }
                 }

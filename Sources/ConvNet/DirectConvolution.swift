@@ -183,8 +183,9 @@ enum DirectConvolution {
         let channels = layer.outputShape.channels, groups = channels / 8
         let height = layer.inputShape.height, width = layer.inputShape.width
         let pooledRows = layer.outputShape.height, pooledCols = layer.outputShape.width
-        let zero = SIMD8<Float>(), one = SIMD8<Float>(repeating: 1), two = SIMD8<Float>(repeating: 2)
-        let three = SIMD8<Float>(repeating: 3)
+        let zero = SIMD8<Float>()
+        let zeroBits = bits(zero), oneBits = bits(SIMD8(repeating: 1)), twoBits = bits(SIMD8(repeating: 2))
+        let threeBits = bits(SIMD8(repeating: 3))
         parallelChunks(groups, threads: threads) { groupRange in
             for group in groupRange {
                 var t0 = zero, t1 = zero, t2 = zero, t3 = zero, t4 = zero, t5 = zero, t6 = zero, t7 = zero, t8 = zero
@@ -194,33 +195,71 @@ enum DirectConvolution {
                     for pr in 0..<pooledRows {
                         for pc in 0..<pooledCols {
                             let at = ((n * pooledRows + pr) * pooledCols + pc) * channels + group * 8
-                            var gradient = load8(outputGradient + at)
-                            gradient.replace(with: zero, where: load8(output + at) .<= zero)
-                            biasSum += gradient
-                            let winner = load8(winners + at)
-                            let g0 = gradient.replacing(with: zero, where: winner .!= zero)
-                            let g1 = gradient.replacing(with: zero, where: winner .!= one)
-                            let g2 = gradient.replacing(with: zero, where: winner .!= two)
-                            let g3 = gradient.replacing(with: zero, where: winner .!= three)
+                            // Masks by bit operations (plain selects on SIMD vectors compile to
+                            // per-lane branches): the gradient where y > 0 and winner == d.
+                            let gradient = bits(load8(outputGradient + at)) & passed(load8(output + at))
+                            biasSum += float(gradient)
+                            let winner = bits(load8(winners + at))
+                            let g0 = float(gradient & equal(winner, zeroBits))
+                            let g1 = float(gradient & equal(winner, oneBits))
+                            let g2 = float(gradient & equal(winner, twoBits))
+                            let g3 = float(gradient & equal(winner, threeBits))
+                            // Input value (a, b) of the 4x4 patch under the window meets tap
+                            // (a - dy, b - dx) through the winner at (dy, dx).
                             let p = image + 2 * pr * width + 2 * pc
-                            /// The four winners' contributions to tap (ky, kx).
-                            @inline(__always) func tap(_ ky: Int, _ kx: Int) -> SIMD8<Float> {
-                                let top = p + ky * width + kx, bottom = top + width
-                                var sum = g0 * SIMD8(repeating: top[0])
-                                sum += g1 * SIMD8(repeating: top[1])
-                                sum += g2 * SIMD8(repeating: bottom[0])
-                                sum += g3 * SIMD8(repeating: bottom[1])
-                                return sum
-                            }
-                            t0 += tap(0, 0)
-                            t1 += tap(0, 1)
-                            t2 += tap(0, 2)
-                            t3 += tap(1, 0)
-                            t4 += tap(1, 1)
-                            t5 += tap(1, 2)
-                            t6 += tap(2, 0)
-                            t7 += tap(2, 1)
-                            t8 += tap(2, 2)
+                            let r0 = p, r1 = p + width, r2 = r1 + width, r3 = r2 + width
+                            var x = SIMD8(repeating: r0[0])
+                            t0 += g0 * x
+                            x = SIMD8(repeating: r0[1])
+                            t1 += g0 * x
+                            t0 += g1 * x
+                            x = SIMD8(repeating: r0[2])
+                            t2 += g0 * x
+                            t1 += g1 * x
+                            x = SIMD8(repeating: r0[3])
+                            t2 += g1 * x
+                            x = SIMD8(repeating: r1[0])
+                            t3 += g0 * x
+                            t0 += g2 * x
+                            x = SIMD8(repeating: r1[1])
+                            t4 += g0 * x
+                            t3 += g1 * x
+                            t1 += g2 * x
+                            t0 += g3 * x
+                            x = SIMD8(repeating: r1[2])
+                            t5 += g0 * x
+                            t4 += g1 * x
+                            t2 += g2 * x
+                            t1 += g3 * x
+                            x = SIMD8(repeating: r1[3])
+                            t5 += g1 * x
+                            t2 += g3 * x
+                            x = SIMD8(repeating: r2[0])
+                            t6 += g0 * x
+                            t3 += g2 * x
+                            x = SIMD8(repeating: r2[1])
+                            t7 += g0 * x
+                            t6 += g1 * x
+                            t4 += g2 * x
+                            t3 += g3 * x
+                            x = SIMD8(repeating: r2[2])
+                            t8 += g0 * x
+                            t7 += g1 * x
+                            t5 += g2 * x
+                            t4 += g3 * x
+                            x = SIMD8(repeating: r2[3])
+                            t8 += g1 * x
+                            t5 += g3 * x
+                            x = SIMD8(repeating: r3[0])
+                            t6 += g2 * x
+                            x = SIMD8(repeating: r3[1])
+                            t7 += g2 * x
+                            t6 += g3 * x
+                            x = SIMD8(repeating: r3[2])
+                            t8 += g2 * x
+                            t7 += g3 * x
+                            x = SIMD8(repeating: r3[3])
+                            t8 += g3 * x
                         }
                     }
                 }
@@ -235,6 +274,26 @@ enum DirectConvolution {
             }
         }
     }
+}
+
+@inline(__always)
+private func bits(_ vector: SIMD8<Float>) -> SIMD8<UInt32> { unsafeBitCast(vector, to: SIMD8<UInt32>.self) }
+
+@inline(__always)
+private func float(_ bits: SIMD8<UInt32>) -> SIMD8<Float> { unsafeBitCast(bits, to: SIMD8<Float>.self) }
+
+/// All ones in the lanes where a and b are equal, else zero.
+@inline(__always)
+private func equal(_ a: SIMD8<UInt32>, _ b: SIMD8<UInt32>) -> SIMD8<UInt32> {
+    let difference = a ^ b
+    return ((difference | (0 &- difference)) &>> 31) &- 1
+}
+
+/// All ones in the lanes where y > 0, for y >= 0 (a ReLU output; -0 counts as 0).
+@inline(__always)
+private func passed(_ y: SIMD8<Float>) -> SIMD8<UInt32> {
+    let magnitude = bits(y) &<< 1
+    return ~(((magnitude | (0 &- magnitude)) &>> 31) &- 1)
 }
 
 /// Where the value of (channel, sample, window) of a pooled output lives.
