@@ -47,6 +47,8 @@ final class Convolution: Layer {
     var outputChannelsLast = false
     /// Channels last only: the weights as `[O, K, K, C]`, and their gradient.
     private let permutedWeight = Scratch(), permutedWeightGradient = Scratch()
+    /// Inference by `WinogradConvolution`: transformed weights, patches and products.
+    private let winograd = (weights: Scratch(), patches: Scratch(), products: Scratch())
 
     init(
         name: String, input: SampleShape, outputChannels: Int, kernelSize: Int, padding: Padding, feedsRelu: Bool,
@@ -104,6 +106,11 @@ final class Convolution: Layer {
     ) {
         if isDirect {
             forwardDirect(input: input, output: output, batch: batch, parameters: parameters, context: context)
+            return
+        }
+        if !context.isTraining && WinogradConvolution.applies(to: self) {
+            WinogradConvolution.forward(
+                layer: self, input: input, output: output, batch: batch, parameters: parameters, scratch: winograd)
             return
         }
         let o = outputShape.channels, q = inputShape.channels * kernelSize * kernelSize

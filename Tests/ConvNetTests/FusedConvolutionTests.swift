@@ -137,6 +137,28 @@ final class FusedConvolutionTests: XCTestCase {
         }
     }
 
+    /// Inference by Winograd's F(2x2, 3x3) against the im2col product that training uses.
+    func testWinogradInferenceMatchesIm2col() throws {
+        var generator = TestGenerator(seed: 48)
+        for (channels, size, outputs, batch) in [(32, 13, 64, 3), (8, 9, 5, 2), (16, 12, 12, 4)] {
+            let layer = try Convolution(
+                name: "conv", input: .image(channels, size, size), outputChannels: outputs, kernelSize: 3,
+                padding: .valid, feedsRelu: true, pooled: true)
+            layer.inputChannelsLast = true
+            XCTAssertTrue(WinogradConvolution.applies(to: layer))
+            let input = generator.uniformArray(batch * channels * size * size, 0, 1)
+            let parameters = generator.uniformArray(layer.parameterCount, -0.2, 0.2)
+            let training = LayerHarness(layer: layer, batch: batch).forward(input: input, parameters: parameters)
+            var inference = LayerHarness(layer: layer, batch: batch)
+            inference.context.isTraining = false
+            let label = "C\(channels) \(size)x\(size) O\(outputs) N\(batch)"
+            XCTAssertTrue(training.contains { $0 > 0 }, "\(label): some outputs pass ReLU")
+            assertClose(
+                inference.forward(input: input, parameters: parameters), training, absoluteTolerance: 1e-4,
+                "\(label) Winograd vs im2col")
+        }
+    }
+
     func testNetworkFusesConvolutionReluPool() throws {
         let network = try Network(architecture: ModelPreset.classic.architecture, seed: 1)
         let kinds = network.laneLayers.map { "\(type(of: $0))" }

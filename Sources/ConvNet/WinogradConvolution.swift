@@ -1,0 +1,181 @@
+// Inference forward of a pooled 3x3 convolution by Winograd's F(2x2, 3x3): each 2x2 block of
+// outputs (exactly one pooling window) is computed from its 4x4 input patch with 16 products per
+// channel pair instead of 36, as 16 matrix products of [tiles, C] x [C, O]. Training keeps im2col,
+// whose columns backward needs anyway.
+//
+// With d the 4x4 input patch, g the 3x3 kernel and
+//   Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1],
+//   Aᵀ = [1 1 1 0; 0 1 -1 -1],
+// the 2x2 outputs are Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, summed over input channels (Lavin & Gray 2016).
+//
+// Shape letters: N batch, C input channels, O output channels, T tiles (N x PR x PC), ξ one of
+// the 16 positions of a transformed 4x4 patch.
+
+/// Kernels for `Convolution` when `WinogradConvolution.applies` to it.
+enum WinogradConvolution {
+    /// Pooled, 3x3, no padding, input channels last with a multiple of 8 channels.
+    static func applies(to layer: Convolution) -> Bool {
+        layer.pooled && layer.kernelSize == 3 && layer.pad == 0 && layer.inputChannelsLast
+            && layer.inputShape.channels % 8 == 0 && !layer.isDirect
+    }
+
+    /// y `[O, N, PR, PC]` = relu(b + max over each 2x2 window of the convolution of x `[N, H, W, C]`).
+    static func forward(
+        layer: Convolution, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batch: Int,
+        parameters: UnsafePointer<Float>, scratch: (weights: Scratch, patches: Scratch, products: Scratch)
+    ) {
+        let channels = layer.inputShape.channels, outputs = layer.outputShape.channels
+        let width = layer.inputShape.width, height = layer.inputShape.height
+        let pooledRows = layer.outputShape.height, pooledCols = layer.outputShape.width
+        let pooledPlane = pooledRows * pooledCols
+        // A few samples per pass, so that the patches and products stay in the core's own cache.
+        let samplesPerPass = 4
+        let u = scratch.weights.reserve(16 * outputs * channels)  // [16, O, C]
+        let v = scratch.patches.reserve(16 * min(batch, samplesPerPass) * pooledPlane * channels)  // [16, T, C]
+        let m = scratch.products.reserve(16 * min(batch, samplesPerPass) * pooledPlane * outputs)  // [16, T, O]
+        transformWeights(parameters, into: u, outputs: outputs, channels: channels)
+        let bias = parameters + outputs * channels * 9
+        for first in stride(from: 0, to: batch, by: samplesPerPass) {
+            let count = min(samplesPerPass, batch - first)
+            transformPatches(
+                layer: layer, input: input + first * height * width * channels, into: v, samples: count)
+            let tiles = count * pooledPlane
+            // M[ξ][t, o] = V[ξ][t, :] · U[ξ][o, :]
+            for xi in 0..<16 {
+                BLAS.sgemm(
+                    transposeB: true, m: tiles, n: outputs, k: channels, a: v + xi * tiles * channels,
+                    b: u + xi * outputs * channels, c: m + xi * tiles * outputs)
+            }
+            transformProducts(
+                layer: layer, products: m, bias: bias, output: output, batch: batch, first: first, samples: count)
+        }
+    }
+
+    /// V[ξ][t, c] = (Bᵀ d B)[ξ] for the patch of tile t of `samples` images `[N, H, W, C]`, eight
+    /// channels at a time.
+    private static func transformPatches(
+        layer: Convolution, input: UnsafePointer<Float>, into v: UnsafeMutablePointer<Float>, samples: Int
+    ) {
+        let channels = layer.inputShape.channels
+        let width = layer.inputShape.width, height = layer.inputShape.height
+        let pooledRows = layer.outputShape.height, pooledCols = layer.outputShape.width
+        let tiles = samples * pooledRows * pooledCols
+        let groups = channels / 8
+        for n in 0..<samples {
+            let image = input + n * height * width * channels
+            for ty in 0..<pooledRows {
+                for tx in 0..<pooledCols {
+                    let tile = (n * pooledRows + ty) * pooledCols + tx
+                    let corner = image + (2 * ty * width + 2 * tx) * channels
+                    for group in 0..<groups {
+                        let p = corner + group * 8
+                        @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> {
+                            load8(p + (i * width + j) * channels)
+                        }
+                        let target = v + tile * channels + group * 8
+                        let stride = tiles * channels
+                        // Column j of Bᵀ d, then row i of (Bᵀ d) B, all in registers.
+                        @inline(__always) func column(_ j: Int) -> (
+                            SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>
+                        ) {
+                            let d0 = d(0, j), d1 = d(1, j), d2 = d(2, j), d3 = d(3, j)
+                            return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+                        }
+                        let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3)
+                        @inline(__always) func row(
+                            _ i: Int, _ r0: SIMD8<Float>, _ r1: SIMD8<Float>, _ r2: SIMD8<Float>, _ r3: SIMD8<Float>
+                        ) {
+                            let r = target + i * 4 * stride
+                            store8(r0 - r2, r)
+                            store8(r1 + r2, r + stride)
+                            store8(r2 - r1, r + 2 * stride)
+                            store8(r1 - r3, r + 3 * stride)
+                        }
+                        row(0, c0.0, c1.0, c2.0, c3.0)
+                        row(1, c0.1, c1.1, c2.1, c3.1)
+                        row(2, c0.2, c1.2, c2.2, c3.2)
+                        row(3, c0.3, c1.3, c2.3, c3.3)
+                    }
+                }
+            }
+        }
+    }
+
+    /// y[o, first + n, window] = relu(b[o] + max of (Aᵀ M A) for tile (n, window)); eight output
+    /// channels at a time.
+    private static func transformProducts(
+        layer: Convolution, products m: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+        output: UnsafeMutablePointer<Float>, batch: Int, first: Int, samples: Int
+    ) {
+        let outputs = layer.outputShape.channels
+        let pooledPlane = layer.outputShape.height * layer.outputShape.width
+        let tiles = samples * pooledPlane
+        let zero = SIMD8<Float>()
+        for tile in 0..<tiles {
+            let n = first + tile / pooledPlane, window = tile % pooledPlane
+            var group = 0
+            while group < outputs {
+                let lanes = min(8, outputs - group)
+                let base = m + tile * outputs + group
+                let stride = tiles * outputs
+                @inline(__always) func at(_ i: Int, _ j: Int) -> SIMD8<Float> {
+                    lanes == 8 ? load8(base + (i * 4 + j) * stride) : partial(base + (i * 4 + j) * stride, lanes)
+                }
+                // Rows of Aᵀ M (a, b), then their products with A.
+                let a0 = at(0, 0) + at(1, 0) + at(2, 0), b0 = at(1, 0) - at(2, 0) - at(3, 0)
+                let a1 = at(0, 1) + at(1, 1) + at(2, 1), b1 = at(1, 1) - at(2, 1) - at(3, 1)
+                let a2 = at(0, 2) + at(1, 2) + at(2, 2), b2 = at(1, 2) - at(2, 2) - at(3, 2)
+                let a3 = at(0, 3) + at(1, 3) + at(2, 3), b3 = at(1, 3) - at(2, 3) - at(3, 3)
+                var best = a0 + a1 + a2
+                let y01 = a1 - a2 - a3, y10 = b0 + b1 + b2, y11 = b1 - b2 - b3
+                best.replace(with: y01, where: y01 .> best)
+                best.replace(with: y10, where: y10 .> best)
+                best.replace(with: y11, where: y11 .> best)
+                var biasVector = zero
+                for lane in 0..<lanes { biasVector[lane] = bias[group + lane] }
+                best += biasVector
+                best.replace(with: zero, where: best .< zero)
+                for lane in 0..<lanes {
+                    output[((group + lane) * batch + n) * pooledPlane + window] = best[lane]
+                }
+                group += 8
+            }
+        }
+    }
+
+    /// U[ξ][o, c] = (G g Gᵀ)[ξ] for the kernel g = W[o, c] (`[O, C, 3, 3]`).
+    private static func transformWeights(
+        _ weight: UnsafePointer<Float>, into u: UnsafeMutablePointer<Float>, outputs: Int, channels: Int
+    ) {
+        let stride = outputs * channels
+        for o in 0..<outputs {
+            for c in 0..<channels {
+                let g = weight + (o * channels + c) * 9
+                // G g: 4 rows of 3, as SIMD4 columns k.
+                var t = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())
+                func column(_ k: Int) -> SIMD4<Float> {
+                    let g0 = g[k], g1 = g[3 + k], g2 = g[6 + k]
+                    return SIMD4(g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2)
+                }
+                t = (column(0), column(1), column(2))
+                // (G g) Gᵀ: 4 rows of 4.
+                let target = u + o * channels + c
+                for i in 0..<4 {
+                    let t0 = t.0[i], t1 = t.1[i], t2 = t.2[i]
+                    target[(i * 4 + 0) * stride] = t0
+                    target[(i * 4 + 1) * stride] = (t0 + t1 + t2) / 2
+                    target[(i * 4 + 2) * stride] = (t0 - t1 + t2) / 2
+                    target[(i * 4 + 3) * stride] = t2
+                }
+            }
+        }
+    }
+
+    /// The first `count` (< 8) values at `pointer`, the other lanes 0.
+    @inline(__always)
+    private static func partial(_ pointer: UnsafePointer<Float>, _ count: Int) -> SIMD8<Float> {
+        var vector = SIMD8<Float>()
+        for lane in 0..<count { vector[lane] = pointer[lane] }
+        return vector
+    }
+}
