@@ -180,7 +180,8 @@ public final class DistributedTraining: @unchecked Sendable {
             endpoint: endpoint, workerCount: workerCount, batchSize: configuration.batchSize, totalSteps: totalSteps,
             seed: configuration.seed)
         nodeConfiguration.joinTimeoutSeconds = joinTimeoutSeconds
-        nodeConfiguration.livenessTicks = max(5, Int(livenessSeconds * 1000) / nodeConfiguration.tickMilliseconds)
+        nodeConfiguration.stateMachine.livenessTicks = max(
+            5, Int(livenessSeconds * 1000) / nodeConfiguration.tickMilliseconds)
         relay.forward = onNodeEvent
         let relay = self.relay
         node = CoordinatorNode(
@@ -207,7 +208,8 @@ public final class DistributedTraining: @unchecked Sendable {
             network: host.network, outcome: result.outcome, completedSteps: result.completedSteps,
             epochs: progress.summaries, testEvaluation: evaluation,
             meanGatherSeconds: progress.gatherSeconds / steps, meanApplySeconds: progress.applySeconds / steps,
-            bytesPerStep: node.configuration.workerCount * (headers + 2 * weights) + 4 * configuration.batchSize)
+            bytesPerStep: node.configuration.stateMachine.workerCount * (headers + 2 * weights) + 4
+                * configuration.batchSize)
     }
 
     /// Asks the run to stop (thread-safe): workers are shut down and `run` returns what it has.
