@@ -9,42 +9,30 @@ import Logging
 import MNIST
 import ZeroMQ
 
-/// The settings of a coordinator node. Times are wall time; the node turns them into ticks.
+/// The settings of a coordinator node: the state machine's settings, plus what only a running node
+/// needs (where to bind, how long a tick lasts, the join timeout in wall time, the shutdown flush).
 public struct CoordinatorNodeConfiguration: Sendable {
     /// Where the ROUTER binds: `tcp://*:5555` for a cluster, `tcp://127.0.0.1:*` for an ephemeral port.
     public var endpoint: String
-    /// How many workers must join before training starts.
-    public var workerCount: Int
-    /// Samples per global batch, across all workers.
-    public var batchSize: Int
-    /// Steps to run (epochs × `BatchPlan.stepsPerEpoch`).
-    public var totalSteps: Int
-    /// Seeds the batch order.
-    public var seed: UInt64
+    /// The coordinator state machine's settings: worker count, batch size, steps (epochs ×
+    /// `BatchPlan.stepsPerEpoch`), seed, liveness (default 50 ticks = 5 s at 100 ms), heartbeats,
+    /// resends, the worker death policy (default: stop, so the caller saves the model) and protocol
+    /// version. Durations are in ticks of `tickMilliseconds`. The node fills in `settings` from the
+    /// model, `joinTimeoutTicks` from `joinTimeoutSeconds` and `tickSecondsForMessages` from
+    /// `tickMilliseconds`, replacing any values given there.
+    public var stateMachine: CoordinatorConfiguration
     /// Wall time per tick, in milliseconds.
     public var tickMilliseconds = ProtocolInfo.recommendedTickMilliseconds
     /// Seconds to wait for all workers to join and report ready before failing (naming those that did).
     public var joinTimeoutSeconds = 120.0
-    /// A worker silent for more than this many ticks is dead (default 50 ticks = 5 s at 100 ms).
-    public var livenessTicks = 50
-    /// Ticks between heartbeats to each worker.
-    public var heartbeatIntervalTicks = 10
-    /// Ticks after which an unanswered shard or step is sent again.
-    public var resendTicks = 100
-    /// What to do when a worker dies mid-run (default: stop, so the caller saves the model).
-    public var workerDeathPolicy = WorkerDeathPolicy.stop
-    /// The protocol version spoken (tests set another to provoke a mismatch).
-    public var protocolVersion = ProtocolInfo.version
     /// After the run ends, how long the socket stays open so the `shutdown` messages leave
     /// (sockets linger 0, so closing at once would drop them).
     public var shutdownFlushMilliseconds = 300
 
     public init(endpoint: String, workerCount: Int, batchSize: Int, totalSteps: Int, seed: UInt64) {
         self.endpoint = endpoint
-        self.workerCount = workerCount
-        self.batchSize = batchSize
-        self.totalSteps = totalSteps
-        self.seed = seed
+        stateMachine = CoordinatorConfiguration(
+            workerCount: workerCount, batchSize: batchSize, totalSteps: totalSteps, seed: seed)
     }
 }
 
@@ -116,12 +104,12 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         private var configuration: CoordinatorNodeConfiguration { node.configuration }
 
         mutating func execute() throws -> NodeOutcome {
-            guard configuration.workerCount > 0, configuration.workerCount <= node.trainingSet.count,
-                configuration.batchSize > 0
-            else {
+            let workerCount = configuration.stateMachine.workerCount
+            let batchSize = configuration.stateMachine.batchSize
+            guard workerCount > 0, workerCount <= node.trainingSet.count, batchSize > 0 else {
                 return .failed(
-                    reason: "cannot split \(node.trainingSet.count) samples among \(configuration.workerCount) "
-                        + "workers in batches of \(configuration.batchSize)")
+                    reason: "cannot split \(node.trainingSet.count) samples among \(workerCount) "
+                        + "workers in batches of \(batchSize)")
             }
             let context = try Context()
             let router = try context.makeSocket(.router)
@@ -157,16 +145,10 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         }
 
         private func protocolConfiguration() -> CoordinatorConfiguration {
-            var result = CoordinatorConfiguration(
-                workerCount: configuration.workerCount, batchSize: configuration.batchSize,
-                totalSteps: configuration.totalSteps, seed: configuration.seed, settings: node.model.settings())
+            var result = configuration.stateMachine
+            result.settings = node.model.settings()
             let tickSeconds = Double(max(1, configuration.tickMilliseconds)) / 1000
             result.joinTimeoutTicks = max(1, Int((configuration.joinTimeoutSeconds / tickSeconds).rounded(.up)))
-            result.livenessTicks = configuration.livenessTicks
-            result.heartbeatIntervalTicks = configuration.heartbeatIntervalTicks
-            result.resendTicks = configuration.resendTicks
-            result.workerDeathPolicy = configuration.workerDeathPolicy
-            result.protocolVersion = configuration.protocolVersion
             result.tickSecondsForMessages = tickSeconds
             return result
         }
@@ -184,7 +166,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             let event: CoordinatorEvent
             do {
                 event = .received(
-                    try Message.decode(Array(frames.dropFirst()), supportedVersion: configuration.protocolVersion),
+                    try Message.decode(
+                        Array(frames.dropFirst()), supportedVersion: configuration.stateMachine.protocolVersion),
                     from: peer)
             } catch let error as MessageDecodingError {
                 node.logger.warning("undecodable message from \(peer): \(error)")
@@ -232,8 +215,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         gatherSeconds: gatherSeconds, applySeconds: applySeconds)
                     node.logger.debug("\(CoordinatorNodeEvent.stepCompleted(metrics))")
                     emit(.stepCompleted(metrics))
-                    let stepsPerEpoch = machine.plan.stepsPerEpoch
-                    if (result.step + 1) % stepsPerEpoch == 0 || result.step + 1 == configuration.totalSteps {
+                    let stepsPerEpoch = machine.plan.stepsPerEpoch, totalSteps = configuration.stateMachine.totalSteps
+                    if (result.step + 1) % stepsPerEpoch == 0 || result.step + 1 == totalSteps {
                         let evaluation = node.model.evaluateEpoch(epoch: result.epoch)
                         let event = CoordinatorNodeEvent.epochCompleted(epoch: result.epoch, metrics: evaluation)
                         node.logger.debug("\(event)")
@@ -249,7 +232,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     node.logger.debug("\(event)")
                     emit(event)
                 case .finished:
-                    outcome = .finished(reason: "all \(configuration.totalSteps) steps completed")
+                    outcome = .finished(reason: "all \(configuration.stateMachine.totalSteps) steps completed")
                 case .failed(let reason):
                     outcome = .failed(reason: reason)
                 }

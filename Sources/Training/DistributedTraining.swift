@@ -184,7 +184,8 @@ public final class DistributedTraining: @unchecked Sendable {
             endpoint: endpoint, workerCount: workerCount, batchSize: configuration.batchSize, totalSteps: totalSteps,
             seed: configuration.seed)
         nodeConfiguration.joinTimeoutSeconds = joinTimeoutSeconds
-        nodeConfiguration.livenessTicks = max(5, Int(livenessSeconds * 1000) / nodeConfiguration.tickMilliseconds)
+        nodeConfiguration.stateMachine.livenessTicks = max(
+            5, Int(livenessSeconds * 1000) / nodeConfiguration.tickMilliseconds)
         relay.forward = onNodeEvent
         let relay = self.relay
         node = CoordinatorNode(
@@ -212,7 +213,8 @@ public final class DistributedTraining: @unchecked Sendable {
             network: host.network, outcome: result.outcome, completedSteps: result.completedSteps,
             epochs: progress.summaries, testEvaluation: evaluation,
             meanGatherSeconds: progress.gatherSeconds / steps, meanApplySeconds: progress.applySeconds / steps,
-            bytesPerStep: node.configuration.workerCount * (headers + 2 * weights) + 4 * configuration.batchSize)
+            bytesPerStep: node.configuration.stateMachine.workerCount * (headers + 2 * weights) + 4
+                * configuration.batchSize)
     }
 
     /// Asks the run to stop (thread-safe): workers are shut down and `run` returns what it has.
@@ -231,39 +233,33 @@ private final class EventRelay: @unchecked Sendable {
 }
 
 /// Turns coordinator-node events into the `TrainingEvent`s of a run: per-step progress and per-epoch
-/// summaries with training time (test evaluation excluded).
+/// summaries with training time (test evaluation excluded), measured here between node events.
 struct ProgressTracker {
-    let configuration: TrainingConfiguration
-    let trainCount: Int, testCount: Int, parameterCount: Int, stepsPerEpoch: Int, totalSteps: Int
-    private(set) var summaries: [EpochSummary] = []
+    let trainCount: Int, testCount: Int, parameterCount: Int
     private(set) var stepCount = 0
     private(set) var gatherSeconds = 0.0, applySeconds = 0.0
-    private var epochStatistics = BatchStatistics()
-    private var epochSeconds = 0.0, trainingSeconds = 0.0
+    private var progress: TrainingProgress
+    private var epochSeconds = 0.0
     private var lastMark = Date()
 
     init(
         configuration: TrainingConfiguration, trainCount: Int, testCount: Int, parameterCount: Int, stepsPerEpoch: Int,
         totalSteps: Int
     ) {
-        self.configuration = configuration
         self.trainCount = trainCount
         self.testCount = testCount
         self.parameterCount = parameterCount
-        self.stepsPerEpoch = stepsPerEpoch
-        self.totalSteps = totalSteps
+        progress = TrainingProgress(configuration: configuration, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
     }
+
+    /// One summary per finished epoch, in order.
+    var summaries: [EpochSummary] { progress.summaries }
 
     mutating func translate(_ event: CoordinatorNodeEvent) -> [TrainingEvent] {
         switch event {
         case .trainingStarted:
             lastMark = Date()
-            return [
-                .started(
-                    model: configuration.model, parameterCount: parameterCount, trainCount: trainCount,
-                    testCount: testCount,
-                    stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
-            ]
+            return [progress.started(parameterCount: parameterCount, trainCount: trainCount, testCount: testCount)]
         case .stepCompleted(let metrics):
             stepCount += 1
             gatherSeconds += metrics.gatherSeconds
@@ -271,31 +267,20 @@ struct ProgressTracker {
             let now = Date()
             epochSeconds += now.timeIntervalSince(lastMark)
             lastMark = now
-            epochStatistics.add(
-                BatchStatistics(
-                    lossSum: metrics.meanLoss * Double(metrics.sampleCount),
-                    correct: Int((metrics.accuracy * Double(metrics.sampleCount)).rounded()), count: metrics.sampleCount
-                ))
+            // The node reports a mean loss and an accuracy; the epoch's figures are sums.
+            let statistics = BatchStatistics(
+                lossSum: metrics.meanLoss * Double(metrics.sampleCount),
+                correct: Int((metrics.accuracy * Double(metrics.sampleCount)).rounded()), count: metrics.sampleCount)
             return [
                 .batchCompleted(
-                    BatchProgress(
-                        epoch: metrics.epoch + 1, epochs: configuration.epochs, step: metrics.step % stepsPerEpoch + 1,
-                        stepsPerEpoch: stepsPerEpoch, globalStep: metrics.step + 1, totalSteps: totalSteps,
-                        loss: metrics.meanLoss,
-                        accuracy: metrics.accuracy, learningRate: 0,
-                        imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
-                        trainingSeconds: trainingSeconds + epochSeconds))
+                    progress.recordStep(
+                        metrics.step, epoch: metrics.epoch, statistics: statistics, loss: metrics.meanLoss,
+                        accuracy: metrics.accuracy, learningRate: 0, epochSeconds: epochSeconds))
             ]
         case .epochCompleted(let epoch, let metrics):
-            trainingSeconds += epochSeconds
-            let summary = EpochSummary(
-                epoch: epoch + 1, epochs: configuration.epochs, loss: epochStatistics.meanLoss,
-                trainAccuracy: Double(epochStatistics.correct) / Double(max(1, epochStatistics.count)),
-                testAccuracy: metrics["test_accuracy"] ?? 0, seconds: epochSeconds,
-                imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
-                trainingSeconds: trainingSeconds, evaluationSeconds: Date().timeIntervalSince(lastMark))
-            summaries.append(summary)
-            epochStatistics = BatchStatistics()
+            let summary = progress.finishEpoch(
+                epoch, seconds: epochSeconds, testAccuracy: metrics["test_accuracy"] ?? 0,
+                evaluationSeconds: Date().timeIntervalSince(lastMark))
             epochSeconds = 0
             lastMark = Date()  // the evaluation is not training time
             return [.epochCompleted(summary)]

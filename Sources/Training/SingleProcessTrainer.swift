@@ -206,13 +206,12 @@ public struct SingleProcessTrainer {
         let computer = BatchGradientComputer(network: network)
         var update = ParameterUpdate(
             configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
+        var progress = TrainingProgress(
+            configuration: configuration, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
         onEvent(
-            .started(
-                model: configuration.model, parameterCount: network.parameterCount, trainCount: train.count,
-                testCount: data.test.count, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps))
+            progress.started(
+                parameterCount: network.parameterCount, trainCount: train.count, testCount: data.test.count))
         let clock = ContinuousClock()
-        var trainingSeconds = 0.0
-        var summaries = [EpochSummary]()
         var evaluation = Evaluation(
             network: network, images: LabeledImages(rows: train.rows, columns: train.columns, pixels: [], labels: []))
         for epoch in 0..<configuration.epochs {
@@ -220,7 +219,6 @@ public struct SingleProcessTrainer {
                 count: train.count, seed: TrainingSeeds.shuffle(configuration.seed, epoch: epoch))
             let augmentationSeed =
                 configuration.augment ? TrainingSeeds.augmentation(configuration.seed, epoch: epoch) : nil
-            var epochStatistics = BatchStatistics()
             let epochStart = clock.now
             for step in 0..<stepsPerEpoch {
                 let indices = order[
@@ -232,37 +230,26 @@ public struct SingleProcessTrainer {
                     augmentationSeed: augmentationSeed)
                 let rate = update.apply(
                     summedGradient: network.gradients, sampleCount: statistics.count, to: &network.parameters)
-                epochStatistics.add(statistics)
-                let elapsed = (clock.now - epochStart).seconds
                 onEvent(
                     .batchCompleted(
-                        BatchProgress(
-                            epoch: epoch + 1, epochs: configuration.epochs, step: step + 1,
-                            stepsPerEpoch: stepsPerEpoch,
-                            globalStep: globalStep + 1, totalSteps: totalSteps, loss: statistics.meanLoss,
-                            accuracy: Double(statistics.correct) / Double(max(1, statistics.count)),
-                            learningRate: Double(rate),
-                            imagesPerSecond: Double(epochStatistics.count) / max(elapsed, 1e-9),
-                            trainingSeconds: trainingSeconds + elapsed)))
+                        progress.recordStep(
+                            globalStep, epoch: epoch, statistics: statistics, loss: statistics.meanLoss,
+                            accuracy: TrainingProgress.accuracy(of: statistics), learningRate: Double(rate),
+                            epochSeconds: (clock.now - epochStart).seconds)))
             }
             let epochSeconds = (clock.now - epochStart).seconds
-            trainingSeconds += epochSeconds
             let evaluationStart = clock.now
             evaluation = network.withParameters(update.model(of: network.parameters)) {
                 Evaluation(network: network, images: data.test)
             }
-            let summary = EpochSummary(
-                epoch: epoch + 1, epochs: configuration.epochs, loss: epochStatistics.meanLoss,
-                trainAccuracy: Double(epochStatistics.correct) / Double(max(1, epochStatistics.count)),
-                testAccuracy: evaluation.accuracy, seconds: epochSeconds,
-                imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
-                trainingSeconds: trainingSeconds,
-                evaluationSeconds: (clock.now - evaluationStart).seconds)
-            summaries.append(summary)
-            onEvent(.epochCompleted(summary))
+            onEvent(
+                .epochCompleted(
+                    progress.finishEpoch(
+                        epoch, seconds: epochSeconds, testAccuracy: evaluation.accuracy,
+                        evaluationSeconds: (clock.now - evaluationStart).seconds)))
         }
         network.parameters = update.model(of: network.parameters)
-        return TrainingResult(network: network, epochs: summaries, testEvaluation: evaluation)
+        return TrainingResult(network: network, epochs: progress.summaries, testEvaluation: evaluation)
     }
 }
 

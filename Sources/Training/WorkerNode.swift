@@ -8,36 +8,30 @@ import Foundation
 import Logging
 import ZeroMQ
 
-/// The settings of a worker node. Durations are in ticks of `tickMilliseconds` of wall time.
+/// The settings of a worker node: the state machine's settings, plus what only a running node needs
+/// (where to connect, how long a tick lasts, how long the goodbye may take to leave).
 public struct WorkerNodeConfiguration: Sendable {
     /// The coordinator's endpoint, e.g. `tcp://coordinator-host:5555`.
     public var endpoint: String
-    /// A name for the coordinator's logs (host name and pid, say).
-    public var name: String
-    /// Compute threads, reported to the coordinator (the gradient computer decides how to use them).
-    public var threads: Int
+    /// The worker state machine's settings: name, threads, liveness (default 50 ticks = 5 s at 100 ms),
+    /// shard timeout, heartbeats, reconnect backoff, protocol version and incarnation (random here by
+    /// default). Durations are in ticks of `tickMilliseconds`; the node sets `tickSecondsForMessages`
+    /// from it, replacing any value given.
+    public var stateMachine: WorkerConfiguration
+    /// Wall time per tick, in milliseconds.
     public var tickMilliseconds = ProtocolInfo.recommendedTickMilliseconds
-    /// The coordinator is lost after this many silent ticks (default 50 = 5 s at 100 ms).
-    public var livenessTicks = 50
-    /// The stretched window between welcome and shard (the shard can take long to arrive).
-    public var shardTimeoutTicks = 600
-    public var heartbeatIntervalTicks = 10
-    /// Reconnect backoff: the first wait, doubled each attempt up to the maximum.
-    public var initialBackoffTicks = 10
-    public var maximumBackoffTicks = 320
-    /// Reconnects tried without being welcomed before giving up (the run then fails, never hangs).
-    public var maximumReconnectAttempts = 8
-    /// The protocol version spoken (tests set another to provoke a mismatch).
-    public var protocolVersion = ProtocolInfo.version
-    /// Distinguishes this process's sessions from earlier ones; random by default.
-    public var incarnation = UInt64.random(in: 0...(UInt64.max >> 1))
     /// After sending `goodbye`, how long the socket stays open so it leaves (sockets linger 0).
     public var goodbyeFlushMilliseconds = 200
 
+    /// - Parameters:
+    ///   - name: a name for the coordinator's logs (host name and pid, say).
+    ///   - threads: compute threads, reported to the coordinator (the gradient computer decides how to
+    ///     use them).
     public init(endpoint: String, name: String, threads: Int = 1) {
         self.endpoint = endpoint
-        self.name = name
-        self.threads = threads
+        stateMachine = WorkerConfiguration(name: name, threads: threads)
+        // Distinguishes this process's sessions from earlier ones.
+        stateMachine.incarnation = UInt64.random(in: 0...(UInt64.max >> 1))
     }
 }
 
@@ -185,7 +179,8 @@ public final class WorkerNode: @unchecked Sendable {
                 while outcome == nil, let current = dealer, let frames = try current.receive() {
                     let event: WorkerEvent
                     do {
-                        event = .received(try Message.decode(frames, supportedVersion: configuration.protocolVersion))
+                        event = .received(
+                            try Message.decode(frames, supportedVersion: configuration.stateMachine.protocolVersion))
                     } catch let error as MessageDecodingError {
                         node.logger.warning("undecodable message from the coordinator: \(error)")
                         event = .undecodable(error)
@@ -202,15 +197,7 @@ public final class WorkerNode: @unchecked Sendable {
         }
 
         private func protocolConfiguration() -> WorkerConfiguration {
-            var result = WorkerConfiguration(name: configuration.name, threads: configuration.threads)
-            result.livenessTicks = configuration.livenessTicks
-            result.shardTimeoutTicks = configuration.shardTimeoutTicks
-            result.heartbeatIntervalTicks = configuration.heartbeatIntervalTicks
-            result.initialBackoffTicks = configuration.initialBackoffTicks
-            result.maximumBackoffTicks = configuration.maximumBackoffTicks
-            result.maximumReconnectAttempts = configuration.maximumReconnectAttempts
-            result.incarnation = configuration.incarnation
-            result.protocolVersion = configuration.protocolVersion
+            var result = configuration.stateMachine
             result.tickSecondsForMessages = Double(max(1, configuration.tickMilliseconds)) / 1000
             return result
         }

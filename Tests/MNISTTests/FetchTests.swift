@@ -208,8 +208,8 @@ final class FetchTests: XCTestCase {
     func testFetchCommandOnRealSources() throws {
         let directory = try TemporaryDirectory("fetch")
         let target = directory.file("mnist")
-        let result = try runProcess(
-            Products.mnist, ["fetch", "--data", target.path], environment: ["MNIST_MIRRORS": ""], timeout: 900)
+        let result = try Subprocess.capture(
+            [Products.mnist.path, "fetch", "--data", target.path], environment: ["MNIST_MIRRORS": ""], timeout: 900)
         XCTAssertEqual(result.status, 0, result.standardError)
         for file in DatasetPins.mnist.files {
             let contents = try Data(contentsOf: target.appendingPathComponent(file.name))
@@ -219,8 +219,8 @@ final class FetchTests: XCTestCase {
                 result.standardOutput.contains("\(file.name)  sha256 \(file.sha256)  ok"), result.standardOutput)
         }
         // A second run finds everything present and verified.
-        let again = try runProcess(
-            Products.mnist, ["fetch", "--data", target.path], environment: ["MNIST_MIRRORS": ""])
+        let again = try Subprocess.capture(
+            [Products.mnist.path, "fetch", "--data", target.path], environment: ["MNIST_MIRRORS": ""], timeout: 600)
         XCTAssertEqual(again.status, 0, again.standardError)
         XCTAssertEqual(again.standardOutput.components(separatedBy: "(already present)").count - 1, 4)
     }

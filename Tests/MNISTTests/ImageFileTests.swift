@@ -1,6 +1,8 @@
 // PGM/PPM reading and writing (comments, maxval up to 65535, each bad header's error), format
 // sniffing, and the raster type's layout conversions.
 import XCTest
+import TestSupport
+
 @testable import MNIST
 
 final class ImageFileTests: XCTestCase {
@@ -45,7 +47,7 @@ final class ImageFileTests: XCTestCase {
     }
 
     func testPNMRoundTrip() throws {
-        var generator = SeededGenerator(seed: 21)
+        var generator = TestGenerator(seed: 21)
         for layout in RasterImage.Layout.allCases {
             let samples = (0..<(5 * 4 * layout.channelCount)).map { _ in UInt8.random(in: 0...255, using: &generator) }
             let image = RasterImage(width: 5, height: 4, layout: layout, samples: samples)
@@ -119,7 +121,7 @@ final class ImageFileTests: XCTestCase {
     /// Untrusted bytes: the MNIST module runs without bounds checks, so every mangled file must
     /// either decode or throw an `ImageFileError`, and whatever decodes must preprocess or throw.
     func testMangledFilesNeverCrash() throws {
-        var generator = SeededGenerator(seed: 2024)
+        var generator = TestGenerator(seed: 2024)
         let ink = DigitSketch.one.coverage(width: 24, height: 20, box: (6, 2, 10, 16), strokeWidth: 3)
         let image = RasterImage.drawing(ink, width: 24, height: 20, style: .darkOnTransparent)
         let originals: [[UInt8]] = [

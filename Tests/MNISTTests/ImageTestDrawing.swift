@@ -1,21 +1,11 @@
 // Test drawings: hand-written-looking digits made of thick anti-aliased strokes, rendered on
-// canvases of any size in any polarity or as transparent RGBA, plus a seeded RNG and helpers to
-// measure a 28x28 result. Deliberately left out: fonts and real scans.
+// canvases of any size in any polarity or as transparent RGBA (paper noise drawn from TestSupport's
+// seeded TestGenerator), plus helpers to measure a 28x28 result. Deliberately left out: fonts and
+// real scans.
 import Foundation
-@testable import MNIST
+import TestSupport
 
-/// SplitMix64: a tiny seeded generator so that every test image is reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+@testable import MNIST
 
 /// A digit as strokes (polylines) in unit coordinates: x right, y down, both 0...1.
 struct DigitSketch {
@@ -96,7 +86,7 @@ extension RasterImage {
             }
             return RasterImage(width: width, height: height, layout: .rgba, samples: samples)
         case .darkOnGreyPaper(let paper, let noise, let seed):
-            var generator = SeededGenerator(seed: seed)
+            var generator = TestGenerator(seed: seed)
             return RasterImage(
                 width: width, height: height, layout: .grey,
                 samples: ink.map { value in

@@ -2,11 +2,13 @@
 // type and bit depth libpng reads (built by hand, with and without Adam7 interlacing), and each bad
 // input's distinct error.
 import XCTest
+import TestSupport
+
 @testable import MNIST
 
 final class PNGTests: XCTestCase {
     private func randomSamples(_ count: Int, below limit: Int, seed: UInt64) -> [Int] {
-        var generator = SeededGenerator(seed: seed)
+        var generator = TestGenerator(seed: seed)
         return (0..<count).map { _ in Int.random(in: 0..<limit, using: &generator) }
     }
 
@@ -229,7 +231,7 @@ final class PNGTests: XCTestCase {
     }
 
     func testTruncatedPNGs() throws {
-        var generator = SeededGenerator(seed: 8)
+        var generator = TestGenerator(seed: 8)
         let image = RasterImage(
             width: 40, height: 30, layout: .rgb,
             samples: (0..<3600).map { _ in UInt8.random(in: 0...255, using: &generator) })

@@ -75,50 +75,6 @@ public enum Products {
     public static var mnist: URL { directory.appendingPathComponent("mnist") }
 }
 
-/// The outcome of running a program to its end.
-public struct ProcessResult {
-    public let status: Int32
-    public let standardOutput: String
-    public let standardError: String
-}
-
-/// Runs `executable` with `arguments`, waits for it (killing it after `timeout` seconds) and returns its output.
-public func runProcess(
-    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval = 600
-) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    if let environment {
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    }
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("out-\(UUID().uuidString)")
-    let errors = FileManager.default.temporaryDirectory.appendingPathComponent("err-\(UUID().uuidString)")
-    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-    defer {
-        try? FileManager.default.removeItem(at: output)
-        try? FileManager.default.removeItem(at: errors)
-    }
-    process.standardOutput = try FileHandle(forWritingTo: output)
-    process.standardError = try FileHandle(forWritingTo: errors)
-    process.standardInput = FileHandle.nullDevice
-    let finished = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in finished.signal() }
-    try process.run()
-    if finished.wait(timeout: .now() + timeout) == .timedOut {
-        process.interrupt()
-        if finished.wait(timeout: .now() + 5) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            finished.wait()
-        }
-    }
-    return ProcessResult(
-        status: process.terminationStatus,
-        standardOutput: (try? String(contentsOf: output, encoding: .utf8)) ?? "",
-        standardError: (try? String(contentsOf: errors, encoding: .utf8)) ?? "")
-}
-
 /// Thrown by ``requireRealMNIST()`` outside CI when the real data is absent.
 public struct RealMNISTMissing: Error, CustomStringConvertible {
     public let folder: String

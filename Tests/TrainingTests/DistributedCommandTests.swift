@@ -26,11 +26,10 @@ final class DistributedCommandTests: XCTestCase {
         let output = try TemporaryDirectory("dist-out")
         func train(_ name: String, seed: Int) throws -> Data {
             let path = output.file(name).path
-            let result = try runProcess(
-                Products.mnist,
+            let result = try Subprocess.capture(
                 [
-                    "train", "--workers", "2", "--data", data.url.path, "--epochs", "2", "--batch-size", "64",
-                    "--seed", "\(seed)", "--output", path, "--quiet",
+                    Products.mnist.path, "train", "--workers", "2", "--data", data.url.path, "--epochs", "2",
+                    "--batch-size", "64", "--seed", "\(seed)", "--output", path, "--quiet",
                 ], timeout: 300)
             XCTAssertEqual(result.status, 0, result.standardError)
             return try Data(contentsOf: URL(fileURLWithPath: path))
@@ -51,10 +50,9 @@ final class DistributedCommandTests: XCTestCase {
         let data = try smallDataset()
         let output = try TemporaryDirectory("dist-netns")
         let model = output.file("model.safetensors")
-        let result = try runProcess(
-            URL(fileURLWithPath: "/bin/bash"),
+        let result = try Subprocess.capture(
             [
-                Self.repository.appendingPathComponent("Cluster/netns.sh").path, "2", model.path,
+                "/bin/bash", Self.repository.appendingPathComponent("Cluster/netns.sh").path, "2", model.path,
                 "--data", data.url.path, "--epochs", "1", "--batch-size", "64",
             ],
             environment: ["MNIST_BIN": Products.mnist.path], timeout: 300)

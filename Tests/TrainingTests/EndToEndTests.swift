@@ -10,7 +10,7 @@ import XCTest
 
 final class EndToEndTests: XCTestCase {
     private static var directory: TemporaryDirectory?
-    private static var trainResult: ProcessResult?
+    private static var trainResult: Subprocess.Outcome?
 
     /// Trains once, for the whole class: one epoch of the default preset.
     private func trainedModel() throws -> URL {
@@ -22,11 +22,10 @@ final class EndToEndTests: XCTestCase {
         if Self.directory == nil {
             let directory = try TemporaryDirectory("e2e")
             Self.directory = directory
-            Self.trainResult = try runProcess(
-                Products.mnist,
+            Self.trainResult = try Subprocess.capture(
                 [
-                    "train", "--epochs", "1", "--output", directory.file("model.safetensors").path, "--log-format",
-                    "json",
+                    Products.mnist.path, "train", "--epochs", "1", "--output", directory.file("model.safetensors").path,
+                    "--log-format", "json",
                 ],
                 timeout: 900)
         }
@@ -49,7 +48,8 @@ final class EndToEndTests: XCTestCase {
             XCTAssertNotNil(epoch[key], "missing \(key) in \(epoch)")
         }
 
-        let evaluation = try runProcess(Products.mnist, ["evaluate", "--model", model.path, "--json"])
+        let evaluation = try Subprocess.capture(
+            [Products.mnist.path, "evaluate", "--model", model.path, "--json"], timeout: 600)
         XCTAssertEqual(evaluation.status, 0, evaluation.standardError)
         let object = try XCTUnwrap(
             JSONSerialization.jsonObject(with: Data(evaluation.standardOutput.utf8)) as? [String: Any])
@@ -87,7 +87,8 @@ final class EndToEndTests: XCTestCase {
             try Data(PNG.encode(image)).write(to: URL(fileURLWithPath: file))
             files.append(file)
         }
-        let result = try runProcess(Products.mnist, ["predict", "--model", model.path, "--json"] + files)
+        let result = try Subprocess.capture(
+            [Products.mnist.path, "predict", "--model", model.path, "--json"] + files, timeout: 600)
         XCTAssertEqual(result.status, 0, result.standardError)
         let answers = result.standardOutput.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
@@ -131,12 +132,11 @@ final class EndToEndTests: XCTestCase {
         try Data("P5 0 5 255\n".utf8).write(to: zeroSized)
         let huge = directory.file("huge.pgm")  // 10000x10000 declared: refused before any allocation
         try Data("P5 10000 10000 255\n".utf8 + [1, 2, 3]).write(to: huge)
-        let result = try runProcess(
-            Products.mnist,
+        let result = try Subprocess.capture(
             [
-                "predict", "--model", model.path, empty.path, jpeg.path, zeroSized.path, good.path, truncated.path,
-                huge.path, missing.path,
-            ])
+                Products.mnist.path, "predict", "--model", model.path, empty.path, jpeg.path, zeroSized.path,
+                good.path, truncated.path, huge.path, missing.path,
+            ], timeout: 600)
         XCTAssertEqual(result.status, 1, "the exit status must say that something failed")
         XCTAssertTrue(result.standardOutput.hasPrefix("\(good.path): "), result.standardOutput)
         let errors = result.standardError.split(separator: "\n")

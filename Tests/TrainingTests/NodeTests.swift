@@ -131,8 +131,8 @@ final class NodeTests: XCTestCase {
         let recorder = EventRecorder<CoordinatorNodeEvent>()
         let coordinator = makeCoordinator(workerCount: 2, data: data, totalSteps: 1000, recorder: recorder) {
             $0.tickMilliseconds = 20
-            $0.livenessTicks = 25  // 500 ms.
-            $0.heartbeatIntervalTicks = 2
+            $0.stateMachine.livenessTicks = 25  // 500 ms.
+            $0.stateMachine.heartbeatIntervalTicks = 2
         }
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
@@ -145,13 +145,13 @@ final class NodeTests: XCTestCase {
                 if step == 3 { doomed.node?.simulateCrash() }
             }),
             adjust: {
-                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+                $0.tickMilliseconds = 20; $0.stateMachine.heartbeatIntervalTicks = 2
             })
         doomed.node = doomedWorker
         let survivor = makeWorker(
             endpoint: endpoint, name: "survivor",
             adjust: {
-                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+                $0.tickMilliseconds = 20; $0.stateMachine.heartbeatIntervalTicks = 2
             })
         let doomedThread = Background("doomed") { doomedWorker.run() }
         let survivorThread = Background("survivor") { survivor.run() }
@@ -182,8 +182,8 @@ final class NodeTests: XCTestCase {
         let coordinator = makeCoordinator(workerCount: 1, data: data, batchSize: 10, totalSteps: 3, recorder: recorder)
         {
             $0.tickMilliseconds = 20
-            $0.livenessTicks = 25  // 500 ms, while step 1 takes 1 s to compute.
-            $0.heartbeatIntervalTicks = 2
+            $0.stateMachine.livenessTicks = 25  // 500 ms, while step 1 takes 1 s to compute.
+            $0.stateMachine.heartbeatIntervalTicks = 2
         }
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
@@ -191,7 +191,7 @@ final class NodeTests: XCTestCase {
             endpoint: endpoint, name: "slow",
             factory: ToyGradientComputer.factory(beforeStep: { step in if step == 1 { usleep(1_000_000) } }),
             adjust: {
-                $0.tickMilliseconds = 20; $0.heartbeatIntervalTicks = 2
+                $0.tickMilliseconds = 20; $0.stateMachine.heartbeatIntervalTicks = 2
             })
         let workerThread = Background("slow") { worker.run() }
         let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety))
@@ -235,10 +235,10 @@ final class NodeTests: XCTestCase {
         let recorder = EventRecorder<WorkerNodeEvent>()
         var configuration = WorkerNodeConfiguration(endpoint: endpoint, name: "lonely")
         configuration.tickMilliseconds = 10
-        configuration.livenessTicks = 5
-        configuration.initialBackoffTicks = 1
-        configuration.maximumBackoffTicks = 2
-        configuration.maximumReconnectAttempts = 2
+        configuration.stateMachine.livenessTicks = 5
+        configuration.stateMachine.initialBackoffTicks = 1
+        configuration.stateMachine.maximumBackoffTicks = 2
+        configuration.stateMachine.maximumReconnectAttempts = 2
         let worker = WorkerNode(
             configuration: configuration, makeGradientComputer: ToyGradientComputer.factory(),
             logger: quietLogger("test.lonely"), onEvent: recorder.record)
@@ -261,7 +261,7 @@ final class NodeTests: XCTestCase {
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
         let worker = makeWorker(
-            endpoint: endpoint, name: "future", adjust: { $0.protocolVersion = ProtocolInfo.version + 1 })
+            endpoint: endpoint, name: "future", adjust: { $0.stateMachine.protocolVersion = ProtocolInfo.version + 1 })
         let outcome = try XCTUnwrap(Background("future") { worker.run() }.wait(seconds: Self.safety))
 
         guard case .failed(let workerReason) = outcome else { return XCTFail("expected failure, got \(outcome)") }

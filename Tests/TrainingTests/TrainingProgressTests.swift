@@ -1,0 +1,111 @@
+// The figures both trainers report, from given statistics and seconds: step numbering across epochs,
+// images per second, training time that leaves the evaluations out, and epoch summaries; and the
+// distributed run's translation of coordinator-node events into them (timings aside).
+import ConvNet
+import XCTest
+
+@testable import Training
+
+final class TrainingProgressTests: XCTestCase {
+    func testStepsAndEpochsAreNumberedFromOneAndTimesAccumulateOverTraining() {
+        var configuration = TrainingConfiguration()
+        configuration.epochs = 2
+        var progress = TrainingProgress(configuration: configuration, stepsPerEpoch: 2, totalSteps: 4)
+        XCTAssertEqual(
+            progress.started(parameterCount: 9, trainCount: 30, testCount: 5),
+            .started(
+                model: configuration.model, parameterCount: 9, trainCount: 30, testCount: 5, stepsPerEpoch: 2,
+                totalSteps: 4))
+
+        let first = progress.recordStep(
+            0, epoch: 0, statistics: BatchStatistics(lossSum: 8, correct: 12, count: 16), loss: 0.5, accuracy: 0.75,
+            learningRate: 0.1, epochSeconds: 2)
+        XCTAssertEqual(
+            first,
+            BatchProgress(
+                epoch: 1, epochs: 2, step: 1, stepsPerEpoch: 2, globalStep: 1, totalSteps: 4, loss: 0.5,
+                accuracy: 0.75, learningRate: 0.1, imagesPerSecond: 8, trainingSeconds: 2))
+        let second = progress.recordStep(
+            1, epoch: 0, statistics: BatchStatistics(lossSum: 6, correct: 8, count: 14), loss: 6.0 / 14,
+            accuracy: 8.0 / 14, learningRate: 0.1, epochSeconds: 3)
+        XCTAssertEqual(second.step, 2)
+        XCTAssertEqual(second.imagesPerSecond, 10, "30 images in 3 s of the epoch")
+        let summary = progress.finishEpoch(0, seconds: 3, testAccuracy: 0.9, evaluationSeconds: 7)
+        XCTAssertEqual(
+            summary,
+            EpochSummary(
+                epoch: 1, epochs: 2, loss: 14.0 / 30, trainAccuracy: 20.0 / 30, testAccuracy: 0.9, seconds: 3,
+                imagesPerSecond: 10, trainingSeconds: 3, evaluationSeconds: 7))
+
+        // The second epoch starts its statistics afresh; its training time adds to the first's only.
+        let third = progress.recordStep(
+            2, epoch: 1, statistics: BatchStatistics(lossSum: 1, correct: 4, count: 4), loss: 0.25, accuracy: 1,
+            learningRate: 0.05, epochSeconds: 1)
+        XCTAssertEqual(third.epoch, 2)
+        XCTAssertEqual(third.step, 1)
+        XCTAssertEqual(third.globalStep, 3)
+        XCTAssertEqual(third.imagesPerSecond, 4)
+        XCTAssertEqual(third.trainingSeconds, 4)
+        let last = progress.finishEpoch(1, seconds: 2, testAccuracy: 0.95, evaluationSeconds: 7)
+        XCTAssertEqual(last.loss, 0.25)
+        XCTAssertEqual(last.trainAccuracy, 1)
+        XCTAssertEqual(last.trainingSeconds, 5)
+        XCTAssertEqual(progress.summaries, [summary, last])
+    }
+
+    func testAccuracyOfNoSamplesIsZero() {
+        XCTAssertEqual(TrainingProgress.accuracy(of: BatchStatistics()), 0)
+        XCTAssertEqual(TrainingProgress.accuracy(of: BatchStatistics(lossSum: 1, correct: 3, count: 4)), 0.75)
+    }
+
+    func testCoordinatorNodeEventsBecomeTheSameKindOfProgress() throws {
+        var configuration = TrainingConfiguration()
+        configuration.epochs = 2
+        var tracker = ProgressTracker(
+            configuration: configuration, trainCount: 30, testCount: 5, parameterCount: 9, stepsPerEpoch: 2,
+            totalSteps: 4)
+        func metrics(step: Int, count: Int, loss: Double, accuracy: Double) -> StepMetrics {
+            StepMetrics(
+                step: step, epoch: step / 2, sampleCount: count, meanLoss: loss, accuracy: accuracy,
+                gatherSeconds: 0.5, applySeconds: 0.25)
+        }
+        XCTAssertEqual(
+            tracker.translate(.trainingStarted(workers: [])),
+            [
+                .started(
+                    model: configuration.model, parameterCount: 9, trainCount: 30, testCount: 5, stepsPerEpoch: 2,
+                    totalSteps: 4)
+            ])
+        XCTAssertEqual(tracker.translate(.listening(endpoint: "tcp://127.0.0.1:1")), [])
+        var batches: [BatchProgress] = []
+        for (step, count, loss, accuracy) in [(0, 16, 0.5, 0.75), (1, 14, 0.25, 0.5), (2, 16, 0.125, 1.0)] {
+            let events = tracker.translate(
+                .stepCompleted(metrics(step: step, count: count, loss: loss, accuracy: accuracy)))
+            guard case .batchCompleted(let batch) = try XCTUnwrap(events.first), events.count == 1 else {
+                return XCTFail("step \(step): \(events)")
+            }
+            batches.append(batch)
+            if step == 1 {
+                let events = tracker.translate(.epochCompleted(epoch: 0, metrics: ["test_accuracy": 0.9]))
+                guard case .epochCompleted(let summary) = try XCTUnwrap(events.first) else {
+                    return XCTFail("\(events)")
+                }
+                XCTAssertEqual(summary.epoch, 1)
+                XCTAssertEqual(summary.epochs, 2)
+                XCTAssertEqual(summary.loss, (16 * 0.5 + 14 * 0.25) / 30, accuracy: 1e-12)
+                XCTAssertEqual(summary.trainAccuracy, 19.0 / 30, "12 + 7 of 30 correct")
+                XCTAssertEqual(summary.testAccuracy, 0.9)
+            }
+        }
+        XCTAssertEqual(batches.map(\.epoch), [1, 1, 2])
+        XCTAssertEqual(batches.map(\.step), [1, 2, 1])
+        XCTAssertEqual(batches.map(\.globalStep), [1, 2, 3])
+        XCTAssertEqual(batches.map(\.loss), [0.5, 0.25, 0.125])
+        XCTAssertEqual(batches.map(\.accuracy), [0.75, 0.5, 1])
+        XCTAssertEqual(batches.map(\.learningRate), [0, 0, 0], "the coordinator's schedule is not reported per step")
+        XCTAssertEqual(tracker.summaries.count, 1)
+        XCTAssertEqual(tracker.stepCount, 3)
+        XCTAssertEqual(tracker.gatherSeconds, 1.5)
+        XCTAssertEqual(tracker.applySeconds, 0.75)
+    }
+}
