@@ -12,10 +12,12 @@ let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
 /// `mnist` refuses to start on a CPU that lacks what its engine was built for.
 #if arch(x86_64)
     let engineCPU = Context.environment["MNIST_CPU"] ?? "x86-64-v3"
-    let engine: [SwiftSetting] = optimised + [.unsafeFlags(["-Xcc", "-march=\(engineCPU)"])]
+    let engine: [SwiftSetting] =
+        optimised + [.unsafeFlags(["-Xcc", "-march=\(engineCPU)"])]
+        + (["x86-64-v3", "native"].contains(engineCPU) ? [.define("ENGINE_FMA")] : [])
     let command: [SwiftSetting] = engineCPU == "x86-64-v3" ? [.define("ENGINE_X86_64_V3")] : []
 #else
-    let engine: [SwiftSetting] = optimised
+    let engine: [SwiftSetting] = optimised + [.define("ENGINE_FMA")]
     let command: [SwiftSetting] = []
 #endif
 

@@ -48,6 +48,8 @@ enum DirectConvolution {
                     var bias = SIMD8<Float>()
                     for lane in 0..<lanes { bias[lane] = parameters[channels * 9 + group * 8 + lane] }
                     let zero = SIMD8<Float>()
+                    let zeroBits = bits(zero), oneBits = bits(SIMD8(repeating: 1))
+                    let twoBits = bits(SIMD8(repeating: 2)), threeBits = bits(SIMD8(repeating: 3))
                     let image = input + n * height * width
                     for window in 0..<pooledPlane {
                         let pr = window / pooledCols, pc = window % pooledCols
@@ -55,42 +57,47 @@ enum DirectConvolution {
                         /// The convolution at (2pr + dy, 2pc + dx) for the eight channels.
                         @inline(__always) func convolve(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
                             var sum = t0 * SIMD8(repeating: p[0])
-                            sum += t1 * SIMD8(repeating: p[1])
-                            sum += t2 * SIMD8(repeating: p[2])
-                            sum += t3 * SIMD8(repeating: p[width])
-                            sum += t4 * SIMD8(repeating: p[width + 1])
-                            sum += t5 * SIMD8(repeating: p[width + 2])
-                            sum += t6 * SIMD8(repeating: p[2 * width])
-                            sum += t7 * SIMD8(repeating: p[2 * width + 1])
-                            sum += t8 * SIMD8(repeating: p[2 * width + 2])
+                            multiplyAdd(&sum, t1, SIMD8(repeating: p[1]))
+                            multiplyAdd(&sum, t2, SIMD8(repeating: p[2]))
+                            multiplyAdd(&sum, t3, SIMD8(repeating: p[width]))
+                            multiplyAdd(&sum, t4, SIMD8(repeating: p[width + 1]))
+                            multiplyAdd(&sum, t5, SIMD8(repeating: p[width + 2]))
+                            multiplyAdd(&sum, t6, SIMD8(repeating: p[2 * width]))
+                            multiplyAdd(&sum, t7, SIMD8(repeating: p[2 * width + 1]))
+                            multiplyAdd(&sum, t8, SIMD8(repeating: p[2 * width + 2]))
                             return sum
                         }
-                        // A later value must be strictly greater to win: ties go to the first.
-                        var best = convolve(p)
-                        var index = zero
-                        var next = convolve(p + 1)
-                        var wins = next .> best
-                        best.replace(with: next, where: wins)
-                        index.replace(with: SIMD8(repeating: 1), where: wins)
-                        next = convolve(p + width)
-                        wins = next .> best
-                        best.replace(with: next, where: wins)
-                        index.replace(with: SIMD8(repeating: 2), where: wins)
-                        next = convolve(p + width + 1)
-                        wins = next .> best
-                        best.replace(with: next, where: wins)
-                        index.replace(with: SIMD8(repeating: 3), where: wins)
+                        let a = convolve(p), b = convolve(p + 1), c = convolve(p + width)
+                        let d = convolve(p + width + 1)
+                        var best = a
+                        best.replace(with: b, where: b .> best)
+                        best.replace(with: c, where: c .> best)
+                        best.replace(with: d, where: d .> best)
+                        // The winner is the first of a, b, c, d equal to the maximum, chosen with
+                        // bit operations (plain selects on SIMD vectors compile to per-lane branches).
+                        let maximum = best
+                        @inline(__always) func winner() -> SIMD8<Float> {
+                            let bestBits = bits(maximum)
+                            var index = threeBits
+                            var isBest = equal(bits(c), bestBits)
+                            index = (index & ~isBest) | (twoBits & isBest)
+                            isBest = equal(bits(b), bestBits)
+                            index = (index & ~isBest) | (oneBits & isBest)
+                            isBest = equal(bits(a), bestBits)
+                            index = (index & ~isBest) | (zeroBits & isBest)
+                            return float(index)
+                        }
                         best += bias
                         best.replace(with: zero, where: best .< zero)
                         if channelsLast && lanes == 8 {
                             // [N, PR, PC, O]: the eight channels are neighbours.
                             let at = (n * pooledPlane + window) * channels + group * 8
                             store8(best, output + at)
-                            if let winners { store8(index, winners + at) }
+                            if let winners { store8(winner(), winners + at) }
                             continue
                         }
                         pooled[window] = best
-                        chosen[window] = index
+                        if winners != nil { chosen[window] = winner() }
                     }
                     if channelsLast && lanes == 8 { continue }
                     let values = UnsafeRawPointer(pooled).assumingMemoryBound(to: Float.self)
@@ -209,57 +216,57 @@ enum DirectConvolution {
                             let p = image + 2 * pr * width + 2 * pc
                             let r0 = p, r1 = p + width, r2 = r1 + width, r3 = r2 + width
                             var x = SIMD8(repeating: r0[0])
-                            t0 += g0 * x
+                            multiplyAdd(&t0, g0, x)
                             x = SIMD8(repeating: r0[1])
-                            t1 += g0 * x
-                            t0 += g1 * x
+                            multiplyAdd(&t1, g0, x)
+                            multiplyAdd(&t0, g1, x)
                             x = SIMD8(repeating: r0[2])
-                            t2 += g0 * x
-                            t1 += g1 * x
+                            multiplyAdd(&t2, g0, x)
+                            multiplyAdd(&t1, g1, x)
                             x = SIMD8(repeating: r0[3])
-                            t2 += g1 * x
+                            multiplyAdd(&t2, g1, x)
                             x = SIMD8(repeating: r1[0])
-                            t3 += g0 * x
-                            t0 += g2 * x
+                            multiplyAdd(&t3, g0, x)
+                            multiplyAdd(&t0, g2, x)
                             x = SIMD8(repeating: r1[1])
-                            t4 += g0 * x
-                            t3 += g1 * x
-                            t1 += g2 * x
-                            t0 += g3 * x
+                            multiplyAdd(&t4, g0, x)
+                            multiplyAdd(&t3, g1, x)
+                            multiplyAdd(&t1, g2, x)
+                            multiplyAdd(&t0, g3, x)
                             x = SIMD8(repeating: r1[2])
-                            t5 += g0 * x
-                            t4 += g1 * x
-                            t2 += g2 * x
-                            t1 += g3 * x
+                            multiplyAdd(&t5, g0, x)
+                            multiplyAdd(&t4, g1, x)
+                            multiplyAdd(&t2, g2, x)
+                            multiplyAdd(&t1, g3, x)
                             x = SIMD8(repeating: r1[3])
-                            t5 += g1 * x
-                            t2 += g3 * x
+                            multiplyAdd(&t5, g1, x)
+                            multiplyAdd(&t2, g3, x)
                             x = SIMD8(repeating: r2[0])
-                            t6 += g0 * x
-                            t3 += g2 * x
+                            multiplyAdd(&t6, g0, x)
+                            multiplyAdd(&t3, g2, x)
                             x = SIMD8(repeating: r2[1])
-                            t7 += g0 * x
-                            t6 += g1 * x
-                            t4 += g2 * x
-                            t3 += g3 * x
+                            multiplyAdd(&t7, g0, x)
+                            multiplyAdd(&t6, g1, x)
+                            multiplyAdd(&t4, g2, x)
+                            multiplyAdd(&t3, g3, x)
                             x = SIMD8(repeating: r2[2])
-                            t8 += g0 * x
-                            t7 += g1 * x
-                            t5 += g2 * x
-                            t4 += g3 * x
+                            multiplyAdd(&t8, g0, x)
+                            multiplyAdd(&t7, g1, x)
+                            multiplyAdd(&t5, g2, x)
+                            multiplyAdd(&t4, g3, x)
                             x = SIMD8(repeating: r2[3])
-                            t8 += g1 * x
-                            t5 += g3 * x
+                            multiplyAdd(&t8, g1, x)
+                            multiplyAdd(&t5, g3, x)
                             x = SIMD8(repeating: r3[0])
-                            t6 += g2 * x
+                            multiplyAdd(&t6, g2, x)
                             x = SIMD8(repeating: r3[1])
-                            t7 += g2 * x
-                            t6 += g3 * x
+                            multiplyAdd(&t7, g2, x)
+                            multiplyAdd(&t6, g3, x)
                             x = SIMD8(repeating: r3[2])
-                            t8 += g2 * x
-                            t7 += g3 * x
+                            multiplyAdd(&t8, g2, x)
+                            multiplyAdd(&t7, g3, x)
                             x = SIMD8(repeating: r3[3])
-                            t8 += g3 * x
+                            multiplyAdd(&t8, g3, x)
                         }
                     }
                 }
@@ -274,6 +281,17 @@ enum DirectConvolution {
             }
         }
     }
+}
+
+/// sum += a * b, fused where the build targets a CPU with FMA (elsewhere the fused form would be
+/// a library call per lane).
+@inline(__always)
+func multiplyAdd(_ sum: inout SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>) {
+    #if ENGINE_FMA
+        sum.addProduct(a, b)
+    #else
+        sum += a * b
+    #endif
 }
 
 @inline(__always)

@@ -32,7 +32,7 @@ enum WinogradConvolution {
         let samplesPerPass = 4
         let u = scratch.weights.reserve(16 * outputs * channels)  // [16, O, C]
         let v = scratch.patches.reserve(16 * min(batch, samplesPerPass) * pooledPlane * channels)  // [16, T, C]
-        let m = scratch.products.reserve(16 * min(batch, samplesPerPass) * pooledPlane * outputs)  // [16, T, O]
+        let m = scratch.products.reserve(16 * min(batch, samplesPerPass) * pooledPlane * outputs)  // [16, O, T]
         transformWeights(parameters, into: u, outputs: outputs, channels: channels)
         let bias = parameters + outputs * channels * 9
         for first in stride(from: 0, to: batch, by: samplesPerPass) {
@@ -40,11 +40,11 @@ enum WinogradConvolution {
             transformPatches(
                 layer: layer, input: input + first * height * width * channels, into: v, samples: count)
             let tiles = count * pooledPlane
-            // M[ξ][t, o] = V[ξ][t, :] · U[ξ][o, :]
+            // M[ξ][o, t] = U[ξ][o, :] · V[ξ][t, :]
             for xi in 0..<16 {
                 BLAS.sgemm(
-                    transposeB: true, m: tiles, n: outputs, k: channels, a: v + xi * tiles * channels,
-                    b: u + xi * outputs * channels, c: m + xi * tiles * outputs)
+                    transposeB: true, m: outputs, n: tiles, k: channels, a: u + xi * outputs * channels,
+                    b: v + xi * tiles * channels, c: m + xi * tiles * outputs)
             }
             transformProducts(
                 layer: layer, products: m, bias: bias, output: output, batch: batch, first: first, samples: count)
@@ -101,27 +101,23 @@ enum WinogradConvolution {
         }
     }
 
-    /// y[o, first + n, window] = relu(b[o] + max of (Aᵀ M A) for tile (n, window)); eight output
-    /// channels at a time.
+    /// y[o, first + n, window] = relu(b[o] + max of (Aᵀ M A) for tile (n, window)); eight tiles at
+    /// a time, which are neighbours in y.
     private static func transformProducts(
         layer: Convolution, products m: UnsafePointer<Float>, bias: UnsafePointer<Float>,
         output: UnsafeMutablePointer<Float>, batch: Int, first: Int, samples: Int
     ) {
         let outputs = layer.outputShape.channels
         let pooledPlane = layer.outputShape.height * layer.outputShape.width
-        let tiles = samples * pooledPlane
+        let tiles = samples * pooledPlane, stride = outputs * tiles
         let zero = SIMD8<Float>()
-        for tile in 0..<tiles {
-            let n = first + tile / pooledPlane, window = tile % pooledPlane
-            var group = 0
-            while group < outputs {
-                let lanes = min(8, outputs - group)
-                let base = m + tile * outputs + group
-                let stride = tiles * outputs
-                @inline(__always) func at(_ i: Int, _ j: Int) -> SIMD8<Float> {
-                    lanes == 8 ? load8(base + (i * 4 + j) * stride) : partial(base + (i * 4 + j) * stride, lanes)
-                }
-                // Rows of Aᵀ M (a, b), then their products with A.
+        for o in 0..<outputs {
+            let row = m + o * tiles
+            let target = output + (o * batch + first) * pooledPlane
+            let biasVector = SIMD8<Float>(repeating: bias[o])
+            forEachEight(tiles) { t in
+                @inline(__always) func at(_ i: Int, _ j: Int) -> SIMD8<Float> { load8(row + (i * 4 + j) * stride + t) }
+                // Rows of Aᵀ M (a, b), then their products with A: the window's four outputs.
                 let a0 = at(0, 0) + at(1, 0) + at(2, 0), b0 = at(1, 0) - at(2, 0) - at(3, 0)
                 let a1 = at(0, 1) + at(1, 1) + at(2, 1), b1 = at(1, 1) - at(2, 1) - at(3, 1)
                 let a2 = at(0, 2) + at(1, 2) + at(2, 2), b2 = at(1, 2) - at(2, 2) - at(3, 2)
@@ -131,14 +127,17 @@ enum WinogradConvolution {
                 best.replace(with: y01, where: y01 .> best)
                 best.replace(with: y10, where: y10 .> best)
                 best.replace(with: y11, where: y11 .> best)
-                var biasVector = zero
-                for lane in 0..<lanes { biasVector[lane] = bias[group + lane] }
                 best += biasVector
                 best.replace(with: zero, where: best .< zero)
-                for lane in 0..<lanes {
-                    output[((group + lane) * batch + n) * pooledPlane + window] = best[lane]
-                }
-                group += 8
+                store8(best, target + t)
+            } remainder: { t in
+                @inline(__always) func at(_ i: Int, _ j: Int) -> Float { row[(i * 4 + j) * stride + t] }
+                let a0 = at(0, 0) + at(1, 0) + at(2, 0), b0 = at(1, 0) - at(2, 0) - at(3, 0)
+                let a1 = at(0, 1) + at(1, 1) + at(2, 1), b1 = at(1, 1) - at(2, 1) - at(3, 1)
+                let a2 = at(0, 2) + at(1, 2) + at(2, 2), b2 = at(1, 2) - at(2, 2) - at(3, 2)
+                let a3 = at(0, 3) + at(1, 3) + at(2, 3), b3 = at(1, 3) - at(2, 3) - at(3, 3)
+                let best = max(max(a0 + a1 + a2, a1 - a2 - a3), max(b0 + b1 + b2, b1 - b2 - b3)) + bias[o]
+                target[t] = max(0, best)
             }
         }
     }
@@ -169,13 +168,5 @@ enum WinogradConvolution {
                 }
             }
         }
-    }
-
-    /// The first `count` (< 8) values at `pointer`, the other lanes 0.
-    @inline(__always)
-    private static func partial(_ pointer: UnsafePointer<Float>, _ count: Int) -> SIMD8<Float> {
-        var vector = SIMD8<Float>()
-        for lane in 0..<count { vector[lane] = pointer[lane] }
-        return vector
     }
 }
