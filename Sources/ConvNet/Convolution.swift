@@ -36,8 +36,8 @@ final class Convolution: Layer {
     private let rowMax = Scratch()
     /// Computed by `DirectConvolution` instead of im2col and a matrix product.
     private(set) var isDirect = false
-    /// Direct only: the winner of each pooling window in the last training forward, laid out
-    /// like the output.
+    /// Direct and Winograd only: the winner (0...3) of each pooling window in the last training
+    /// forward, laid out like the output.
     private let winners = Scratch()
     /// The input is `[N, H, W, C]` (channels last) instead of `[C, N, H, W]`: the im2col rows are
     /// then runs of K * C values instead of runs of S. Set by the network when the layer before
@@ -108,9 +108,10 @@ final class Convolution: Layer {
             forwardDirect(input: input, output: output, batch: batch, parameters: parameters, context: context)
             return
         }
-        if !context.isTraining && WinogradConvolution.applies(to: self) {
+        if WinogradConvolution.applies(to: self) {
             WinogradConvolution.forward(
-                layer: self, input: input, output: output, batch: batch, parameters: parameters, scratch: winograd)
+                layer: self, input: input, output: output, batch: batch, parameters: parameters, scratch: winograd,
+                winners: context.isTraining ? winners.reserve(batch * outputShape.count) : nil)
             return
         }
         let o = outputShape.channels, q = inputShape.channels * kernelSize * kernelSize
@@ -161,11 +162,19 @@ final class Convolution: Layer {
         }
         let o = outputShape.channels, q = inputShape.channels * kernelSize * kernelSize
         let np = batch * rows * cols
-        let columns = self.columns.pointer  // [Q, NP], from forward
         let weightGradient = parameterGradient  // [O, Q]
         let biasGradient = parameterGradient + o * q  // [O]
         var convolvedGradient = outputGradient  // [O, NP]
-        if pooled {
+        if WinogradConvolution.applies(to: self) {
+            // The forward kept only the winners; backward needs the columns and permuted weights.
+            im2colChannelsLast(input: input, columns: columns.reserve(q * np), batch: batch, threads: context.threads)
+            permuteWeight(parameters, into: permutedWeight.reserve(o * q))
+            let unpooled = self.convolved.reserve(o * np)
+            unpool(
+                outputGradient: outputGradient, output: output, winners: winners.pointer,
+                biasGradient: biasGradient, into: unpooled, batch: batch, threads: context.threads)
+            convolvedGradient = UnsafePointer(unpooled)
+        } else if pooled {
             let unpooled = self.convolved.pointer
             unpool(
                 outputGradient: outputGradient, output: output, biasGradient: biasGradient, convolved: unpooled,
@@ -186,7 +195,7 @@ final class Convolution: Layer {
         }
         // dW[O, Q] += dy[O, NP] * columns[Q, NP]^T
         BLAS.parallelSgemmSplitK(
-            m: o, n: q, k: np, a: convolvedGradient, b: columns, transposeB: true, c: weightGradient,
+            m: o, n: q, k: np, a: convolvedGradient, b: columns.pointer, transposeB: true, c: weightGradient,
             scratch: partialWeightGradient, threads: context.threads)
         guard let inputGradient else { return }
         let columnGradient = self.columnGradient.reserve(q * np)  // [Q, NP]
@@ -353,6 +362,44 @@ final class Convolution: Layer {
                 pairMaxBiasRelu(
                     rowMax + channel * channelSize, bias: bias[channel], into: output + channel * channelSize / 2,
                     pairs: channelSize / 2)
+            }
+        }
+    }
+
+    /// The gradient before pooling `[O, N, R, S]` from the winners the forward kept `[O, N, R/2, S/2]`:
+    /// each pooled gradient that passed ReLU (y > 0) goes to its window's winner, every other value
+    /// is 0. Adds the bias gradient on the way.
+    private func unpool(
+        outputGradient: UnsafePointer<Float>, output: UnsafePointer<Float>, winners: UnsafePointer<Float>,
+        biasGradient: UnsafeMutablePointer<Float>, into gradient: UnsafeMutablePointer<Float>, batch: Int,
+        threads: Int
+    ) {
+        let channels = outputShape.channels, width = cols
+        let pooledRows = outputShape.height, pooledCols = outputShape.width
+        let pooledPlane = pooledRows * pooledCols
+        parallelChunks(channels, threads: threads) { channelRange in
+            for channel in channelRange {
+                var sum: Float = 0
+                for n in 0..<batch {
+                    let plane = channel * batch + n
+                    let dy = outputGradient + plane * pooledPlane, y = output + plane * pooledPlane
+                    let w = winners + plane * pooledPlane
+                    let x = gradient + plane * rows * cols
+                    for r in 0..<pooledRows {
+                        let top = x + 2 * r * width, bottom = top + width
+                        for s in 0..<pooledCols {
+                            let index = r * pooledCols + s
+                            let value = y[index] > 0 ? dy[index] : 0
+                            sum += value
+                            let winner = w[index]
+                            top[2 * s] = winner == 0 ? value : 0
+                            top[2 * s + 1] = winner == 1 ? value : 0
+                            bottom[2 * s] = winner == 2 ? value : 0
+                            bottom[2 * s + 1] = winner == 3 ? value : 0
+                        }
+                    }
+                }
+                biasGradient[channel] += sum
             }
         }
     }

@@ -48,8 +48,6 @@ enum DirectConvolution {
                     var bias = SIMD8<Float>()
                     for lane in 0..<lanes { bias[lane] = parameters[channels * 9 + group * 8 + lane] }
                     let zero = SIMD8<Float>()
-                    let zeroBits = bits(zero), oneBits = bits(SIMD8(repeating: 1))
-                    let twoBits = bits(SIMD8(repeating: 2)), threeBits = bits(SIMD8(repeating: 3))
                     let image = input + n * height * width
                     for window in 0..<pooledPlane {
                         let pr = window / pooledCols, pc = window % pooledCols
@@ -76,17 +74,7 @@ enum DirectConvolution {
                         // The winner is the first of a, b, c, d equal to the maximum, chosen with
                         // bit operations (plain selects on SIMD vectors compile to per-lane branches).
                         let maximum = best
-                        @inline(__always) func winner() -> SIMD8<Float> {
-                            let bestBits = bits(maximum)
-                            var index = threeBits
-                            var isBest = equal(bits(c), bestBits)
-                            index = (index & ~isBest) | (twoBits & isBest)
-                            isBest = equal(bits(b), bestBits)
-                            index = (index & ~isBest) | (oneBits & isBest)
-                            isBest = equal(bits(a), bestBits)
-                            index = (index & ~isBest) | (zeroBits & isBest)
-                            return float(index)
-                        }
+                        @inline(__always) func winner() -> SIMD8<Float> { firstMaximum(a, b, c, d, maximum) }
                         best += bias
                         best.replace(with: zero, where: best .< zero)
                         if channelsLast && lanes == 8 {
@@ -292,6 +280,23 @@ func multiplyAdd(_ sum: inout SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>
     #else
         sum += a * b
     #endif
+}
+
+/// 0, 1, 2 or 3 in each lane: the first of a, b, c, d equal to `maximum` (their maximum), found
+/// by comparing bit patterns.
+@inline(__always)
+func firstMaximum(
+    _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>, _ d: SIMD8<Float>, _ maximum: SIMD8<Float>
+) -> SIMD8<Float> {
+    let bestBits = bits(maximum)
+    var index = bits(SIMD8(repeating: 3))
+    var isBest = equal(bits(c), bestBits)
+    index = (index & ~isBest) | (bits(SIMD8(repeating: 2)) & isBest)
+    isBest = equal(bits(b), bestBits)
+    index = (index & ~isBest) | (bits(SIMD8(repeating: 1)) & isBest)
+    isBest = equal(bits(a), bestBits)
+    index = index & ~isBest
+    return float(index)
 }
 
 @inline(__always)

@@ -22,7 +22,8 @@ enum WinogradConvolution {
     /// y `[O, N, PR, PC]` = relu(b + max over each 2x2 window of the convolution of x `[N, H, W, C]`).
     static func forward(
         layer: Convolution, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batch: Int,
-        parameters: UnsafePointer<Float>, scratch: (weights: Scratch, patches: Scratch, products: Scratch)
+        parameters: UnsafePointer<Float>, scratch: (weights: Scratch, patches: Scratch, products: Scratch),
+        winners: UnsafeMutablePointer<Float>?
     ) {
         let channels = layer.inputShape.channels, outputs = layer.outputShape.channels
         let width = layer.inputShape.width, height = layer.inputShape.height
@@ -47,7 +48,8 @@ enum WinogradConvolution {
                     b: v + xi * tiles * channels, c: m + xi * tiles * outputs)
             }
             transformProducts(
-                layer: layer, products: m, bias: bias, output: output, batch: batch, first: first, samples: count)
+                layer: layer, products: m, bias: bias, output: output, winners: winners, batch: batch, first: first,
+                samples: count)
         }
     }
 
@@ -105,7 +107,8 @@ enum WinogradConvolution {
     /// a time, which are neighbours in y.
     private static func transformProducts(
         layer: Convolution, products m: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-        output: UnsafeMutablePointer<Float>, batch: Int, first: Int, samples: Int
+        output: UnsafeMutablePointer<Float>, winners: UnsafeMutablePointer<Float>?, batch: Int, first: Int,
+        samples: Int
     ) {
         let outputs = layer.outputShape.channels
         let pooledPlane = layer.outputShape.height * layer.outputShape.width
@@ -122,11 +125,14 @@ enum WinogradConvolution {
                 let a1 = at(0, 1) + at(1, 1) + at(2, 1), b1 = at(1, 1) - at(2, 1) - at(3, 1)
                 let a2 = at(0, 2) + at(1, 2) + at(2, 2), b2 = at(1, 2) - at(2, 2) - at(3, 2)
                 let a3 = at(0, 3) + at(1, 3) + at(2, 3), b3 = at(1, 3) - at(2, 3) - at(3, 3)
-                var best = a0 + a1 + a2
-                let y01 = a1 - a2 - a3, y10 = b0 + b1 + b2, y11 = b1 - b2 - b3
+                let y00 = a0 + a1 + a2, y01 = a1 - a2 - a3, y10 = b0 + b1 + b2, y11 = b1 - b2 - b3
+                var best = y00
                 best.replace(with: y01, where: y01 .> best)
                 best.replace(with: y10, where: y10 .> best)
                 best.replace(with: y11, where: y11 .> best)
+                if let winners {
+                    store8(firstMaximum(y00, y01, y10, y11, best), winners + (target - output) + t)
+                }
                 best += biasVector
                 best.replace(with: zero, where: best .< zero)
                 store8(best, target + t)
@@ -136,8 +142,12 @@ enum WinogradConvolution {
                 let a1 = at(0, 1) + at(1, 1) + at(2, 1), b1 = at(1, 1) - at(2, 1) - at(3, 1)
                 let a2 = at(0, 2) + at(1, 2) + at(2, 2), b2 = at(1, 2) - at(2, 2) - at(3, 2)
                 let a3 = at(0, 3) + at(1, 3) + at(2, 3), b3 = at(1, 3) - at(2, 3) - at(3, 3)
-                let best = max(max(a0 + a1 + a2, a1 - a2 - a3), max(b0 + b1 + b2, b1 - b2 - b3)) + bias[o]
-                target[t] = max(0, best)
+                let y00 = a0 + a1 + a2, y01 = a1 - a2 - a3, y10 = b0 + b1 + b2, y11 = b1 - b2 - b3
+                let maximum = max(max(y00, y01), max(y10, y11))
+                if let winners {
+                    winners[(target - output) + t] = y00 == maximum ? 0 : y01 == maximum ? 1 : y10 == maximum ? 2 : 3
+                }
+                target[t] = max(0, maximum + bias[o])
             }
         }
     }
