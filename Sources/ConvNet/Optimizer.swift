@@ -62,10 +62,17 @@ public struct Optimizer: Sendable {
             gradient.withUnsafeBufferPointer { g in
                 parameters.withUnsafeMutableBufferPointer { p in
                     firstMoment.withUnsafeMutableBufferPointer { v in
-                        for i in 0..<count {
-                            let direction = g[i] + decay * p[i]
-                            v[i] = momentum * v[i] + direction
-                            p[i] -= learningRate * v[i]
+                        let (g, p, v) = (
+                            g.baseAddress.unsafelyUnwrappedForKernels, p.baseAddress.unsafelyUnwrappedForKernels,
+                            v.baseAddress.unsafelyUnwrappedForKernels
+                        )
+                        // Element by element: any split over threads gives the same bits.
+                        parallelChunks(count, threads: ComputeThreads.kernelThreadCount, minimumChunk: 16384) {
+                            for i in $0 {
+                                let direction = g[i] + decay * p[i]
+                                v[i] = momentum * v[i] + direction
+                                p[i] -= learningRate * v[i]
+                            }
                         }
                     }
                 }
@@ -80,12 +87,19 @@ public struct Optimizer: Sendable {
                 parameters.withUnsafeMutableBufferPointer { p in
                     firstMoment.withUnsafeMutableBufferPointer { m in
                         secondMoment.withUnsafeMutableBufferPointer { v in
-                            for i in 0..<count {
-                                m[i] = beta1 * m[i] + (1 - beta1) * g[i]
-                                v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
-                                p[i] -=
-                                    stepSize * m[i] / (v[i].squareRoot() / root2 + epsilon) + learningRate * decay
-                                    * p[i]
+                            let (g, p, m, v) = (
+                                g.baseAddress.unsafelyUnwrappedForKernels, p.baseAddress.unsafelyUnwrappedForKernels,
+                                m.baseAddress.unsafelyUnwrappedForKernels, v.baseAddress.unsafelyUnwrappedForKernels
+                            )
+                            // Element by element: any split over threads gives the same bits.
+                            parallelChunks(count, threads: ComputeThreads.kernelThreadCount, minimumChunk: 16384) {
+                                for i in $0 {
+                                    m[i] = beta1 * m[i] + (1 - beta1) * g[i]
+                                    v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
+                                    p[i] -=
+                                        stepSize * m[i] / (v[i].squareRoot() / root2 + epsilon) + learningRate
+                                        * decay * p[i]
+                                }
                             }
                         }
                     }
