@@ -15,7 +15,7 @@ $bin bench --model classic --to-accuracy 0.99
 $bin bench --model fast | sed -n 2,3p
 
 echo
-echo "== one epoch, single process vs local workers over ZeroMQ (tcp://127.0.0.1)"
+echo "== one epoch, single process vs local workers over ZeroMQ (ipc:// in the temporary folder)"
 printf '%-10s %12s %10s %10s  %s\n' workers images/s seconds test% "per step"
 out=$(mktemp)
 trap 'rm -f "$out" /tmp/mnist-bench-$$.safetensors' EXIT
