@@ -1,6 +1,7 @@
 // The `mnist` command: a root command and its subcommand list. Each subcommand lives in its own file.
 import ArgumentParser
 import Foundation
+import Training
 
 @main
 struct MNISTCommand: ParsableCommand {
@@ -21,11 +22,8 @@ struct MNISTCommand: ParsableCommand {
 enum EngineCPU {
     static func exitIfUnsupported() {
         #if ENGINE_X86_64_V3
-            guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-                let flagLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
-            else { return }
-            let flags = Set(flagLine.split(separator: " ").map(String.init))
-            let missing = ["avx2", "fma", "bmi2", "f16c", "movbe"].filter { !flags.contains($0) }
+            guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return }
+            let missing = CPUFeatures.missing(CPUFeatures.x86_64_v3, cpuinfo: cpuinfo)
             guard !missing.isEmpty else { return }
             FileHandle.standardError.write(
                 Data(
