@@ -48,7 +48,7 @@ final class Convolution: Layer {
     /// Channels last only: the weights as `[O, K, K, C]`, and their gradient.
     private let permutedWeight = Scratch(), permutedWeightGradient = Scratch()
     /// Inference by `WinogradConvolution`: transformed weights, patches and products.
-    private let winograd = (weights: Scratch(), patches: Scratch(), products: Scratch())
+    private let winograd = WinogradScratch()
 
     init(
         name: String, input: SampleShape, outputChannels: Int, kernelSize: Int, padding: Padding, feedsRelu: Bool,

@@ -11,6 +11,21 @@
 // Shape letters: N batch, C input channels, O output channels, T tiles (N x PR x PC), ξ one of
 // the 16 positions of a transformed 4x4 patch.
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The buffers of one layer's Winograd forward, reused from call to call.
+final class WinogradScratch {
+    /// Transformed weights `[16, O, C]`, patches `[16, T, C]` and products `[16, O, T]`.
+    let weights = Scratch(), patches = Scratch(), products = Scratch()
+    /// The weights `weights` was transformed from, once `hasSource`.
+    let source = Scratch()
+    var hasSource = false
+}
+
 /// Kernels for `Convolution` when `WinogradConvolution.applies` to it.
 enum WinogradConvolution {
     /// Pooled, 3x3, no padding, input channels last with a multiple of 8 channels.
@@ -22,8 +37,7 @@ enum WinogradConvolution {
     /// y `[O, N, PR, PC]` = relu(b + max over each 2x2 window of the convolution of x `[N, H, W, C]`).
     static func forward(
         layer: Convolution, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batch: Int,
-        parameters: UnsafePointer<Float>, scratch: (weights: Scratch, patches: Scratch, products: Scratch),
-        winners: UnsafeMutablePointer<Float>?
+        parameters: UnsafePointer<Float>, scratch: WinogradScratch, winners: UnsafeMutablePointer<Float>?
     ) {
         let channels = layer.inputShape.channels, outputs = layer.outputShape.channels
         let width = layer.inputShape.width, height = layer.inputShape.height
@@ -34,7 +48,14 @@ enum WinogradConvolution {
         let u = scratch.weights.reserve(16 * outputs * channels)  // [16, O, C]
         let v = scratch.patches.reserve(16 * min(batch, samplesPerPass) * pooledPlane * channels)  // [16, T, C]
         let m = scratch.products.reserve(16 * min(batch, samplesPerPass) * pooledPlane * outputs)  // [16, O, T]
-        transformWeights(parameters, into: u, outputs: outputs, channels: channels)
+        // The weights change once per step, and a step runs several chunks: transform only new ones.
+        let weightCount = outputs * channels * 9
+        let source = scratch.source.reserve(weightCount)
+        if !scratch.hasSource || memcmp(source, parameters, weightCount * MemoryLayout<Float>.size) != 0 {
+            transformWeights(parameters, into: u, outputs: outputs, channels: channels)
+            source.update(from: parameters, count: weightCount)
+            scratch.hasSource = true
+        }
         let bias = parameters + outputs * channels * 9
         for first in stride(from: 0, to: batch, by: samplesPerPass) {
             let count = min(samplesPerPass, batch - first)

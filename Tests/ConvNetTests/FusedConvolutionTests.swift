@@ -137,8 +137,9 @@ final class FusedConvolutionTests: XCTestCase {
         }
     }
 
-    /// Inference by Winograd's F(2x2, 3x3) against the im2col product that training uses.
-    func testWinogradInferenceMatchesIm2col() throws {
+    /// Winograd's F(2x2, 3x3) (inference, and training with its winners) against the channel-major
+    /// im2col convolution followed by ReLU and max pooling as separate layers.
+    func testWinogradMatchesSeparateLayers() throws {
         var generator = TestGenerator(seed: 48)
         for (channels, size, outputs, batch) in [(32, 13, 64, 3), (8, 9, 5, 2), (16, 12, 12, 4)] {
             let layer = try Convolution(
@@ -146,16 +147,43 @@ final class FusedConvolutionTests: XCTestCase {
                 padding: .valid, feedsRelu: true, pooled: true)
             layer.inputChannelsLast = true
             XCTAssertTrue(WinogradConvolution.applies(to: layer))
-            let input = generator.uniformArray(batch * channels * size * size, 0, 1)
-            let parameters = generator.uniformArray(layer.parameterCount, -0.2, 0.2)
-            let training = LayerHarness(layer: layer, batch: batch).forward(input: input, parameters: parameters)
+            let plain = try Convolution(
+                name: "conv", input: .image(channels, size, size), outputChannels: outputs, kernelSize: 3,
+                padding: .valid, feedsRelu: true)
+            let relu = ReLU(input: plain.outputShape)
+            let pool = try MaxPool(input: plain.outputShape)
+            let input = generator.uniformArray(batch * channels * size * size, 0, 1)  // [N, H, W, C]
+            var channelMajor = [Float](repeating: 0, count: input.count)  // [C, N, H, W]
+            for n in 0..<batch {
+                for p in 0..<(size * size) {
+                    for c in 0..<channels {
+                        channelMajor[(c * batch + n) * size * size + p] = input[(n * size * size + p) * channels + c]
+                    }
+                }
+            }
+            let label = "C\(channels) \(size)x\(size) O\(outputs) N\(batch)"
+            /// The separate layers' output for `parameters`.
+            func reference(_ parameters: [Float]) -> [Float] {
+                let convolved = LayerHarness(layer: plain, batch: batch).forward(
+                    input: channelMajor, parameters: parameters)
+                let rectified = LayerHarness(layer: relu, batch: batch).forward(input: convolved, parameters: [])
+                return LayerHarness(layer: pool, batch: batch).forward(input: rectified, parameters: [])
+            }
             var inference = LayerHarness(layer: layer, batch: batch)
             inference.context.isTraining = false
-            let label = "C\(channels) \(size)x\(size) O\(outputs) N\(batch)"
-            XCTAssertTrue(training.contains { $0 > 0 }, "\(label): some outputs pass ReLU")
-            assertClose(
-                inference.forward(input: input, parameters: parameters), training, absoluteTolerance: 1e-4,
-                "\(label) Winograd vs im2col")
+            let training = LayerHarness(layer: layer, batch: batch)
+            // New weights on the same layer the second time: its cached transform must not be reused.
+            let first = generator.uniformArray(layer.parameterCount, -0.2, 0.2)
+            for parameters in [first, first.map { $0 * -0.7 + 0.01 }] {
+                let expected = reference(parameters)
+                XCTAssertTrue(expected.contains { $0 > 0 }, "\(label): some outputs pass ReLU")
+                assertClose(
+                    inference.forward(input: input, parameters: parameters), expected, absoluteTolerance: 1e-4,
+                    "\(label) Winograd inference vs separate layers")
+                assertClose(
+                    training.forward(input: input, parameters: parameters), expected, absoluteTolerance: 1e-4,
+                    "\(label) Winograd training vs separate layers")
+            }
         }
     }
 
