@@ -165,20 +165,18 @@ final class Convolution: Layer {
         let weightGradient = parameterGradient  // [O, Q]
         let biasGradient = parameterGradient + o * q  // [O]
         var convolvedGradient = outputGradient  // [O, NP]
-        if WinogradConvolution.applies(to: self) {
-            // The forward kept only the winners; backward needs the columns and permuted weights.
-            im2colChannelsLast(input: input, columns: columns.reserve(q * np), batch: batch, threads: context.threads)
-            permuteWeight(parameters, into: permutedWeight.reserve(o * q))
-            let unpooled = self.convolved.reserve(o * np)
+        if pooled {
+            let keptWinners = WinogradConvolution.applies(to: self)
+            if keptWinners {
+                // The forward kept only the winners; backward needs the columns and permuted weights.
+                im2colChannelsLast(
+                    input: input, columns: columns.reserve(q * np), batch: batch, threads: context.threads)
+                permuteWeight(parameters, into: permutedWeight.reserve(o * q))
+            }
+            let unpooled = keptWinners ? self.convolved.reserve(o * np) : self.convolved.pointer
             unpool(
-                outputGradient: outputGradient, output: output, winners: winners.pointer,
-                biasGradient: biasGradient, into: unpooled, batch: batch, threads: context.threads)
-            convolvedGradient = UnsafePointer(unpooled)
-        } else if pooled {
-            let unpooled = self.convolved.pointer
-            unpool(
-                outputGradient: outputGradient, output: output, biasGradient: biasGradient, convolved: unpooled,
-                batch: batch, threads: context.threads)
+                outputGradient: outputGradient, output: output, winners: keptWinners ? winners.pointer : nil,
+                biasGradient: biasGradient, convolved: unpooled, batch: batch, threads: context.threads)
             convolvedGradient = UnsafePointer(unpooled)
         } else {
             parallelChunks(o, threads: context.threads) { channels in
@@ -366,50 +364,13 @@ final class Convolution: Layer {
         }
     }
 
-    /// The gradient before pooling `[O, N, R, S]` from the winners the forward kept `[O, N, R/2, S/2]`:
-    /// each pooled gradient that passed ReLU (y > 0) goes to its window's winner, every other value
-    /// is 0. Adds the bias gradient on the way.
+    /// The gradient before pooling `[O, N, R, S]`, written into `convolved`: each pooled gradient
+    /// that passed ReLU (y > 0) goes to its window's winner, every other value is 0. The winners
+    /// (0...3) are those the forward kept `[O, N, R/2, S/2]`, or else found again in the pre-pooling
+    /// values `convolved` holds: the first maximum of top-left, top-right, bottom-left,
+    /// bottom-right. Adds the bias gradient on the way.
     private func unpool(
-        outputGradient: UnsafePointer<Float>, output: UnsafePointer<Float>, winners: UnsafePointer<Float>,
-        biasGradient: UnsafeMutablePointer<Float>, into gradient: UnsafeMutablePointer<Float>, batch: Int,
-        threads: Int
-    ) {
-        let channels = outputShape.channels, width = cols
-        let pooledRows = outputShape.height, pooledCols = outputShape.width
-        let pooledPlane = pooledRows * pooledCols
-        parallelChunks(channels, threads: threads) { channelRange in
-            for channel in channelRange {
-                var sum: Float = 0
-                for n in 0..<batch {
-                    let plane = channel * batch + n
-                    let dy = outputGradient + plane * pooledPlane, y = output + plane * pooledPlane
-                    let w = winners + plane * pooledPlane
-                    let x = gradient + plane * rows * cols
-                    for r in 0..<pooledRows {
-                        let top = x + 2 * r * width, bottom = top + width
-                        for s in 0..<pooledCols {
-                            let index = r * pooledCols + s
-                            let value = y[index] > 0 ? dy[index] : 0
-                            sum += value
-                            let winner = w[index]
-                            top[2 * s] = winner == 0 ? value : 0
-                            top[2 * s + 1] = winner == 1 ? value : 0
-                            bottom[2 * s] = winner == 2 ? value : 0
-                            bottom[2 * s + 1] = winner == 3 ? value : 0
-                        }
-                    }
-                }
-                biasGradient[channel] += sum
-            }
-        }
-    }
-
-    /// The gradient before pooling, written over the pre-pooling values in `convolved`: each
-    /// pooled gradient that passed ReLU (y > 0) goes to its window's winner (the first maximum
-    /// of top-left, top-right, bottom-left, bottom-right), every other value is 0. Adds the bias
-    /// gradient on the way.
-    private func unpool(
-        outputGradient: UnsafePointer<Float>, output: UnsafePointer<Float>,
+        outputGradient: UnsafePointer<Float>, output: UnsafePointer<Float>, winners: UnsafePointer<Float>?,
         biasGradient: UnsafeMutablePointer<Float>, convolved: UnsafeMutablePointer<Float>, batch: Int,
         threads: Int
     ) {
@@ -421,24 +382,28 @@ final class Convolution: Layer {
                 var sum: Float = 0
                 for n in 0..<batch {
                     let plane = channel * batch + n
-                    let dy = outputGradient + plane * pooledPlane
-                    let y = output + plane * pooledPlane
+                    let dy = outputGradient + plane * pooledPlane, y = output + plane * pooledPlane
                     let x = convolved + plane * rows * cols
                     for r in 0..<pooledRows {
                         let top = x + 2 * r * width, bottom = top + width
                         for s in 0..<pooledCols {
-                            let value = y[r * pooledCols + s] > 0 ? dy[r * pooledCols + s] : 0
+                            let index = r * pooledCols + s
+                            let value = y[index] > 0 ? dy[index] : 0
                             sum += value
-                            // Selects only, no branches: the first maximum in the order top-left,
-                            // top-right, bottom-left, bottom-right (later ones must be greater).
-                            let a = top[2 * s], b = top[2 * s + 1], c = bottom[2 * s], d = bottom[2 * s + 1]
-                            let rightOnTop = b > a, rightBelow = d > c
-                            let below = (rightBelow ? d : c) > (rightOnTop ? b : a)
-                            let onTop: Float = below ? 0 : value, underneath: Float = below ? value : 0
-                            top[2 * s] = rightOnTop ? 0 : onTop
-                            top[2 * s + 1] = rightOnTop ? onTop : 0
-                            bottom[2 * s] = rightBelow ? 0 : underneath
-                            bottom[2 * s + 1] = rightBelow ? underneath : 0
+                            let winner: Float
+                            if let winners {
+                                winner = winners[plane * pooledPlane + index]
+                            } else {
+                                // Selects only, no branches; a later value must be greater to win.
+                                let a = top[2 * s], b = top[2 * s + 1], c = bottom[2 * s], d = bottom[2 * s + 1]
+                                let rightOnTop = b > a, rightBelow = d > c
+                                let below = (rightBelow ? d : c) > (rightOnTop ? b : a)
+                                winner = below ? (rightBelow ? 3 : 2) : (rightOnTop ? 1 : 0)
+                            }
+                            top[2 * s] = winner == 0 ? value : 0
+                            top[2 * s + 1] = winner == 1 ? value : 0
+                            bottom[2 * s] = winner == 2 ? value : 0
+                            bottom[2 * s + 1] = winner == 3 ? value : 0
                         }
                     }
                 }

@@ -258,12 +258,10 @@ enum DirectConvolution {
                         }
                     }
                 }
+                let taps = [t0, t1, t2, t3, t4, t5, t6, t7, t8]  // once per group and call, after the loops
                 for lane in 0..<8 {
                     let o = group * 8 + lane
-                    let taps = [
-                        t0[lane], t1[lane], t2[lane], t3[lane], t4[lane], t5[lane], t6[lane], t7[lane], t8[lane],
-                    ]
-                    for t in 0..<9 { parameterGradient[o * 9 + t] += taps[t] }
+                    for t in 0..<9 { parameterGradient[o * 9 + t] += taps[t][lane] }
                     parameterGradient[channels * 9 + o] += biasSum[lane]
                 }
             }

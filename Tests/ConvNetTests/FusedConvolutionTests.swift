@@ -178,10 +178,10 @@ final class FusedConvolutionTests: XCTestCase {
                 let expected = reference(parameters)
                 XCTAssertTrue(expected.contains { $0 > 0 }, "\(label): some outputs pass ReLU")
                 assertClose(
-                    inference.forward(input: input, parameters: parameters), expected, absoluteTolerance: 1e-4,
+                    inference.forward(input: input, parameters: parameters), expected, absoluteTolerance: 1e-5,
                     "\(label) Winograd inference vs separate layers")
                 assertClose(
-                    training.forward(input: input, parameters: parameters), expected, absoluteTolerance: 1e-4,
+                    training.forward(input: input, parameters: parameters), expected, absoluteTolerance: 1e-5,
                     "\(label) Winograd training vs separate layers")
             }
         }
