@@ -67,11 +67,17 @@ public struct Optimizer: Sendable {
                             v.baseAddress.unsafelyUnwrappedForKernels
                         )
                         // Element by element: any split over threads gives the same bits.
+                        let momentum = Vector(repeating: momentum), decay = Vector(repeating: decay)
+                        let rate = Vector(repeating: learningRate)
                         parallelChunks(count, threads: ComputeThreads.kernelThreadCount, minimumChunk: 16384) {
-                            for i in $0 {
-                                let direction = g[i] + decay * p[i]
-                                v[i] = momentum * v[i] + direction
-                                p[i] -= learningRate * v[i]
+                            for i in stride(from: $0.lowerBound, to: $0.upperBound, by: Vector.scalarCount) {
+                                let n = min(Vector.scalarCount, $0.upperBound - i)
+                                var (pi, vi) = (Vector(loading: p + i, count: n), Vector(loading: v + i, count: n))
+                                let direction = Vector(loading: g + i, count: n) + decay * pi
+                                vi = momentum * vi + direction
+                                pi -= rate * vi
+                                pi.store(to: p + i, count: n)
+                                vi.store(to: v + i, count: n)
                             }
                         }
                     }
@@ -92,19 +98,56 @@ public struct Optimizer: Sendable {
                                 m.baseAddress.unsafelyUnwrappedForKernels, v.baseAddress.unsafelyUnwrappedForKernels
                             )
                             // Element by element: any split over threads gives the same bits.
+                            let (beta1, beta2) = (Vector(repeating: beta1), Vector(repeating: beta2))
+                            let (keep1, keep2) = (1 - beta1, 1 - beta2)
+                            let (stepSize, root2) = (Vector(repeating: stepSize), Vector(repeating: root2))
+                            let (epsilon, rateDecay) = (
+                                Vector(repeating: epsilon), Vector(repeating: learningRate * decay)
+                            )
                             parallelChunks(count, threads: ComputeThreads.kernelThreadCount, minimumChunk: 16384) {
-                                for i in $0 {
-                                    m[i] = beta1 * m[i] + (1 - beta1) * g[i]
-                                    v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
-                                    p[i] -=
-                                        stepSize * m[i] / (v[i].squareRoot() / root2 + epsilon) + learningRate
-                                        * decay * p[i]
+                                for i in stride(from: $0.lowerBound, to: $0.upperBound, by: Vector.scalarCount) {
+                                    let n = min(Vector.scalarCount, $0.upperBound - i)
+                                    let gi = Vector(loading: g + i, count: n)
+                                    var pi = Vector(loading: p + i, count: n)
+                                    let mi = beta1 * Vector(loading: m + i, count: n) + keep1 * gi
+                                    let vi = beta2 * Vector(loading: v + i, count: n) + keep2 * gi * gi
+                                    pi -= stepSize * mi / (vi.squareRoot() / root2 + epsilon) + rateDecay * pi
+                                    pi.store(to: p + i, count: n)
+                                    mi.store(to: m + i, count: n)
+                                    vi.store(to: v + i, count: n)
                                 }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// The optimizers' vector: eight Floats, one AVX register. Each lane computes exactly what the scalar
+/// formula would (no fused multiply-adds), so results do not depend on where a slab is split.
+private typealias Vector = SIMD8<Float>
+
+extension SIMD8 where Scalar == Float {
+    /// The first `count` (at most 8) values at `pointer`; the other lanes are 0.
+    @inline(__always)
+    fileprivate init(loading pointer: UnsafePointer<Float>, count: Int) {
+        if count == Self.scalarCount {
+            self = UnsafeRawPointer(pointer).loadUnaligned(as: Self.self)
+        } else {
+            self.init()
+            for lane in 0..<count { self[lane] = pointer[lane] }
+        }
+    }
+
+    /// Stores the first `count` (at most 8) lanes at `pointer`.
+    @inline(__always)
+    fileprivate func store(to pointer: UnsafeMutablePointer<Float>, count: Int) {
+        if count == Self.scalarCount {
+            UnsafeMutableRawPointer(pointer).storeBytes(of: self, as: Self.self)
+        } else {
+            for lane in 0..<count { pointer[lane] = self[lane] }
         }
     }
 }

@@ -401,22 +401,33 @@ public struct Coordinator {
             workers.keys.allSatisfy({ received[$0] != nil })
         else { return }
         // Sum in worker-index order, in Double, so the result does not depend on arrival order.
-        var sum = [Double](repeating: 0, count: weights.count)
+        // (Every gradient has `weights.count` values: `gradient(_:from:)` checked it.)
+        let count = weights.count
+        var sum = [Double](repeating: 0, count: count)
         var samples = 0, correct = 0, lossSum = 0.0
         var contributors: [PeerID] = []
         for worker in sortedWorkers {
             guard let report = received[worker.info.peer] else { continue }
-            for index in sum.indices { sum[index] += Double(report.gradient[index]) }
+            sum.withUnsafeMutableBufferPointer { sum in
+                report.gradient.withUnsafeBufferPointer { gradient in
+                    for index in 0..<count { sum[index] += Double(gradient[index]) }
+                }
+            }
             samples += report.sampleCount
             correct += report.correctCount
             lossSum += report.lossSum
             contributors.append(worker.info.peer)
         }
         let scale = samples > 0 ? 1 / Double(samples) : 0
+        let averaged = [Float](unsafeUninitializedCapacity: count) { averaged, initialized in
+            sum.withUnsafeBufferPointer { sum in
+                for index in 0..<count { averaged[index] = Float(sum[index] * scale) }
+            }
+            initialized = count
+        }
         let result = StepResult(
             step: step, epoch: plan.epoch(ofStep: step), sampleCount: samples, lossSum: lossSum,
-            correctCount: correct, averagedGradient: sum.map { Float($0 * scale) },
-            contributors: contributors)
+            correctCount: correct, averagedGradient: averaged, contributors: contributors)
         isGathering = false
         received = [:]
         actions.append(.stepCompleted(result))

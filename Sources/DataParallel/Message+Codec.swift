@@ -1,4 +1,6 @@
-// The one codec of the wire protocol: Message <-> multipart frames ([[UInt8]]).
+// The one codec of the wire protocol: Message <-> multipart frames. It encodes to `WirePayload`s (which a
+// socket layer copies once into its own buffers; `encode()` gives plain byte arrays) and decodes any
+// `WireFrame` (a byte array, or a frame left where the socket library received it).
 // Layout (all little-endian, see PROTOCOL.md for the per-kind table):
 //   frame 0, 48 bytes: magic "MNDP" | version u16 | kind u16 | step u64 | a u64 | b u64 | c u64 | d u64
 //   frames 1...: raw payloads (UInt8 bytes, Float32 or UInt32 arrays), no per-tensor framing.
@@ -58,7 +60,11 @@ extension Message {
     /// Encodes the message as multipart frames: one 48-byte header frame, then the payload frames.
     ///
     /// Negative counts (which the public types do not prevent) are written as 0.
-    public func encode() -> [[UInt8]] {
+    public func encode() -> [[UInt8]] { encodedPayloads().map(\.bytes) }
+
+    /// The frames of `encode()`, with number arrays left as they are until a socket layer writes them
+    /// into its own buffers (`WirePayload.write(to:)`): one copy of the weights or gradient, not two.
+    public func encodedPayloads() -> [WirePayload] {
         var header = Header(version: ProtocolInfo.version, kind: kind)
         switch self {
         case .hello(let protocolVersion, let workerName, let threads, let session):
@@ -67,46 +73,43 @@ extension Message {
             header.a = UInt64(clamping: threads)
             header.b = UInt64(name.count)
             header.c = session
-            return [header.bytes, name]
+            return [.bytes(header.bytes), .bytes(name)]
         case .welcome(let workerIndex, let workerCount):
             header.a = UInt64(clamping: workerIndex)
             header.b = UInt64(clamping: workerCount)
-            return [header.bytes]
+            return [.bytes(header.bytes)]
         case .refuse(let protocolVersion, let reason):
             let text = Array(reason.utf8)
             header.version = protocolVersion
             header.b = UInt64(text.count)
-            return [header.bytes, text]
+            return [.bytes(header.bytes), .bytes(text)]
         case .shard(let shard):
             header.a = UInt64(shard.sampleCount)
             header.b = UInt64(clamping: shard.pixelsPerImage)
             header.c = UInt64(shard.settings.count)
-            return [header.bytes, shard.images, shard.labels, shard.settings]
+            return [.bytes(header.bytes), .bytes(shard.images), .bytes(shard.labels), .bytes(shard.settings)]
         case .ready(let sampleCount):
             header.a = UInt64(clamping: sampleCount)
-            return [header.bytes]
+            return [.bytes(header.bytes)]
         case .step(let assignment):
             header.step = UInt64(clamping: assignment.step)
             header.a = UInt64(clamping: assignment.epoch)
             header.b = UInt64(assignment.weights.count)
             header.c = UInt64(assignment.sampleIndices.count)
-            return [
-                header.bytes, WireBytes.bytes(of: assignment.weights),
-                WireBytes.bytes(of: assignment.sampleIndices),
-            ]
+            return [.bytes(header.bytes), .floats(assignment.weights), .uint32s(assignment.sampleIndices)]
         case .gradient(let report):
             header.step = UInt64(clamping: report.step)
             header.a = UInt64(clamping: report.sampleCount)
             header.b = UInt64(clamping: report.correctCount)
             header.c = UInt64(report.gradient.count)
             header.d = report.lossSum.bitPattern
-            return [header.bytes, WireBytes.bytes(of: report.gradient)]
+            return [.bytes(header.bytes), .floats(report.gradient)]
         case .heartbeat:
-            return [header.bytes]
+            return [.bytes(header.bytes)]
         case .shutdown(let reason), .goodbye(let reason):
             let text = Array(reason.utf8)
             header.b = UInt64(text.count)
-            return [header.bytes, text]
+            return [.bytes(header.bytes), .bytes(text)]
         }
     }
 
@@ -114,12 +117,12 @@ extension Message {
     ///
     /// `hello` and `refuse` are accepted at any protocol version (their layout never changes) so that
     /// a version mismatch can be answered and reported; every other kind must carry `supportedVersion`.
-    public static func decode(
-        _ frames: [[UInt8]],
+    public static func decode<Frame: WireFrame>(
+        _ frames: [Frame],
         supportedVersion: UInt16 = ProtocolInfo.version
     ) throws -> Message {
         guard let first = frames.first else { throw MessageDecodingError.noFrames }
-        let header = try Header(decoding: first)
+        let header = try Header(decoding: first.withUnsafeBytes { Array($0) })
         guard let kind = MessageKind(rawValue: header.kindRaw) else {
             throw MessageDecodingError.unknownKind(header.kindRaw)
         }
@@ -161,7 +164,10 @@ extension Message {
             try reader.requireSize(
                 frame: 3, bytes: try reader.int(header.c, "settings byte count (c)"),
                 field: "settings")
-            return .shard(Shard(pixelsPerImage: pixels, images: frames[1], labels: frames[2], settings: frames[3]))
+            return .shard(
+                Shard(
+                    pixelsPerImage: pixels, images: reader.bytes(frame: 1), labels: reader.bytes(frame: 2),
+                    settings: reader.bytes(frame: 3)))
         case .ready:
             try reader.requireZero(step: true, b: true, c: true, d: true)
             return .ready(sampleCount: try reader.int(header.a, "sampleCount (a)"))
@@ -179,8 +185,8 @@ extension Message {
                 field: "sampleIndices")
             return .step(
                 StepAssignment(
-                    step: step, epoch: epoch, weights: WireBytes.floats(from: frames[1]),
-                    sampleIndices: WireBytes.uint32s(from: frames[2])))
+                    step: step, epoch: epoch, weights: WireBytes.values(from: frames[1], as: Float.self),
+                    sampleIndices: WireBytes.values(from: frames[2], as: UInt32.self)))
         case .gradient:
             let step = try reader.int(header.step, "step")
             let samples = try reader.int(header.a, "sampleCount (a)")
@@ -195,7 +201,7 @@ extension Message {
                 GradientReport(
                     step: step, sampleCount: samples,
                     lossSum: Double(bitPattern: header.d), correctCount: Int(header.b),
-                    gradient: WireBytes.floats(from: frames[1])))
+                    gradient: WireBytes.values(from: frames[1], as: Float.self)))
         case .heartbeat:
             try reader.requireZero(step: true, a: true, b: true, c: true, d: true)
             return .heartbeat
@@ -249,12 +255,12 @@ struct Header: Equatable {
 }
 
 /// Checks the header fields and payload frames of one message being decoded.
-private struct FieldReader {
+private struct FieldReader<Frame: WireFrame> {
     let kind: MessageKind
     let header: Header
-    let frames: [[UInt8]]
+    let frames: [Frame]
 
-    init(kind: MessageKind, header: Header, frames: [[UInt8]]) {
+    init(kind: MessageKind, header: Header, frames: [Frame]) {
         self.kind = kind
         self.header = header
         self.frames = frames
@@ -287,19 +293,21 @@ private struct FieldReader {
     }
 
     func requireSize(frame: Int, bytes: Int, field: String) throws {
-        guard frames[frame].count == bytes else {
+        guard frames[frame].byteCount == bytes else {
             throw MessageDecodingError.payloadSize(
                 kind: kind, frame: frame, field: field,
-                expectedBytes: bytes, actualBytes: frames[frame].count)
+                expectedBytes: bytes, actualBytes: frames[frame].byteCount)
         }
     }
+
+    func bytes(frame: Int) -> [UInt8] { frames[frame].withUnsafeBytes { Array($0) } }
 
     func text(frame: Int, byteCount: UInt64, field: String) throws -> String {
         guard byteCount <= UInt64(ProtocolInfo.maximumTextByteCount) else {
             throw MessageDecodingError.valueOutOfRange(kind: kind, field: "\(field) byte count (b)", value: byteCount)
         }
         try requireSize(frame: frame, bytes: Int(byteCount), field: field)
-        guard let text = String(validating: frames[frame], as: UTF8.self) else {
+        guard let text = frames[frame].withUnsafeBytes({ String(validating: $0, as: UTF8.self) }) else {
             throw MessageDecodingError.invalidText(kind: kind, field: field)
         }
         return text
@@ -318,36 +326,88 @@ enum WireBytes {
         for index in 0..<width { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))) }
     }
 
-    /// The little-endian bytes of 4-byte values (Float32 or UInt32), one copy on little-endian hosts.
-    static func bytes<Value: FixedWidthScalar>(of values: [Value]) -> [UInt8] {
+    /// Writes 4-byte values (Float32 or UInt32) little-endian into `target` (exactly their size);
+    /// one copy on little-endian hosts.
+    static func write<Value: FixedWidthScalar>(_ values: [Value], to target: UnsafeMutableRawBufferPointer) {
+        precondition(target.count == values.count * 4, "payload buffer size")
         #if _endian(little)
-            return values.withUnsafeBytes { Array($0) }
+            values.withUnsafeBytes { target.copyMemory(from: $0) }
         #else
-            var out = [UInt8]()
-            out.reserveCapacity(values.count * 4)
-            for value in values { append(UInt64(value.wireBits), width: 4, to: &out) }
-            return out
+            for (index, value) in values.enumerated() {
+                target.storeBytes(of: value.wireBits.littleEndian, toByteOffset: index * 4, as: UInt32.self)
+            }
         #endif
     }
 
-    /// 4-byte values from little-endian bytes; `bytes.count` must be a multiple of 4.
-    static func values<Value: FixedWidthScalar>(from bytes: [UInt8], as: Value.Type) -> [Value] {
-        let count = bytes.count / 4
-        #if _endian(little)
+    /// 4-byte values from a frame of little-endian bytes; its length must be a multiple of 4.
+    static func values<Value: FixedWidthScalar, Frame: WireFrame>(from frame: Frame, as: Value.Type) -> [Value] {
+        frame.withUnsafeBytes { source in
+            let count = source.count / 4
             return [Value](unsafeUninitializedCapacity: count) { buffer, initialized in
-                bytes.withUnsafeBytes { source in
-                    UnsafeMutableRawBufferPointer(buffer).copyMemory(
-                        from: UnsafeRawBufferPointer(rebasing: source[0..<(count * 4)]))
-                }
+                #if _endian(little)
+                    if count > 0 {
+                        UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                            from: UnsafeRawBufferPointer(rebasing: source[0..<(count * 4)]))
+                    }
+                #else
+                    for index in 0..<count {
+                        buffer[index] = Value(
+                            wireBits: UInt32(
+                                littleEndian: source.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)))
+                    }
+                #endif
                 initialized = count
             }
-        #else
-            return (0..<count).map { Value(wireBits: UInt32(littleEndian(bytes, at: $0 * 4, width: 4))) }
-        #endif
+        }
+    }
+}
+
+/// The bytes of one received frame, wherever they live: a byte array, or a socket library's message.
+public protocol WireFrame {
+    /// The frame's length in bytes.
+    var byteCount: Int { get }
+    /// Calls `body` with the frame's bytes (valid only during the call).
+    func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result
+}
+
+extension Array: WireFrame where Element == UInt8 {
+    public var byteCount: Int { count }
+}
+
+/// One encoded frame: bytes, or an array of 4-byte numbers that `write(to:)` lays out little-endian.
+public enum WirePayload: Equatable, Sendable {
+    case bytes([UInt8])
+    case floats([Float])
+    case uint32s([UInt32])
+
+    /// The frame's length in bytes.
+    public var byteCount: Int {
+        switch self {
+        case .bytes(let bytes): bytes.count
+        case .floats(let values): values.count * 4
+        case .uint32s(let values): values.count * 4
+        }
     }
 
-    static func floats(from bytes: [UInt8]) -> [Float] { values(from: bytes, as: Float.self) }
-    static func uint32s(from bytes: [UInt8]) -> [UInt32] { values(from: bytes, as: UInt32.self) }
+    /// Writes the frame into `target`, which must be exactly `byteCount` bytes.
+    public func write(to target: UnsafeMutableRawBufferPointer) {
+        switch self {
+        case .bytes(let bytes):
+            precondition(target.count == bytes.count, "payload buffer size")
+            bytes.withUnsafeBytes { target.copyMemory(from: $0) }
+        case .floats(let values): WireBytes.write(values, to: target)
+        case .uint32s(let values): WireBytes.write(values, to: target)
+        }
+    }
+
+    /// The frame as a byte array.
+    public var bytes: [UInt8] {
+        if case .bytes(let bytes) = self { return bytes }
+        return [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, initialized in
+            write(to: UnsafeMutableRawBufferPointer(buffer))
+            initialized = byteCount
+        }
+    }
 }
 
 /// The 4-byte scalars that travel as payload arrays.

@@ -98,6 +98,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var endpoint: String?
         var outcome: NodeOutcome?
         var stepBroadcastAt: (step: Int, time: Double)?
+        var encoder = FrameEncoder()
 
         init(node: CoordinatorNode) { self.node = node }
 
@@ -133,7 +134,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     break
                 }
                 _ = try router.poll(.readable, timeoutMilliseconds: pacer.millisecondsUntilDue)
-                while outcome == nil, let frames = try router.receive() {
+                while outcome == nil, let frames = try router.receiveFrames() {
                     try deliver(frames, on: router, machine: &machine)
                 }
                 for _ in 0..<pacer.dueTicks() where outcome == nil {
@@ -160,9 +161,9 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         }
 
         /// Decodes one inbound multipart message (frame 0 is the routing id) and feeds it to the machine.
-        private mutating func deliver(_ frames: [[UInt8]], on router: Socket, machine: inout Coordinator) throws {
+        private mutating func deliver(_ frames: [Frame], on router: Socket, machine: inout Coordinator) throws {
             guard let id = frames.first else { return }
-            let peer = PeerID(id)
+            let peer = PeerID(id.bytes)
             let event: CoordinatorEvent
             do {
                 event = .received(
@@ -241,9 +242,9 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
         /// Sends without blocking; a vanished peer or a full queue is logged, not fatal: liveness and
         /// resends take care of it.
-        private func send(_ message: Message, to peer: PeerID, on router: Socket) {
+        private mutating func send(_ message: Message, to peer: PeerID, on router: Socket) {
             do {
-                if try !router.send([peer.bytes] + message.encode(), wait: false) {
+                if try !router.send([Frame(peer.bytes)] + encoder.frames(of: message), wait: false) {
                     node.logger.warning("send queue to \(peer) is full; dropped a \(message.kind) message")
                 }
             } catch let error as ZeroMQError where error.isHostUnreachable {
@@ -259,7 +260,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             while monotonicSeconds() < deadline {
                 let left = Int(((deadline - monotonicSeconds()) * 1000).rounded(.up))
                 _ = try? router.poll(.readable, timeoutMilliseconds: min(left, 50))
-                while let frames = try? router.receive() { _ = frames }  // Late gradients and goodbyes.
+                while let frames = try? router.receiveFrames() { _ = frames }  // Late gradients and goodbyes.
             }
         }
 

@@ -176,7 +176,7 @@ public final class WorkerNode: @unchecked Sendable {
                         machine.handle(.gradientComputed(result.report)), machine: &machine, context: context,
                         wake: handedOver)
                 }
-                while outcome == nil, let current = dealer, let frames = try current.receive() {
+                while outcome == nil, let current = dealer, let frames = try current.receiveFrames() {
                     let event: WorkerEvent
                     do {
                         event = .received(
@@ -278,7 +278,7 @@ public final class WorkerNode: @unchecked Sendable {
         private mutating func send(_ message: Message) {
             guard node.crash.reason == nil, let socket = dealer else { return }
             do {
-                if try !socket.send(message.encode(), wait: false) {
+                if try !socket.send(message.encodedPayloads().map(Frame.init(payload:)), wait: false) {
                     node.logger.warning("send queue to the coordinator is full; dropped a \(message.kind) message")
                 }
                 if case .goodbye = message { sentGoodbye = true }
@@ -293,7 +293,7 @@ public final class WorkerNode: @unchecked Sendable {
             while monotonicSeconds() < deadline {
                 let left = Int(((deadline - monotonicSeconds()) * 1000).rounded(.up))
                 _ = try? socket.poll(.readable, timeoutMilliseconds: min(left, 50))
-                while let frames = try? socket.receive() { _ = frames }
+                while let frames = try? socket.receiveFrames() { _ = frames }
             }
         }
     }

@@ -118,20 +118,34 @@ public final class Socket {
     /// with `isHostUnreachable` for an unknown peer. For a ROUTER, frame 0 is the peer's routing id.
     @discardableResult
     public func send(_ frames: [[UInt8]], wait: Bool = true) throws -> Bool {
-        let handle = try openHandle("zmq_send")
-        guard !frames.isEmpty else { throw ZeroMQError(call: "zmq_send (no frames)", code: EINVAL) }
+        try send(frames.map(Frame.init), wait: wait)
+    }
+
+    /// Sends `frames` as one multipart message, like `send(_: [[UInt8]], wait:)`, without copying
+    /// their bytes: the frames stay usable and may be sent again, to this socket or another.
+    @discardableResult
+    public func send(_ frames: [Frame], wait: Bool = true) throws -> Bool {
+        let handle = try openHandle("zmq_msg_send")
+        guard !frames.isEmpty else { throw ZeroMQError(call: "zmq_msg_send (no frames)", code: EINVAL) }
         for (index, frame) in frames.enumerated() {
             var flags: Int32 = index < frames.count - 1 ? ZMQ_SNDMORE : 0
             if !wait { flags |= ZMQ_DONTWAIT }
+            var part = zmq_msg_t()
+            zmq_msg_init(&part)
             do {
-                try zmqCall("zmq_send(frame \(index) of \(frames.count), \(frame.count) bytes)") {
-                    frame.withUnsafeBytes {
-                        Int32(truncatingIfNeeded: zmq_send(handle, $0.baseAddress, $0.count, flags))
-                    }
+                try zmqCall("zmq_msg_copy") { zmq_msg_copy(&part, &frame.message) }
+                try zmqCall("zmq_msg_send(frame \(index) of \(frames.count), \(frame.byteCount) bytes)") {
+                    zmq_msg_send(&part, handle, flags)
                 }
             } catch let error as ZeroMQError where error.isWouldBlock && index == 0 {
+                zmq_msg_close(&part)
                 return false  // Only the first frame can block: the rest follow it atomically.
+            } catch {
+                zmq_msg_close(&part)
+                throw error
             }
+            // A sent message belongs to libzmq; closing the emptied `part` is a no-op kept for symmetry.
+            zmq_msg_close(&part)
         }
         return true
     }
@@ -139,6 +153,11 @@ public final class Socket {
     /// Receives one whole multipart message if one is waiting; returns nil at once otherwise.
     /// For a ROUTER, frame 0 is the sender's routing id.
     public func receive() throws -> [[UInt8]]? {
+        try receiveFrames()?.map(\.bytes)
+    }
+
+    /// Receives one whole multipart message, like `receive()`, leaving the bytes where libzmq put them.
+    public func receiveFrames() throws -> [Frame]? {
         let handle = try openHandle("zmq_msg_recv")
         var message = zmq_msg_t()
         zmq_msg_init(&message)
@@ -148,15 +167,11 @@ public final class Socket {
         } catch let error as ZeroMQError where error.isWouldBlock {
             return nil
         }
-        var frames: [[UInt8]] = []
+        var frames: [Frame] = []
         while true {
-            let size = zmq_msg_size(&message)
-            if size > 0, let data = zmq_msg_data(&message) {
-                frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
-            } else {
-                frames.append([])
-            }
-            guard zmq_msg_more(&message) != 0 else { return frames }
+            let more = zmq_msg_more(&message) != 0
+            frames.append(Frame(taking: &message))
+            guard more else { return frames }
             // The remaining parts of a multipart message have arrived with the first: this cannot block.
             try zmqCall("zmq_msg_recv(more)") { zmq_msg_recv(&message, handle, 0) }
         }

@@ -34,6 +34,42 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(parameters[0], 1.9, accuracy: 1e-6)
     }
 
+    /// Slabs whose length is not a multiple of the vector width, split over threads, give exactly
+    /// what the scalar formulas give, element by element, over several steps.
+    func testBothOptimizersMatchTheScalarFormulasBitForBit() {
+        let count = 40_000 + 5  // Several threads' chunks, and a partial vector at the end.
+        var random = SplitMix64(seed: 11)
+        for kind in OptimizerKind.allCases {
+            let settings = OptimizerSettings(kind: kind, momentum: 0.8, weightDecay: 0.01)
+            var optimizer = Optimizer(settings: settings, parameterCount: count)
+            var parameters = (0..<count).map { _ in random.nextUnitFloat() * 2 - 1 }
+            var expected = parameters
+            var first = [Float](repeating: 0, count: count), second = first
+            for step in 1...3 {
+                let gradient = (0..<count).map { _ in random.nextUnitFloat() - 0.5 }
+                let rate: Float = 0.01 * Float(step)
+                optimizer.apply(gradient: gradient, to: &parameters, learningRate: rate)
+                for i in 0..<count {
+                    let g = gradient[i], decay = settings.weightDecay
+                    switch kind {
+                    case .sgd:
+                        first[i] = settings.momentum * first[i] + (g + decay * expected[i])
+                        expected[i] -= rate * first[i]
+                    case .adam:
+                        let correction1 = 1 - Float(pow(Double(settings.beta1), Double(step)))
+                        let correction2 = 1 - Float(pow(Double(settings.beta2), Double(step)))
+                        first[i] = settings.beta1 * first[i] + (1 - settings.beta1) * g
+                        second[i] = settings.beta2 * second[i] + (1 - settings.beta2) * g * g
+                        let denominator = second[i].squareRoot() / correction2.squareRoot() + settings.epsilon
+                        expected[i] -= (rate / correction1) * first[i] / denominator + rate * decay * expected[i]
+                    }
+                }
+                XCTAssertEqual(
+                    parameters.map(\.bitPattern), expected.map(\.bitPattern), "\(kind), step \(step)")
+            }
+        }
+    }
+
     func testSchedules() {
         XCTAssertEqual(LearningRateSchedule.constant.learningRate(peak: 0.1, step: 50, totalSteps: 100), 0.1)
         XCTAssertEqual(

@@ -42,6 +42,35 @@ final class MessageCodecTests: XCTestCase {
         }
     }
 
+    /// Frames that are not byte arrays (as a socket library hands them over) decode to the same
+    /// messages, and the payloads a socket layer writes are exactly `encode()`'s bytes.
+    func testPayloadsMatchEncodeAndForeignFramesDecode() throws {
+        struct ForeignFrame: WireFrame {
+            let storage: [UInt8]  // The frame's bytes start 3 bytes into the storage.
+            init(_ bytes: [UInt8]) { storage = [0xEE, 0xEE, 0xEE] + bytes }
+            var byteCount: Int { storage.count - 3 }
+            func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+                try storage.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[3...])) }
+            }
+        }
+        for message in Self.examples {
+            let frames = message.encode()
+            let payloads = message.encodedPayloads()
+            XCTAssertEqual(payloads.map(\.byteCount), frames.map(\.count), "\(message.kind)")
+            for (payload, bytes) in zip(payloads, frames) {
+                var written = [UInt8](repeating: 0xAB, count: payload.byteCount)
+                written.withUnsafeMutableBytes { payload.write(to: $0) }
+                XCTAssertEqual(written, bytes, "\(message.kind)")
+            }
+            XCTAssertEqual(try Message.decode(frames.map(ForeignFrame.init)), message, "\(message.kind)")
+        }
+        // Floats travel as their IEEE bit patterns, least significant byte first (built by hand here).
+        let values: [Float] = [1.5, -0.25, .nan]
+        let expected = values.flatMap { value in (0..<4).map { UInt8(truncatingIfNeeded: value.bitPattern >> (8 * $0)) }
+        }
+        XCTAssertEqual(WirePayload.floats(values).bytes, expected)
+    }
+
     func testEmptyPayloadsRoundTrip() throws {
         let messages: [Message] = [
             .hello(protocolVersion: 1, workerName: "", threads: 0, session: 0),

@@ -40,6 +40,43 @@ final class ZeroMQTests: XCTestCase {
         XCTAssertEqual(reply, [[9], [8, 7]])
     }
 
+    /// One `Frame` (large, so libzmq shares its buffer instead of copying it) goes to two peers and
+    /// stays intact for the sender; received frames hold exactly the bytes sent.
+    func testOneFrameSentToTwoPeersArrivesWholeAtBoth() throws {
+        let context = try Context()
+        let router = try context.makeSocket(.router)
+        try router.setRouterMandatory(true)
+        let endpoint = try router.bind("inproc://shared-frame-\(UInt64.random(in: 0...UInt64.max))")
+        var dealers: [Socket] = []
+        for name in ["a", "b"] {
+            let dealer = try context.makeSocket(.dealer)
+            try dealer.setRoutingID(Array(name.utf8))
+            try dealer.connect(endpoint)
+            XCTAssertTrue(try dealer.send([[0]]))
+            let hello = try XCTUnwrap(router.receive(timeoutMilliseconds: 10_000), "no hello from \(name)")
+            XCTAssertEqual(hello, [Array(name.utf8), [0]])
+            dealers.append(dealer)
+        }
+        let payload = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        let shared = Frame(byteCount: payload.count) { target in
+            for index in payload.indices { target[index] = payload[index] }
+        }
+        XCTAssertEqual(shared.byteCount, payload.count)
+        for name in ["a", "b"] {
+            XCTAssertTrue(try router.send([Frame(Array(name.utf8)), Frame([42]), shared]))
+        }
+        XCTAssertEqual(shared.bytes, payload, "sending must not consume or change the frame")
+        for dealer in dealers {
+            let frames = try XCTUnwrap(
+                try dealer.poll(.readable, timeoutMilliseconds: 10_000).contains(.readable)
+                    ? dealer.receiveFrames() : nil, "nothing arrived")
+            XCTAssertEqual(frames.map(\.byteCount), [1, payload.count])
+            XCTAssertEqual(frames[0].bytes, [42])
+            XCTAssertTrue(frames[1].withUnsafeBytes { $0.elementsEqual(payload) })
+        }
+        XCTAssertNil(try dealers[0].receiveFrames(), "one message each, no more")
+    }
+
     func testRouterDealerRoundTripOverTCPWithAnEphemeralPort() throws {
         try roundTrip(bindTo: "tcp://127.0.0.1:*")
     }

@@ -1,0 +1,33 @@
+// Between the codec and the sockets: messages become ZeroMQ frames with one copy of their bytes, and
+// received frames are decoded where libzmq left them. The coordinator sends the same weights to every
+// worker each step, so their frame is made once per step and shared (libzmq counts its references).
+import DataParallel
+import ZeroMQ
+
+extension Frame: WireFrame {}
+
+extension Frame {
+    /// A frame holding `payload`, written straight into libzmq's buffer.
+    convenience init(payload: WirePayload) {
+        self.init(byteCount: payload.byteCount, fill: payload.write(to:))
+    }
+}
+
+/// Encodes messages into frames, reusing the weights frame of a step for every worker it goes to.
+struct FrameEncoder {
+    private var weights: (step: Int, frame: Frame)?
+
+    mutating func frames(of message: Message) -> [Frame] {
+        let payloads = message.encodedPayloads()
+        guard case .step(let assignment) = message else { return payloads.map(Frame.init(payload:)) }
+        // Frame 1 of a step message is its weights, the same for every worker within a step.
+        let shared: Frame
+        if let cached = weights, cached.step == assignment.step, cached.frame.byteCount == payloads[1].byteCount {
+            shared = cached.frame
+        } else {
+            shared = Frame(payload: payloads[1])
+            weights = (assignment.step, shared)
+        }
+        return payloads.indices.map { $0 == 1 ? shared : Frame(payload: payloads[$0]) }
+    }
+}
