@@ -164,7 +164,10 @@ public struct Coordinator {
     private var departed: Set<PeerID> = []
     private var ticksSinceStart = 0
     private var ticksSinceHeartbeat = 0
+    /// The weights of the step being gathered; released once it completes, so that the caller's
+    /// optimizer updates its own copy in place instead of copying it.
     private var weights: [Float] = []
+    private var parameterCount = 0
     private var isGathering = false
     private var received: [PeerID: GradientReport] = [:]
     private var assignments: [[UInt32]] = []
@@ -191,6 +194,7 @@ public struct Coordinator {
         case .start(let initialWeights):
             guard phase == .idle else { break }
             weights = initialWeights
+            parameterCount = initialWeights.count
             phase = .joining
         case .received(let message, let peer):
             receive(message, from: peer, into: &actions)
@@ -200,9 +204,9 @@ public struct Coordinator {
             tick(into: &actions)
         case .weightsUpdated(let newWeights):
             guard phase == .training, !isGathering else { break }
-            guard newWeights.count == weights.count else {
+            guard newWeights.count == parameterCount else {
                 fail(
-                    "weights changed size from \(weights.count) to \(newWeights.count) after step \(step)",
+                    "weights changed size from \(parameterCount) to \(newWeights.count) after step \(step)",
                     into: &actions)
                 break
             }
@@ -349,11 +353,11 @@ public struct Coordinator {
         }
         guard let worker = workers[peer] else { return }
         let assigned = assignments[worker.info.index].count
-        guard report.gradient.count == weights.count, report.sampleCount == assigned else {
+        guard report.gradient.count == parameterCount, report.sampleCount == assigned else {
             workerDied(
                 peer,
                 reason: "answered step \(step) with \(report.gradient.count) gradient values for "
-                    + "\(report.sampleCount) samples; expected \(weights.count) values for \(assigned) samples",
+                    + "\(report.sampleCount) samples; expected \(parameterCount) values for \(assigned) samples",
                 into: &actions)
             return
         }
@@ -401,8 +405,8 @@ public struct Coordinator {
             workers.keys.allSatisfy({ received[$0] != nil })
         else { return }
         // Sum in worker-index order, in Double, so the result does not depend on arrival order.
-        // (Every gradient has `weights.count` values: `gradient(_:from:)` checked it.)
-        let count = weights.count
+        // (Every gradient has `parameterCount` values: `gradient(_:from:)` checked it.)
+        let count = parameterCount
         var sum = [Double](repeating: 0, count: count)
         var samples = 0, correct = 0, lossSum = 0.0
         var contributors: [PeerID] = []
@@ -430,6 +434,7 @@ public struct Coordinator {
             correctCount: correct, averagedGradient: averaged, contributors: contributors)
         isGathering = false
         received = [:]
+        weights = []
         actions.append(.stepCompleted(result))
     }
 

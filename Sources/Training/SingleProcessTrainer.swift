@@ -97,6 +97,7 @@ public struct ParameterUpdate: Sendable {
 public final class BatchGradientComputer {
     public let network: Network
     private var inputs = [Float]()
+    private var spareGradients = [Float]()
 
     public init(network: Network) { self.network = network }
 
@@ -116,6 +117,12 @@ public final class BatchGradientComputer {
     ) -> BatchStatistics where Indices.Element == Int {
         prepareInputs(images: images, indices: indices, keyOffset: keyOffset, augmentationSeed: augmentationSeed)
         let labels = indices.map { images.labels[$0] }
+        // The last result may still be held (a worker keeps its last answer for a resend): compute into
+        // the other buffer, which nobody holds any more, instead of copying the held one to zero it.
+        swap(&network.gradients, &spareGradients)
+        if network.gradients.count != network.parameterCount {
+            network.gradients = [Float](repeating: 0, count: network.parameterCount)
+        }
         network.zeroGradients()
         return network.accumulateGradients(
             images: inputs, labels: labels, dropoutSeed: dropoutSeed, sampleKeys: indices.map { keyOffset + $0 })
