@@ -3,7 +3,8 @@
 # Usage: Cluster/ssh.sh HOSTFILE [mnist coordinator options, e.g. --epochs 3]
 #   HOSTFILE: one host per line ("user@host" works; "host slots=2" starts two workers there); # comments.
 # Environment: MNIST_BIN (path of `mnist` on the remote hosts, default: this machine's path of it),
-#   MNIST_PORT (default 5555), MNIST_ADVERTISE (the address workers connect to, default: `hostname -f`).
+#   MNIST_PORT (default 5555), MNIST_ADVERTISE (the address workers connect to, default: `hostname -f`),
+#   MNIST_SSH (the ssh command and its options, default "ssh -o BatchMode=yes"; e.g. add "-p 2222 -i key").
 # The remote hosts need the `mnist` binary and its shared libraries, not the data. Everything started is
 # stopped on exit, Ctrl-C included; workers also leave by themselves when the coordinator goes silent.
 set -euo pipefail
@@ -16,6 +17,7 @@ remote_bin=${MNIST_BIN:-$local_bin}
 port=${MNIST_PORT:-5555}
 advertise=${MNIST_ADVERTISE:-$(hostname -f)}
 endpoint="tcp://$advertise:$port"
+read -r -a ssh <<<"${MNIST_SSH:-ssh -o BatchMode=yes}"
 
 hosts=()
 while read -r host rest; do
@@ -30,14 +32,14 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for host in $(printf '%s\n' "${hosts[@]}" | sort -u); do
-        ssh -o BatchMode=yes "$host" "pkill -f 'mnist worker --connect $endpoint'" 2>/dev/null || true
+        "${ssh[@]}" "$host" "pkill -f 'mnist worker --connect $endpoint'" 2>/dev/null || true
     done
 }
 trap cleanup EXIT INT TERM
 
 echo "ssh.sh: ${#hosts[@]} workers on $(printf '%s\n' "${hosts[@]}" | sort -u | tr '\n' ' ')-> $endpoint"
 for host in "${hosts[@]}"; do
-    ssh -o BatchMode=yes "$host" "exec $remote_bin worker --connect $endpoint" &
+    "${ssh[@]}" "$host" "exec $remote_bin worker --connect $endpoint" &
     pids+=($!)
 done
 "$local_bin" coordinator --bind "tcp://*:$port" --workers "${#hosts[@]}" "$@"

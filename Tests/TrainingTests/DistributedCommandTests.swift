@@ -1,6 +1,7 @@
 // Distributed training as users run it: `mnist train --workers N` (worker processes on this machine over
-// tcp://127.0.0.1) and a coordinator and workers on separate network hosts (Linux network namespaces
-// joined by veth pairs, Cluster/netns.sh). Small datasets made here keep each run to seconds.
+// tcp://127.0.0.1), a coordinator and workers on separate network hosts (Linux network namespaces
+// joined by veth pairs, Cluster/netns.sh), and the SSH launcher (Cluster/ssh.sh) with a stand-in for
+// ssh that runs the remote command here. Small datasets made here keep each run to seconds.
 import ConvNet
 import Foundation
 import MNIST
@@ -67,6 +68,46 @@ final class DistributedCommandTests: XCTestCase {
             network.parameterCount,
             try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
         XCTAssertNotNil(metadata[ModelMetadataKey.testAccuracy])
+    }
+
+    /// Cluster/ssh.sh reads the hostfile (comments, blank lines, slots), starts one worker per slot
+    /// through the ssh command, runs the coordinator here, and on exit asks every host to stop its
+    /// workers. The stand-in for ssh records each host and runs the command on this machine.
+    func testSSHLauncherStartsAWorkerPerSlotAndStopsThemAtExit() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("dist-ssh")
+        let hostfile = output.file("hosts.txt"), calls = output.file("calls.txt"), model = output.file("m.safetensors")
+        try "# two hosts, three workers\nalpha slots=2\n\nbeta\n".write(to: hostfile, atomically: true, encoding: .utf8)
+        let fakeSSH = output.file("fake-ssh")
+        try """
+        #!/usr/bin/env bash
+        while [[ "$1" == -* ]]; do case "$1" in -o|-p|-i) shift 2 ;; *) shift ;; esac; done
+        echo "$1 ${2%% *}" >>'\(calls.path)'
+        shift
+        exec bash -c "$*"
+
+        """.write(to: fakeSSH, atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(fakeSSH.path, 0o755), 0)
+        let port = 20_000 + Int((getpid() + 7_919) % 20_000)
+        let result = try Subprocess.capture(
+            [
+                "/bin/bash", Self.repository.appendingPathComponent("Cluster/ssh.sh").path, hostfile.path,
+                "--data", data.url.path, "--epochs", "1", "--batch-size", "64", "--output", model.path,
+            ],
+            environment: [
+                "MNIST_SSH": "\(fakeSSH.path) -o BatchMode=yes", "MNIST_LOCAL_BIN": Products.mnist.path,
+                "MNIST_PORT": "\(port)", "MNIST_ADVERTISE": "127.0.0.1",
+            ], timeout: 300)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        XCTAssertTrue(result.standardError.contains("joined 3 of 3"), result.standardError)
+        XCTAssertTrue(result.standardError.contains("all 10 steps completed"), result.standardError)
+        XCTAssertNoThrow(try Network.load(from: model))
+        let lines = try String(contentsOf: calls, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.filter { $0.hasSuffix(" exec") }.sorted(), ["alpha exec", "alpha exec", "beta exec"])
+        XCTAssertEqual(lines.filter { $0.hasSuffix(" pkill") }.sorted(), ["alpha pkill", "beta pkill"])
+        let left = try Subprocess.capture(
+            ["/usr/bin/pgrep", "-f", "mnist worker --connect tcp://127.0.0.1:\(port)"], timeout: 30)
+        XCTAssertEqual(left.standardOutput, "", "workers left running")
     }
 
     func testAWorkerThatDiesStopsTheRunWithItsNameAndKeepsTheModel() throws {
