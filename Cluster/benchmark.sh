@@ -28,8 +28,9 @@ for workers in 0 1 2 4; do
     accuracy=$(echo "$line" | python3 -c 'import json,sys; print(round(100 * json.load(sys.stdin)["test_accuracy"], 2))')
     split=$(grep -h "per step:" "$out.err" | sed 's/.*per step: //' || true)
     compute=$(grep -h "computed .* steps" "$out.err" | sed -E 's/.*computed [0-9]+ steps, ([0-9.]+) ms.*/\1/' | paste -sd/ - || true)
+    between=$(grep -h "computed .* steps" "$out.err" | sed -E 's/.*; ([0-9.]+) ms between steps.*/\1/' | paste -sd/ - || true)
     label=$([ "$workers" = 0 ] && echo "none" || echo "$workers")
     printf '%-10s %12s %10s %10s  %s\n' "$label" "$rate" "$seconds" "$accuracy" \
-        "${split:+$split; worker compute ms/step: $compute}"
+        "${split:+$split; worker compute ms/step: $compute, between steps: $between}"
     rm -f "$out.err"
 done

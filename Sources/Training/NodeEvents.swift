@@ -213,3 +213,33 @@ public enum WorkerNodeEvent: Sendable, CustomStringConvertible {
 }
 
 func milliseconds(_ seconds: Double) -> String { String(Int((seconds * 1000).rounded())) }
+
+/// A worker's time per step, from its `stepComputed` events: computing, and what lies between two
+/// computations (sending the gradient, waiting for the other workers and the update, receiving the
+/// next weights), which is the step's communication and waiting as this worker sees them.
+public struct WorkerStepTimes: Sendable, Equatable {
+    public private(set) var steps = 0
+    private var computeSeconds = 0.0, betweenSeconds = 0.0
+    private var lastReportedAt: Double?
+
+    public init() {}
+
+    /// Records a step computed in `seconds` and reported at `time` (seconds on a monotonic clock).
+    public mutating func add(seconds: Double, reportedAt time: Double) {
+        if let last = lastReportedAt { betweenSeconds += max(0, time - last - seconds) }
+        lastReportedAt = time
+        computeSeconds += seconds
+        steps += 1
+    }
+
+    /// Mean compute time per step (0 before the first).
+    public var meanComputeSeconds: Double { steps > 0 ? computeSeconds / Double(steps) : 0 }
+    /// Mean time between the end of one computation and the start of the next (0 before the second).
+    public var meanBetweenSeconds: Double { steps > 1 ? betweenSeconds / Double(steps - 1) : 0 }
+
+    /// One line for the worker's log, read by Cluster/benchmark.sh.
+    public var summary: String {
+        "computed \(steps) steps, \(String(format: "%.1f", meanComputeSeconds * 1000)) ms each on average; "
+            + "\(String(format: "%.1f", meanBetweenSeconds * 1000)) ms between steps (sending, waiting, receiving)"
+    }
+}

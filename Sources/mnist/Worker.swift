@@ -32,7 +32,7 @@ struct Worker: ParsableCommand {
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.worker")
         let threads = self.threads
-        var computeSeconds = 0.0, steps = 0
+        var times = WorkerStepTimes()
         let node = WorkerNode(
             configuration: WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads),
             makeGradientComputer: { settings, shard, placement in
@@ -41,8 +41,7 @@ struct Worker: ParsableCommand {
             logger: logger,
             onEvent: { event in
                 if case .stepComputed(_, _, let seconds) = event {
-                    computeSeconds += seconds
-                    steps += 1
+                    times.add(seconds: seconds, reportedAt: Double(DispatchTime.now().uptimeNanoseconds) / 1e9)
                 }
             })
         let watch = SignalWatch { signal in
@@ -52,11 +51,7 @@ struct Worker: ParsableCommand {
         // The worker's own cores decide its thread count, not the coordinator's settings.
         ComputeThreads.configure(threads: threads)
         let outcome = node.run()
-        if steps > 0 {
-            logger.info(
-                "computed \(steps) steps, \(String(format: "%.1f", computeSeconds / Double(steps) * 1000)) ms each on average"
-            )
-        }
+        if times.steps > 0 { logger.info("\(times.summary)") }
         if !outcome.isFinished { throw ExitCode(1) }
     }
 }

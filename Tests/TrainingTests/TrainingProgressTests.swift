@@ -108,4 +108,22 @@ final class TrainingProgressTests: XCTestCase {
         XCTAssertEqual(tracker.gatherSeconds, 1.5)
         XCTAssertEqual(tracker.applySeconds, 0.75)
     }
+
+    /// Three steps computed in 0.5, 0.6 and 0.5 s, reported at 1.0, 2.0 and 3.5 s: between them lie
+    /// (2.0 - 1.0 - 0.6) + (3.5 - 2.0 - 0.5) = 1.4 s over two gaps.
+    func testWorkerStepTimesSplitComputingFromWhatLiesBetweenSteps() {
+        var times = WorkerStepTimes()
+        XCTAssertEqual(times.meanComputeSeconds, 0)
+        XCTAssertEqual(times.meanBetweenSeconds, 0)
+        times.add(seconds: 0.5, reportedAt: 1.0)
+        XCTAssertEqual(times.meanBetweenSeconds, 0, "one step has nothing between")
+        times.add(seconds: 0.6, reportedAt: 2.0)
+        times.add(seconds: 0.5, reportedAt: 3.5)
+        XCTAssertEqual(times.steps, 3)
+        XCTAssertEqual(times.meanComputeSeconds, 1.6 / 3, accuracy: 1e-12)
+        XCTAssertEqual(times.meanBetweenSeconds, 0.7, accuracy: 1e-12)
+        XCTAssertEqual(
+            times.summary,
+            "computed 3 steps, 533.3 ms each on average; 700.0 ms between steps (sending, waiting, receiving)")
+    }
 }
