@@ -13,7 +13,8 @@ extension Frame {
     }
 }
 
-/// Encodes messages into frames, reusing the weights frame of a step for every worker it goes to.
+/// Encodes messages into frames for either node, reusing the weights frame of a step for every worker it
+/// goes to.
 struct FrameEncoder {
     private var weights: (step: Int, frame: Frame)?
 

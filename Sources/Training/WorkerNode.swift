@@ -127,6 +127,7 @@ public final class WorkerNode: @unchecked Sendable {
         var generation = 0
         var placement = ShardPlacement(workerIndex: 0, workerCount: 1)
         var sentGoodbye = false
+        var encoder = FrameEncoder()
         let box = ComputeBox()
         let queue = DispatchQueue(label: "mnist.worker.compute")
 
@@ -278,7 +279,7 @@ public final class WorkerNode: @unchecked Sendable {
         private mutating func send(_ message: Message) {
             guard node.crash.reason == nil, let socket = dealer else { return }
             do {
-                if try !socket.send(message.encodedPayloads().map(Frame.init(payload:)), wait: false) {
+                if try !socket.send(encoder.frames(of: message), wait: false) {
                     node.logger.warning("send queue to the coordinator is full; dropped a \(message.kind) message")
                 }
                 if case .goodbye = message { sentGoodbye = true }
