@@ -11,6 +11,9 @@ swift build --build-tests
 # Style: swift format (it ships with the toolchain) with the repository's .swift-format, strictly.
 swift format lint --strict -r Sources Tests
 echo "lint: swift format reports nothing"
+# The Kubernetes manifests, offline: API schemas and cross-object consistency (installs a pinned
+# kubernetes-validate into .build/ the first time).
+Cluster/kubernetes/validate.sh
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
