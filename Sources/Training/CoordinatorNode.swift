@@ -206,6 +206,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 case .stepCompleted(let result):
                     let gathered = monotonicSeconds()
                     let gatherSeconds = stepBroadcastAt.map { gathered - $0.time } ?? 0
+                    encoder.releaseWeights()
                     node.model.apply(averagedGradient: result.averagedGradient, step: result.step)
                     let applySeconds = monotonicSeconds() - gathered
                     completedSteps = result.step + 1

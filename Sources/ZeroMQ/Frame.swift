@@ -15,6 +15,31 @@ public final class Frame {
         if byteCount > 0 { fill(UnsafeMutableRawBufferPointer(start: zmq_msg_data(&message), count: byteCount)) }
     }
 
+    /// A frame whose bytes are `array`'s own storage, not a copy: the frame keeps the array's buffer
+    /// alive, and libzmq releases it (from any thread) when the last send of the frame is done.
+    ///
+    /// The bytes cannot change under libzmq: a Swift array is copied on write, so whoever mutates their
+    /// copy of `array` while the frame still holds the buffer writes to a fresh buffer instead.
+    public init<Element: BitwiseCopyable>(sharing array: [Element]) {
+        let byteCount = array.count * MemoryLayout<Element>.stride
+        guard byteCount > 0 else {
+            zmq_msg_init(&message)
+            return
+        }
+        let keeper = ArrayKeeper(array)
+        // A native array's elements stay where they are for as long as the keeper holds the buffer
+        // unmutated, so the address outlives the closure that yields it.
+        let base = keeper.array.withUnsafeBytes { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
+        let hint = Unmanaged.passRetained(keeper as AnyObject).toOpaque()
+        let status = zmq_msg_init_data(
+            &message, base, byteCount,
+            { _, hint in
+                if let hint { Unmanaged<AnyObject>.fromOpaque(hint).release() }
+            }, hint)
+        // zmq_msg_init_data fails only when memory runs out, which Swift treats as fatal too.
+        precondition(status == 0, "zmq_msg_init_data(\(byteCount)) failed")
+    }
+
     /// A frame holding a copy of `bytes`.
     public convenience init(_ bytes: [UInt8]) {
         self.init(byteCount: bytes.count) { target in bytes.withUnsafeBytes { target.copyMemory(from: $0) } }
@@ -40,4 +65,10 @@ public final class Frame {
 
     /// A copy of the frame's bytes.
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+}
+
+/// Holds an array's buffer for a frame that shares it (`Frame(sharing:)`).
+private final class ArrayKeeper<Element> {
+    let array: [Element]
+    init(_ array: [Element]) { self.array = array }
 }

@@ -77,6 +77,46 @@ final class ZeroMQTests: XCTestCase {
         XCTAssertNil(try dealers[0].receiveFrames(), "one message each, no more")
     }
 
+    /// A frame that shares an array's storage sends the array's values as they were when the frame was
+    /// made, even if the array is changed before the send, and gives the storage back once libzmq is
+    /// done with it (the array is then changed in place again, not copied).
+    func testAFrameSharingAnArraySendsItsValuesAndReleasesItsStorage() throws {
+        let context = try Context()
+        let receiver = try context.makeSocket(.pair)
+        let endpoint = "inproc://shared-array-\(UInt64.random(in: 0...UInt64.max))"
+        try receiver.bind(endpoint)
+        let sender = try context.makeSocket(.pair)
+        try sender.connect(endpoint)
+        func passThrough(_ frame: Frame) throws -> [Float] {
+            XCTAssertTrue(try sender.send([frame]))
+            let received = try XCTUnwrap(
+                try receiver.poll(.readable, timeoutMilliseconds: 10_000).contains(.readable)
+                    ? receiver.receiveFrames() : nil, "nothing arrived")
+            XCTAssertEqual(received.count, 1)
+            return received[0].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+        func storage(_ array: [Float]) -> UnsafePointer<Float>? { array.withUnsafeBufferPointer { $0.baseAddress } }
+
+        let original = (0..<100_000).map { Float($0) * 0.5 - 7 }
+        var changed = original.map { $0 }  // Storage of its own.
+        let changedStorage = storage(changed)
+        do {
+            let frame = Frame(sharing: changed)
+            XCTAssertEqual(frame.byteCount, original.count * 4)
+            changed[0] = 1e9  // The frame holds the storage, so this write goes to a copy.
+            XCTAssertNotEqual(storage(changed), changedStorage)
+            XCTAssertEqual(try passThrough(frame), original)
+        }
+
+        var kept = original.map { $0 }
+        let keptStorage = storage(kept)
+        do { XCTAssertEqual(try passThrough(Frame(sharing: kept)), original) }
+        // The frame, the sent message and the received frame are gone: `kept` owns its storage alone.
+        kept[0] = 1e9
+        XCTAssertEqual(storage(kept), keptStorage, "libzmq did not give the array's storage back")
+        XCTAssertEqual(Frame(sharing: [Float]()).byteCount, 0)
+    }
+
     func testRouterDealerRoundTripOverTCPWithAnEphemeralPort() throws {
         try roundTrip(bindTo: "tcp://127.0.0.1:*")
     }
