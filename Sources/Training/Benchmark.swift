@@ -32,7 +32,7 @@ func processCPUSeconds() -> Double {
 public enum Benchmark {
     /// Measures `model` for about `seconds` each for training and inference.
     public static func run(
-        model: ModelPreset = .classic, threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount),
+        model: ModelPreset = .classic, threads: Int = AvailableCPUs.count,
         trainingBatchSize: Int = 128, chunkSize: Int? = nil, blasThreads: Int? = nil,
         inferenceBatchSizes: [Int] = [128, 256, 512, 1000], seconds: Double = 3
     ) throws -> BenchmarkFigures {

@@ -30,7 +30,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     /// `--augment`: shift each training image by up to ±2 pixels each way.
     public var augment: Bool = true
     /// `--threads`: threads for OpenBLAS and the element-wise kernels, 1...256.
-    public var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    public var threads: Int = AvailableCPUs.count
     /// `--weight-decay`: L2 (SGD) or decoupled (Adam) weight decay, 0...1.
     public var weightDecay: Double = 0
     /// `--average-decay`: the model that is evaluated and saved is an exponential moving average

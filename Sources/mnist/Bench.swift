@@ -25,8 +25,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Training batch size for the throughput figure.")
     var batchSize = 128
 
-    @Option(help: "Threads (default: all cores).")
-    var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Option(help: "Threads (default: the CPUs this process may use).")
+    var threads = AvailableCPUs.count
 
     @Option(help: "Seconds to measure each throughput figure.")
     var seconds = 3.0

@@ -41,7 +41,11 @@ struct TrainingOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Shift each training image by up to 2 pixels each way.")
     var augment = defaults.augment
 
-    @Option(help: "Threads for OpenBLAS and the element-wise kernels (1-256; default: all cores).")
+    @Option(
+        help: """
+            Threads for OpenBLAS and the element-wise kernels (1-256; default: the CPUs this process may use, \
+            container limits included).
+            """)
     var threads = defaults.threads
 
     @Option(help: "Weight decay, 0-1 (L2 for sgd, decoupled for adam).")

@@ -16,8 +16,12 @@ struct Worker: ParsableCommand {
     @Option(help: ArgumentHelp("The coordinator's ZeroMQ endpoint.", valueName: "endpoint"))
     var connect: String
 
-    @Option(help: "Threads for OpenBLAS and the kernels (1-256; default: all cores of this machine).")
-    var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Option(
+        help: """
+            Threads for OpenBLAS and the kernels (1-256; default: the CPUs this process may use, container \
+            limits included).
+            """)
+    var threads = AvailableCPUs.count
 
     @Option(help: "A name for this worker in the coordinator's logs (default: host-pid).")
     var name = "\(ProcessInfo.processInfo.hostName)-\(getpid())"
