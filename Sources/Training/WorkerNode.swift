@@ -1,8 +1,9 @@
 // A worker as a running node: a ZeroMQ DEALER driving `DataParallel.Worker` in real time.
 // It says hello, reconnects with a fresh socket when the state machine asks (Paranoid Pirate), builds
-// its `GradientComputer` from the shard's settings and computes every step on a separate compute
-// queue so that heartbeats keep flowing during long computations. The protocol logic lives in the
-// state machine; the model is any `GradientComputer`, so nothing here depends on ConvNet.
+// its `GradientComputer` from the shard's settings and computes each step: a short one on the polling
+// thread, a long one on a separate compute queue so that heartbeats keep flowing meanwhile. The
+// protocol logic lives in the state machine; the model is any `GradientComputer`, so nothing here
+// depends on ConvNet.
 import DataParallel
 import Foundation
 import Logging
@@ -38,7 +39,8 @@ public struct WorkerNodeConfiguration: Sendable {
 /// Runs one worker of a synchronous data-parallel training over a ZeroMQ DEALER.
 ///
 /// Threads: `run()` owns the sockets and calls `onEvent` on the calling thread; the gradient computer
-/// runs on the node's private serial compute queue. `requestStop(reason:)` may be called from any
+/// runs on the node's private serial compute queue, on the calling thread itself while steps take less
+/// than a quarter of the heartbeat interval. `requestStop(reason:)` may be called from any
 /// thread: the worker sends `goodbye` (the coordinator then treats it as dead) and returns `.failed`.
 public final class WorkerNode: @unchecked Sendable {
     public let configuration: WorkerNodeConfiguration
@@ -128,12 +130,20 @@ public final class WorkerNode: @unchecked Sendable {
         var placement = ShardPlacement(workerIndex: 0, workerCount: 1)
         var sentGoodbye = false
         var encoder = FrameEncoder()
+        /// How long the last step took to compute (nil before the first): it decides where the next runs.
+        var lastComputeSeconds: Double?
         let box = ComputeBox()
         let queue = DispatchQueue(label: "mnist.worker.compute")
 
         init(node: WorkerNode) { self.node = node }
 
         private var configuration: WorkerNodeConfiguration { node.configuration }
+
+        /// Steps that took less than a quarter of the heartbeat interval are computed on the polling
+        /// thread; longer ones on the compute queue.
+        private var inlineComputeLimitSeconds: Double {
+            Double(configuration.stateMachine.heartbeatIntervalTicks * configuration.tickMilliseconds) / 4000
+        }
 
         mutating func execute() throws -> NodeOutcome {
             let context = try Context()
@@ -170,6 +180,7 @@ public final class WorkerNode: @unchecked Sendable {
                     [(socket, .readable), (wakeReceiver, .readable)], timeoutMilliseconds: pacer.millisecondsUntilDue)
                 while try wakeReceiver.receive() != nil {}
                 for result in box.take() where result.generation == generation && outcome == nil {
+                    lastComputeSeconds = result.seconds
                     node.emit(
                         .stepComputed(
                             step: result.report.step, sampleCount: result.report.sampleCount, seconds: result.seconds))
@@ -256,12 +267,20 @@ public final class WorkerNode: @unchecked Sendable {
                     node.emit(event)
                 case .computeGradient(let assignment):
                     let box = self.box, generation = self.generation
-                    queue.async {
+                    let compute = {
                         let start = monotonicSeconds()
                         guard var report = box.computer?.gradient(for: assignment) else { return }
                         report.step = assignment.step
                         box.post(generation: generation, report: report, seconds: monotonicSeconds() - start)
                         _ = try? wake.socket.send([[1]], wait: false)
+                    }
+                    // A short step runs right here (the queue's sync runs it on this thread): two thread
+                    // hand-offs fewer per step, and a step that wedges silences the heartbeats, so the
+                    // coordinator notices. Long steps run on the queue while this thread keeps beating.
+                    if let last = lastComputeSeconds, last < inlineComputeLimitSeconds {
+                        queue.sync(execute: compute)
+                    } else {
+                        queue.async(execute: compute)
                     }
                 case .ignored(let kind, let reason):
                     let text = kind.map { "\($0): \(reason)" } ?? reason

@@ -176,20 +176,22 @@ final class NodeTests: XCTestCase {
         XCTAssertTrue(survivorOutcome.reason.contains("doomed"), "\(survivorOutcome)")
     }
 
+    /// Steps longer than a quarter of the heartbeat interval run on the compute queue, so the worker
+    /// keeps beating through steps longer than the coordinator's liveness window.
     func testHeartbeatsFlowWhileAWorkerComputesLongerThanTheLivenessWindow() throws {
         let data = TinyDataset.images(count: 20, seed: 10)
         let recorder = EventRecorder<CoordinatorNodeEvent>()
         let coordinator = makeCoordinator(workerCount: 1, data: data, batchSize: 10, totalSteps: 3, recorder: recorder)
         {
             $0.tickMilliseconds = 20
-            $0.stateMachine.livenessTicks = 25  // 500 ms, while step 1 takes 1 s to compute.
+            $0.stateMachine.livenessTicks = 25  // 500 ms, while every step takes 800 ms to compute.
             $0.stateMachine.heartbeatIntervalTicks = 2
         }
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
         let worker = makeWorker(
             endpoint: endpoint, name: "slow",
-            factory: ToyGradientComputer.factory(beforeStep: { step in if step == 1 { usleep(1_000_000) } }),
+            factory: ToyGradientComputer.factory(beforeStep: { _ in usleep(800_000) }),
             adjust: {
                 $0.tickMilliseconds = 20; $0.stateMachine.heartbeatIntervalTicks = 2
             })
@@ -198,6 +200,36 @@ final class NodeTests: XCTestCase {
         XCTAssertTrue(result.outcome.isFinished, "\(result.outcome)")
         XCTAssertEqual(coordinator.model.history.count, 3)
         XCTAssertEqual(workerThread.wait(seconds: Self.safety)?.isFinished, true)
+    }
+
+    /// Short steps run on the polling thread: one that then wedges silences the worker's heartbeats, and
+    /// the coordinator declares it dead within the liveness window instead of waiting for ever.
+    func testAWorkerWhoseShortStepsWedgeIsDeclaredDead() throws {
+        let data = TinyDataset.images(count: 20, seed: 13)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, batchSize: 10, totalSteps: 6, recorder: recorder)
+        {
+            $0.tickMilliseconds = 20
+            $0.stateMachine.livenessTicks = 25  // 500 ms
+            $0.stateMachine.heartbeatIntervalTicks = 2
+        }
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let worker = makeWorker(
+            endpoint: endpoint, name: "wedged",
+            factory: ToyGradientComputer.factory(beforeStep: { step in if step == 3 { usleep(3_000_000) } }),
+            adjust: {
+                $0.tickMilliseconds = 20; $0.stateMachine.heartbeatIntervalTicks = 2
+            })
+        let workerThread = Background("wedged") { worker.run() }
+        let result = try XCTUnwrap(coordinatorThread.wait(seconds: Self.safety), "coordinator did not return")
+        guard case .failed(let reason) = result.outcome else {
+            return XCTFail("expected the wedged worker to be declared dead, got \(result.outcome)")
+        }
+        XCTAssertTrue(reason.contains("\"wedged\"") && reason.contains("step 3"), reason)
+        XCTAssertEqual(result.completedSteps, 3)
+        worker.requestStop(reason: "test over")
+        XCTAssertNotNil(workerThread.wait(seconds: Self.safety), "the worker did not return")
     }
 
     func testUndecodableFramesAreReportedWithThePeerAndIgnored() throws {
