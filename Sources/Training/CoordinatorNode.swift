@@ -98,7 +98,6 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var endpoint: String?
         var outcome: NodeOutcome?
         var stepBroadcastAt: (step: Int, time: Double)?
-        var encoder = FrameEncoder()
 
         init(node: CoordinatorNode) { self.node = node }
 
@@ -206,7 +205,6 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 case .stepCompleted(let result):
                     let gathered = monotonicSeconds()
                     let gatherSeconds = stepBroadcastAt.map { gathered - $0.time } ?? 0
-                    encoder.releaseWeights()
                     node.model.apply(averagedGradient: result.averagedGradient, step: result.step)
                     let applySeconds = monotonicSeconds() - gathered
                     completedSteps = result.step + 1
@@ -243,9 +241,9 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
         /// Sends without blocking; a vanished peer or a full queue is logged, not fatal: liveness and
         /// resends take care of it.
-        private mutating func send(_ message: Message, to peer: PeerID, on router: Socket) {
+        private func send(_ message: Message, to peer: PeerID, on router: Socket) {
             do {
-                if try !router.send([Frame(peer.bytes)] + encoder.frames(of: message), wait: false) {
+                if try !router.send([Frame(peer.bytes)] + message.frames, wait: false) {
                     node.logger.warning("send queue to \(peer) is full; dropped a \(message.kind) message")
                 }
             } catch let error as ZeroMQError where error.isHostUnreachable {

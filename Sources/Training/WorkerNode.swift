@@ -129,7 +129,6 @@ public final class WorkerNode: @unchecked Sendable {
         var generation = 0
         var placement = ShardPlacement(workerIndex: 0, workerCount: 1)
         var sentGoodbye = false
-        var encoder = FrameEncoder()
         /// How long the last step took to compute (nil before the first): it decides where the next runs.
         var lastComputeSeconds: Double?
         let box = ComputeBox()
@@ -298,7 +297,7 @@ public final class WorkerNode: @unchecked Sendable {
         private mutating func send(_ message: Message) {
             guard node.crash.reason == nil, let socket = dealer else { return }
             do {
-                if try !socket.send(encoder.frames(of: message), wait: false) {
+                if try !socket.send(message.frames, wait: false) {
                     node.logger.warning("send queue to the coordinator is full; dropped a \(message.kind) message")
                 }
                 if case .goodbye = message { sentGoodbye = true }
