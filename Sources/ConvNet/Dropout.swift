@@ -1,6 +1,7 @@
-// Inverted dropout with masks that depend only on (call seed, layer, sample index within the
-// caller's batch), never on threads or internal chunking, so a distributed worker that is handed
-// the same seed reproduces the same masks.
+// Inverted dropout with masks that depend only on (call seed, layer, sample key), never on threads,
+// micro-batches or internal chunking, so whichever node computes a sample draws the same mask. The
+// key is the caller's (training passes each sample's `BatchPlan` key), else the sample's index
+// within the call.
 //
 // Shape letters: N batch, C channels, H W height and width, F flat features.
 

@@ -2,9 +2,11 @@
 // activation buffers reused from batch to batch. It computes summed-loss gradients and class
 // probabilities; it does not choose learning rates or apply updates (see `Optimizer`).
 //
-// A batch is split into one contiguous part per thread ("lanes", each with its own copy of the
-// layers and buffers), and each lane runs its part in chunks small enough to stay in the cache;
-// the lanes' gradients are added in lane order, so a given thread count gives the same bits.
+// Work is spread over one "lane" per thread, each with its own copy of the layers and buffers.
+// Training computes fixed micro-batches, each single-threaded into its own gradient slab, so a
+// micro-batch's gradient has the same bits whichever lane computes it and however many lanes
+// there are (`microBatchGradients`); the caller adds them in a fixed order. Inference runs fixed
+// chunks of `chunkSize` samples, so each sample's output does not depend on the thread count.
 //
 // Shape letters: N batch, C channels, H W height and width, F flat features, K classes.
 import Dispatch
@@ -282,16 +284,23 @@ public final class Network {
         let classes = classCount, inputCount = self.inputCount, chunkSize = self.chunkSize
         var result = [Float](repeating: 0, count: count * classes)
         guard count > 0, let imageBase = images.baseAddress else { return result }
+        // Fixed chunks of `chunkSize`, whole chunks per lane, one thread per lane when there are
+        // several: a sample's output then does not depend on the thread count.
+        let chunks = (count + chunkSize - 1) / chunkSize
         let plan = lanePlan(count: count)
         let lanes = self.lanes
+        let chunkPlan = LanePlan(
+            count: chunks, lanes: min(plan.lanes, chunks), threadsPerLane: plan.lanes == 1 ? plan.threadsPerLane : 1)
         parameters.withUnsafeBufferPointer { parameterSlab in
             result.withUnsafeMutableBufferPointer { resultBuffer in
                 let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
                 let resultBase = resultBuffer.baseAddress.unsafelyUnwrappedForKernels
-                runLanes(plan) { lane, samples in
-                    var first = samples.lowerBound
-                    while first < samples.upperBound {
-                        let batch = min(chunkSize, samples.upperBound - first)
+                runLanes(chunkPlan) { lane, laneChunks in
+                    let plan = chunkPlan
+                    var first = laneChunks.lowerBound * chunkSize
+                    let end = min(count, laneChunks.upperBound * chunkSize)
+                    while first < end {
+                        let batch = min(chunkSize, end - first)
                         let context = LayerContext(
                             isTraining: false, dropoutSeed: 0, firstSample: first, threads: plan.threadsPerLane)
                         let logits = lanes[lane].forward(
@@ -306,6 +315,75 @@ public final class Network {
             }
         }
         return result
+    }
+
+    /// The gradient of the SUMMED cross-entropy loss of each micro-batch, each computed by one thread
+    /// into its own zeroed slab, micro-batches spread over the lanes. A micro-batch's result depends
+    /// only on its samples, their keys, the parameters and `dropoutSeed`: not on the thread count, nor
+    /// on which other micro-batches share the call.
+    ///
+    /// - Parameters:
+    ///   - images: `[N, C, H, W]` normalised values of all micro-batches, one after the other.
+    ///   - labels: `[N]` class indices below `classCount`.
+    ///   - sampleKeys: `[N]` each sample's key: its dropout mask depends on (dropoutSeed, layer, key).
+    ///   - microBatches: the samples of each micro-batch, consecutive ranges of 0..<N.
+    ///   - gradients: `[microBatches.count, parameterCount]` (at least): micro-batch i's summed gradient is
+    ///     written (not added) at offset `i * parameterCount`.
+    /// - Returns: per micro-batch, its loss sum and correct count (dropout active).
+    public func microBatchGradients(
+        images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, sampleKeys: UnsafeBufferPointer<Int>,
+        microBatches: [Range<Int>], dropoutSeed: UInt64, into gradientSlab: UnsafeMutableBufferPointer<Float>
+    ) -> [BatchStatistics] {
+        let count = labels.count
+        precondition(gradientSlab.count >= microBatches.count * parameterCount, "one gradient slab per micro-batch")
+        guard !microBatches.isEmpty else { return [] }
+        let gradients = gradientSlab.baseAddress.unsafelyUnwrappedForKernels
+        precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per label")
+        precondition(sampleKeys.count == count, "one sample key per label")
+        precondition(
+            microBatches.allSatisfy { $0.lowerBound >= 0 && $0.upperBound <= count }, "micro-batch outside the samples")
+        let parameterCount = self.parameterCount, inputCount = self.inputCount, classCount = self.classCount
+        let chunkSize = self.chunkSize
+        let lanes = makeLanes(min(ComputeThreads.kernelThreadCount, microBatches.count))
+        let layerOffsets = self.layerOffsets
+        var statistics = [BatchStatistics](repeating: BatchStatistics(), count: microBatches.count)
+        parameters.withUnsafeBufferPointer { parameterSlab in
+            statistics.withUnsafeMutableBufferPointer { statisticsList in
+                let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
+                let imageBase = images.baseAddress.unsafelyUnwrappedForKernels
+                let labelBase = labels.baseAddress.unsafelyUnwrappedForKernels
+                let keyBase = sampleKeys.baseAddress.unsafelyUnwrappedForKernels
+                runLanes(LanePlan(count: microBatches.count, lanes: lanes, threadsPerLane: 1)) { lane, assigned in
+                    for index in assigned {
+                        let gradientBase = gradients + index * parameterCount
+                        gradientBase.update(repeating: 0, count: parameterCount)
+                        var summary = BatchStatistics()
+                        var first = microBatches[index].lowerBound
+                        while first < microBatches[index].upperBound {
+                            let batch = min(chunkSize, microBatches[index].upperBound - first)
+                            let context = LayerContext(
+                                isTraining: true, dropoutSeed: dropoutSeed, firstSample: first,
+                                sampleKeys: keyBase + first, threads: 1)
+                            let chunkImages = imageBase + first * inputCount
+                            let logits = self.lanes[lane].forward(
+                                images: chunkImages, batch: batch, parameters: parameterBase, offsets: layerOffsets,
+                                context: context)
+                            let logitGradient = self.lanes[lane].gradientA.reserve(batch * classCount)  // [N, K]
+                            let result = SoftmaxCrossEntropy.lossAndGradient(
+                                logits: logits, labels: labelBase + first, logitGradient: logitGradient,
+                                batch: batch, classes: classCount)
+                            summary.add(BatchStatistics(lossSum: result.lossSum, correct: result.correct, count: batch))
+                            self.lanes[lane].backward(
+                                images: chunkImages, batch: batch, parameters: parameterBase,
+                                gradients: gradientBase, offsets: layerOffsets, context: context)
+                            first += batch
+                        }
+                        statisticsList[index] = summary
+                    }
+                }
+            }
+        }
+        return statistics
     }
 
     /// Array form of `probabilities(images:count:)`; `count` is `images.count / inputCount`.
@@ -341,14 +419,18 @@ public final class Network {
     /// kernels use all the threads. Creates the lanes that are missing.
     private func lanePlan(count: Int) -> LanePlan {
         let threads = ComputeThreads.kernelThreadCount
-        let laneCount = min(threads, max(1, count / max(1, minimumLaneSamples)))
-        while lanes.count < laneCount {
+        let used = makeLanes(min(threads, max(1, count / max(1, minimumLaneSamples))))
+        return LanePlan(count: count, lanes: used, threadsPerLane: used == 1 ? threads : 1)
+    }
+
+    /// Creates lanes until there are `count` (at least 1); returns how many there are for use.
+    private func makeLanes(_ count: Int) -> Int {
+        while lanes.count < count {
             // The same architecture was built once already, so this cannot fail.
             guard let layers = try? Network.makeLayers(architecture) else { break }
             lanes.append(Lane(layers: layers))
         }
-        let used = min(laneCount, lanes.count)
-        return LanePlan(count: count, lanes: used, threadsPerLane: used == 1 ? threads : 1)
+        return max(1, min(count, lanes.count))
     }
 
     /// Runs `body(lane, samples)` for every lane of `plan`, in parallel when there are several.

@@ -1,86 +1,125 @@
-// Which samples each worker holds and which samples form the global batch of each step.
-// The plan is a pure function of (sample count, worker count, batch size, seed), so a run's batches do
-// not depend on message timing. Workers never need it: the coordinator sends each worker the local
-// indices of its part of the batch. This file holds no data and no I/O.
+// Which samples form each step's global batch, cut into fixed micro-batches, and which samples each
+// worker holds. The plan is a pure function of (sample count, batch size, seed): it never depends on
+// the worker count, the thread count or message timing, which is what makes a run's model file the
+// same whatever executes it. This file holds no data and no I/O.
 
-/// The deterministic sharding and batching of a training run.
+/// The deterministic blocks, micro-batches and shards of a training run.
 ///
-/// - Worker `w` of `W` holds the contiguous global range `shardRange(worker: w)`; shard sizes differ by
-///   at most one sample.
-/// - Epoch `e` visits every sample once in the order `permutation(epoch: e)`: with one worker, a
-///   Fisher–Yates shuffle driven by SplitMix64 seeded from `seed` and `e`; with several, each shard is
-///   shuffled so (in worker order, one generator) and the shards are interleaved in proportion to their
-///   sizes, so that every global batch takes an equal share from each worker (within one sample).
-///   A synchronous step waits for its slowest worker: equal shares keep them equally busy.
-/// - Step `t` belongs to epoch `t / stepsPerEpoch` and takes the next `batchSize` samples of that
-///   order (the last batch of an epoch may be smaller).
+/// - **Layout.** The training set is permuted once (`layoutOrder`, a Fisher–Yates shuffle seeded by
+///   `seed`) and the permuted sequence is cut into `blockCount` contiguous **blocks**. A sample is
+///   known everywhere by its **key**, its position in that sequence (0..<sampleCount); dropout and
+///   augmentation are keyed by it, so a sample draws the same randomness wherever it is computed.
+/// - **Micro-batches.** The global batch of `batchSize` samples is cut into `blockCount =
+///   ceil(batchSize / microBatchSize)` micro-batches; micro-batch b has `microBatchSize(b)` samples
+///   (sizes differ by at most one) and always comes from block b, whose size is in proportion.
+/// - **Epochs.** In epoch e, block b's samples are visited in a Fisher–Yates order seeded by
+///   (seed, e, b); step s of the epoch takes the next `microBatchSize(b)` of them (the last step of an
+///   epoch may take fewer, or none). So the composition of every batch depends on seed, epoch and
+///   step only.
+/// - **Shards.** Of W workers (1 ≤ W ≤ blockCount), worker w holds the contiguous blocks
+///   `shardBlocks(worker: w, of: W)`, a contiguous range of keys.
 public struct BatchPlan: Equatable, Sendable {
+    /// Samples per micro-batch (at most): each is computed single-threaded into its own buffer. Small
+    /// enough that a micro-batch's activations stay in a core's cache, large enough that the
+    /// per-micro-batch zeroing and tree addition of the gradient cost little.
+    public static let defaultMicroBatchSize = 32
+
     public let sampleCount: Int
-    public let workerCount: Int
     public let batchSize: Int
     public let seed: UInt64
+    /// Micro-batches per global batch, and blocks of the training set: ceil(batchSize / microBatchSize).
+    public let blockCount: Int
 
-    public init(sampleCount: Int, workerCount: Int, batchSize: Int, seed: UInt64) {
-        precondition(
-            sampleCount > 0 && workerCount > 0 && batchSize > 0, "a plan needs samples, workers and a batch size")
-        precondition(workerCount <= sampleCount, "every worker needs at least one sample")
+    public init(sampleCount: Int, batchSize: Int, seed: UInt64, microBatchSize: Int = BatchPlan.defaultMicroBatchSize) {
+        precondition(sampleCount > 0 && batchSize > 0 && microBatchSize > 0, "a plan needs samples and a batch size")
         self.sampleCount = sampleCount
-        self.workerCount = workerCount
         self.batchSize = batchSize
         self.seed = seed
+        blockCount = min(sampleCount, (batchSize + microBatchSize - 1) / microBatchSize)
     }
 
-    /// Steps per epoch: ceil(sampleCount / batchSize).
-    public var stepsPerEpoch: Int { (sampleCount + batchSize - 1) / batchSize }
+    /// The first sample of micro-batch `block` within the global batch: floor(batchSize · block / blockCount).
+    private func batchBoundary(_ block: Int) -> Int { batchSize * block / blockCount }
 
-    /// The global indices held by worker `worker`.
-    public func shardRange(worker: Int) -> Range<Int> {
-        (worker * sampleCount / workerCount)..<((worker + 1) * sampleCount / workerCount)
+    /// Samples of block `block`'s micro-batch in a full step.
+    public func microBatchSize(block: Int) -> Int { batchBoundary(block + 1) - batchBoundary(block) }
+
+    /// The keys of block `block`: [floor(n · m₀ / B), floor(n · m₁ / B)) with m the batch boundaries.
+    public func blockRange(_ block: Int) -> Range<Int> {
+        let lower = sampleCount * batchBoundary(block) / batchSize
+        let upper = sampleCount * batchBoundary(block + 1) / batchSize
+        return lower..<upper
     }
 
-    /// The worker holding global sample `index`, and the sample's index inside that worker's shard.
-    public func owner(ofSample index: Int) -> (worker: Int, localIndex: Int) {
-        // Start from the proportional guess and correct it; shard boundaries are floor(w * n / W).
-        var worker = min(workerCount - 1, index * workerCount / sampleCount)
-        while shardRange(worker: worker).lowerBound > index { worker -= 1 }
-        while shardRange(worker: worker).upperBound <= index { worker += 1 }
-        return (worker, index - shardRange(worker: worker).lowerBound)
+    /// Steps per epoch: enough for every block to be visited once.
+    public var stepsPerEpoch: Int {
+        (0..<blockCount).map { block in
+            let size = blockRange(block).count, take = microBatchSize(block: block)
+            return (size + take - 1) / take
+        }.max() ?? 1
     }
 
     /// The epoch step `step` belongs to.
     public func epoch(ofStep step: Int) -> Int { step / stepsPerEpoch }
 
-    /// The order in which epoch `epoch` visits the samples: a permutation of 0..<sampleCount.
-    public func permutation(epoch: Int) -> [Int] {
-        var generator = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: epoch) &* 0x9E37_79B9_7F4A_7C15))
-        let shards = (0..<workerCount).map { worker in
-            Self.shuffled(Array(shardRange(worker: worker)), using: &generator)
+    /// The blocks worker `worker` of `workerCount` holds: [floor(K·w/W), floor(K·(w+1)/W)).
+    public func shardBlocks(worker: Int, of workerCount: Int) -> Range<Int> {
+        precondition(workerCount >= 1 && workerCount <= blockCount && (0..<workerCount).contains(worker))
+        return (blockCount * worker / workerCount)..<(blockCount * (worker + 1) / workerCount)
+    }
+
+    /// The keys a run of blocks covers.
+    public func keyRange(blocks: Range<Int>) -> Range<Int> {
+        blocks.isEmpty ? 0..<0 : blockRange(blocks.lowerBound).lowerBound..<blockRange(blocks.upperBound - 1).upperBound
+    }
+
+    /// `layoutOrder[key]` is the index in the training set of the sample known as `key`.
+    public var layoutOrder: [Int] {
+        var generator = SplitMix64(seed: SplitMix64.derivedSeed(seed, 0x4C41_594F_5554))  // "LAYOUT"
+        return Self.shuffled(Array(0..<sampleCount), using: &generator)
+    }
+
+    /// The order in which epoch `epoch` visits block `block`: its keys, shuffled.
+    public func blockOrder(epoch: Int, block: Int) -> [Int] {
+        var generator = SplitMix64(seed: SplitMix64.derivedSeed(seed, UInt64(epoch), UInt64(block)))
+        return Self.shuffled(Array(blockRange(block)), using: &generator)
+    }
+
+    /// The keys of every block's micro-batch in step `step` (`[blockCount]` lists, each in visiting
+    /// order), given that epoch's `blockOrder`s.
+    public func microBatches(step: Int, orders: [[Int]]) -> [ArraySlice<Int>] {
+        let position = step % stepsPerEpoch
+        return (0..<blockCount).map { block in
+            let take = microBatchSize(block: block), order = orders[block]
+            let start = min(order.count, position * take)
+            return order[start..<min(order.count, start + take)]
         }
-        guard workerCount > 1 else { return shards[0] }
-        // Interleave: element j of a shard of size s sits at fraction (2j + 1) / 2s of the epoch; merge
-        // by that fraction (exactly, by cross-multiplying), ties to the lower worker.
-        var positions = [Int](repeating: 0, count: workerCount)
-        var order = [Int]()
-        order.reserveCapacity(sampleCount)
-        while order.count < sampleCount {
-            var best = -1
-            for worker in 0..<workerCount where positions[worker] < shards[worker].count {
-                guard best >= 0 else {
-                    best = worker
-                    continue
-                }
-                let mine = (2 * positions[worker] + 1) * shards[best].count
-                let theirs = (2 * positions[best] + 1) * shards[worker].count
-                if mine < theirs { best = worker }
-            }
-            order.append(shards[best][positions[best]])
-            positions[best] += 1
-        }
-        return order
+    }
+
+    /// The keys of every block's micro-batch in step `step` (computes the epoch's orders).
+    public func microBatches(step: Int) -> [[Int]] {
+        let epoch = epoch(ofStep: step)
+        let orders = (0..<blockCount).map { blockOrder(epoch: epoch, block: $0) }
+        return microBatches(step: step, orders: orders).map(Array.init)
+    }
+
+    /// The assignment of step `step` for whoever holds `blocks` (whose first key is shard index 0),
+    /// given the step's `microBatches`: the one way both the coordinator and a single process turn a
+    /// step into work.
+    public func assignment(
+        step: Int, blocks: Range<Int>, microBatches: [ArraySlice<Int>], weights: [Float]
+    ) -> StepAssignment {
+        let firstKey = keyRange(blocks: blocks).lowerBound
+        var indices: [UInt32] = []
+        indices.reserveCapacity(blocks.reduce(0) { $0 + microBatches[$1].count })
+        for block in blocks { indices.append(contentsOf: microBatches[block].map { UInt32($0 - firstKey) }) }
+        return StepAssignment(
+            step: step, epoch: epoch(ofStep: step), weights: weights, sampleIndices: indices,
+            microBatches: blocks.map { MicroBatch(block: $0, sampleCount: microBatches[$0].count) })
     }
 
     /// A Fisher–Yates shuffle of `values` (from the last element down), drawing from `generator`.
-    private static func shuffled(_ values: [Int], using generator: inout SplitMix64) -> [Int] {
+    static func shuffled(_ values: [Int], using generator: inout SplitMix64) -> [Int] {
         var order = values
         var index = order.count - 1
         while index > 0 {
@@ -89,27 +128,6 @@ public struct BatchPlan: Equatable, Sendable {
             index -= 1
         }
         return order
-    }
-
-    /// The global indices of step `step`'s batch, given that epoch's permutation.
-    public func globalBatch(step: Int, permutation: [Int]) -> ArraySlice<Int> {
-        let start = (step % stepsPerEpoch) * batchSize
-        return permutation[start..<min(start + batchSize, sampleCount)]
-    }
-
-    /// The global indices of step `step`'s batch (computes the epoch's permutation).
-    public func globalBatch(step: Int) -> [Int] {
-        Array(globalBatch(step: step, permutation: permutation(epoch: epoch(ofStep: step))))
-    }
-
-    /// For each worker, the shard-local indices of its samples in `batch`, in batch order.
-    public func localAssignments<Batch: Sequence>(of batch: Batch) -> [[UInt32]] where Batch.Element == Int {
-        var assignments = [[UInt32]](repeating: [], count: workerCount)
-        for index in batch {
-            let (worker, local) = owner(ofSample: index)
-            assignments[worker].append(UInt32(local))
-        }
-        return assignments
     }
 }
 
@@ -120,12 +138,25 @@ struct SplitMix64 {
 
     init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
+    /// The SplitMix64 output function: a bijective mix of 64 bits.
+    static func finalize(_ value: UInt64) -> UInt64 {
+        var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// A seed derived from several integers: h = 0x6A09E667F3BCC908, then for each part
+    /// h = finalize(h ^ finalize(part + 0x9E3779B97F4A7C15)). The same function as ConvNet's.
+    static func derivedSeed(_ parts: UInt64...) -> UInt64 {
+        var hash: UInt64 = 0x6A09_E667_F3BC_C908
+        for part in parts { hash = finalize(hash ^ finalize(part &+ 0x9E37_79B9_7F4A_7C15)) }
+        return hash
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return Self.finalize(state)
     }
 
     /// A uniform value in 0..<bound (rejection sampling, no modulo bias).

@@ -1,6 +1,7 @@
 // The coordinator's protocol logic as a pure state machine: events in, actions out.
-// It admits workers, sends each its shard, runs synchronous steps (one gradient per live worker per
-// step, sample-weighted mean) and watches worker liveness in ticks. It never reads a clock, never
+// It admits workers, sends each its shard (a contiguous run of the plan's blocks), runs synchronous
+// steps (each worker answers with its micro-batches' gradients summed along the fixed tree, which
+// the coordinator finishes and averages) and watches worker liveness in ticks. It never reads a clock, never
 // touches a socket and knows nothing of the model: weights and gradients are flat [Float] slabs,
 // and the caller applies the optimizer between `stepCompleted` and `weightsUpdated`.
 
@@ -8,7 +9,8 @@
 public enum WorkerDeathPolicy: Sendable, Equatable {
     /// Stop the run with `.failed` naming the worker and the step, so the caller can save the model.
     case stop
-    /// Drop the worker and carry on; its samples leave the later global batches.
+    /// Drop the worker and carry on; its blocks leave the later global batches (so the run is no
+    /// longer the undisturbed one).
     case continueWithoutWorker
 }
 
@@ -18,6 +20,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var workerCount: Int
     /// Samples per global batch, across all workers.
     public var batchSize: Int
+    /// Samples per micro-batch (`BatchPlan`); at most `BatchPlan.blockCount` workers can join.
+    public var microBatchSize = BatchPlan.defaultMicroBatchSize
     /// Steps to run; the caller derives it from epochs with `BatchPlan.stepsPerEpoch`.
     public var totalSteps: Int
     /// Seeds the batch order (`BatchPlan`).
@@ -74,6 +78,8 @@ public struct WorkerInfo: Equatable, Sendable, CustomStringConvertible {
     /// The worker's slot, 0..<workerCount; it decides the worker's shard.
     public var index: Int
     public var threads: Int
+    /// The blocks of the plan this worker holds.
+    public var blocks: Range<Int>
     public var shardSampleCount: Int
 
     public var description: String { "worker \(index) \"\(name)\" (\(peer))" }
@@ -87,13 +93,33 @@ public struct StepResult: Equatable, Sendable {
     public var sampleCount: Int
     public var lossSum: Double
     public var correctCount: Int
-    /// Sum of the workers' summed gradients divided by `sampleCount` (all zeros if it is 0): `[parameterCount]`.
+    /// The tree's root divided by `sampleCount` (`GradientTree.mean`; all zeros if it is 0): `[parameterCount]`.
     public var averagedGradient: [Float]
     /// The workers whose gradients were applied, in worker-index order; exactly one entry per live worker.
     public var contributors: [PeerID]
 
     /// Mean loss per sample (0 when no sample contributed).
     public var meanLoss: Double { sampleCount > 0 ? lossSum / Double(sampleCount) : 0 }
+}
+
+extension StepResult {
+    /// Finishes the tree over the reports' pieces and averages: the same additions in the same order
+    /// whoever computed which micro-batch. Pieces missing from the tree are left out.
+    public init(
+        step: Int, epoch: Int, reports: [GradientReport], tree: GradientTree, parameterCount: Int,
+        contributors: [PeerID] = []
+    ) {
+        let pieces = reports.flatMap(\.pieces)
+        let complete = pieces.reduce(0) { $0 + $1.blocks.count } == tree.blockCount
+        let root =
+            (complete ? tree.sum(pieces) : tree.partialSum(pieces))
+            ?? GradientPiece(
+                blocks: 0..<tree.blockCount, sampleCount: 0, correctCount: 0, lossSum: 0,
+                gradient: [Float](repeating: 0, count: parameterCount))
+        self.init(
+            step: step, epoch: epoch, sampleCount: root.sampleCount, lossSum: root.lossSum,
+            correctCount: root.correctCount, averagedGradient: GradientTree.mean(of: root), contributors: contributors)
+    }
 }
 
 /// Something that happened to the coordinator.
@@ -160,6 +186,8 @@ public struct Coordinator {
     public private(set) var step = 0
 
     private var data: TrainingSamples
+    /// `plan.layoutOrder`, computed when the first shard is cut.
+    private var layoutOrder: [Int] = []
     private var workers: [PeerID: WorkerState] = [:]
     private var departed: Set<PeerID> = []
     private var ticksSinceStart = 0
@@ -170,16 +198,19 @@ public struct Coordinator {
     private var parameterCount = 0
     private var isGathering = false
     private var received: [PeerID: GradientReport] = [:]
-    private var assignments: [[UInt32]] = []
-    private var permutationEpoch = -1
-    private var permutation: [Int] = []
+    /// The keys of each block's micro-batch in the current step.
+    private var microBatches: [ArraySlice<Int>] = []
+    private var ordersEpoch = -1
+    private var orders: [[Int]] = []
+    public let tree: GradientTree
 
     public init(configuration: CoordinatorConfiguration, data: TrainingSamples) {
         self.configuration = configuration
         self.data = data
         self.plan = BatchPlan(
-            sampleCount: data.count, workerCount: configuration.workerCount,
-            batchSize: configuration.batchSize, seed: configuration.seed)
+            sampleCount: max(1, data.count), batchSize: max(1, configuration.batchSize), seed: configuration.seed,
+            microBatchSize: configuration.microBatchSize)
+        self.tree = GradientTree(blockCount: plan.blockCount)
     }
 
     /// The workers currently alive, in index order.
@@ -193,6 +224,13 @@ public struct Coordinator {
         switch event {
         case .start(let initialWeights):
             guard phase == .idle else { break }
+            guard (1...plan.blockCount).contains(configuration.workerCount), data.count > 0 else {
+                fail(
+                    "\(configuration.workerCount) workers cannot share \(plan.blockCount) micro-batches of "
+                        + "\(configuration.batchSize) samples: use 1...\(plan.blockCount) workers or a larger batch",
+                    into: &actions)
+                break
+            }
             weights = initialWeights
             parameterCount = initialWeights.count
             phase = .joining
@@ -291,8 +329,10 @@ public struct Coordinator {
             }
             index = free
         }
-        let range = plan.shardRange(worker: index)
-        let info = WorkerInfo(peer: peer, name: name, index: index, threads: threads, shardSampleCount: range.count)
+        let blocks = plan.shardBlocks(worker: index, of: configuration.workerCount)
+        let info = WorkerInfo(
+            peer: peer, name: name, index: index, threads: threads, blocks: blocks,
+            shardSampleCount: plan.keyRange(blocks: blocks).count)
         workers[peer] = WorkerState(info: info, session: session)
         departed.remove(peer)
         actions.append(.workerJoined(info, joined: workers.count, expected: configuration.workerCount))
@@ -300,14 +340,22 @@ public struct Coordinator {
         actions.append(.send(shardMessage(for: index), to: peer))
     }
 
-    private func shardMessage(for index: Int) -> Message {
-        let range = plan.shardRange(worker: index)
+    /// The worker's blocks: the samples of its key range, in key order.
+    private mutating func shardMessage(for index: Int) -> Message {
+        let keys = plan.keyRange(blocks: plan.shardBlocks(worker: index, of: configuration.workerCount))
+        if layoutOrder.isEmpty { layoutOrder = plan.layoutOrder }
         let pixels = data.pixelsPerImage
+        var images = [UInt8](repeating: 0, count: keys.count * pixels)
+        var labels = [UInt8](repeating: 0, count: keys.count)
+        for (local, key) in keys.enumerated() {
+            let sample = layoutOrder[key]
+            labels[local] = data.labels[sample]
+            images[(local * pixels)..<((local + 1) * pixels)] = data.images[(sample * pixels)..<((sample + 1) * pixels)]
+        }
         return .shard(
             Shard(
-                pixelsPerImage: pixels,
-                images: Array(data.images[(range.lowerBound * pixels)..<(range.upperBound * pixels)]),
-                labels: Array(data.labels[range]), settings: configuration.settings))
+                pixelsPerImage: pixels, images: images, labels: labels, settings: configuration.settings,
+                firstKey: keys.lowerBound))
     }
 
     private mutating func refuse(_ peer: PeerID, name: String, reason: String, into actions: inout [CoordinatorAction])
@@ -352,17 +400,35 @@ public struct Coordinator {
             return
         }
         guard let worker = workers[peer] else { return }
-        let assigned = assignments[worker.info.index].count
-        guard report.gradient.count == parameterCount, report.sampleCount == assigned else {
-            workerDied(
-                peer,
-                reason: "answered step \(step) with \(report.gradient.count) gradient values for "
-                    + "\(report.sampleCount) samples; expected \(parameterCount) values for \(assigned) samples",
-                into: &actions)
+        if let problem = problem(with: report, owed: worker.info.blocks) {
+            workerDied(peer, reason: "answered step \(step) wrongly: \(problem)", into: &actions)
             return
         }
         received[peer] = report
         completeStepIfGathered(into: &actions)
+    }
+
+    /// What is wrong with a report for blocks `owed`, or nil: its pieces must be disjoint nodes of the
+    /// tree covering exactly those blocks, each with this step's sample count and a full gradient.
+    private func problem(with report: GradientReport, owed: Range<Int>) -> String? {
+        var covered = 0
+        for piece in report.pieces {
+            guard tree.isNode(piece.blocks) else { return "blocks \(piece.blocks) are not a node of the tree" }
+            guard owed.contains(piece.blocks.lowerBound), piece.blocks.upperBound <= owed.upperBound else {
+                return "blocks \(piece.blocks) are not among its blocks \(owed)"
+            }
+            let expected = piece.blocks.reduce(0) { $0 + microBatches[$1].count }
+            guard piece.sampleCount == expected, piece.gradient.count == parameterCount else {
+                return "\(piece.gradient.count) gradient values for \(piece.sampleCount) samples of blocks "
+                    + "\(piece.blocks); expected \(parameterCount) values for \(expected) samples"
+            }
+            covered += piece.blocks.count
+        }
+        let distinct = Set(report.pieces.flatMap { Array($0.blocks) })
+        guard covered == owed.count, distinct.count == owed.count else {
+            return "its pieces cover blocks \(distinct.sorted()), it owes \(owed)"
+        }
+        return nil
     }
 
     // MARK: Steps
@@ -380,11 +446,11 @@ public struct Coordinator {
             return
         }
         let epoch = plan.epoch(ofStep: step)
-        if epoch != permutationEpoch {
-            permutation = plan.permutation(epoch: epoch)
-            permutationEpoch = epoch
+        if epoch != ordersEpoch {
+            orders = (0..<plan.blockCount).map { plan.blockOrder(epoch: epoch, block: $0) }
+            ordersEpoch = epoch
         }
-        assignments = plan.localAssignments(of: plan.globalBatch(step: step, permutation: permutation))
+        microBatches = plan.microBatches(step: step, orders: orders)
         isGathering = true
         received = [:]
         for worker in sortedWorkers {
@@ -395,43 +461,19 @@ public struct Coordinator {
 
     private func stepMessage(for index: Int) -> Message {
         .step(
-            StepAssignment(
-                step: step, epoch: plan.epoch(ofStep: step), weights: weights,
-                sampleIndices: assignments[index]))
+            plan.assignment(
+                step: step, blocks: plan.shardBlocks(worker: index, of: configuration.workerCount),
+                microBatches: microBatches, weights: weights))
     }
 
     private mutating func completeStepIfGathered(into actions: inout [CoordinatorAction]) {
         guard phase == .training, isGathering, !workers.isEmpty,
             workers.keys.allSatisfy({ received[$0] != nil })
         else { return }
-        // Sum in worker-index order, in Double, so the result does not depend on arrival order.
-        // (Every gradient has `parameterCount` values: `gradient(_:from:)` checked it.)
-        let count = parameterCount
-        var sum = [Double](repeating: 0, count: count)
-        var samples = 0, correct = 0, lossSum = 0.0
-        var contributors: [PeerID] = []
-        for worker in sortedWorkers {
-            guard let report = received[worker.info.peer] else { continue }
-            sum.withUnsafeMutableBufferPointer { sum in
-                report.gradient.withUnsafeBufferPointer { gradient in
-                    for index in 0..<count { sum[index] += Double(gradient[index]) }
-                }
-            }
-            samples += report.sampleCount
-            correct += report.correctCount
-            lossSum += report.lossSum
-            contributors.append(worker.info.peer)
-        }
-        let scale = samples > 0 ? 1 / Double(samples) : 0
-        let averaged = [Float](unsafeUninitializedCapacity: count) { averaged, initialized in
-            sum.withUnsafeBufferPointer { sum in
-                for index in 0..<count { averaged[index] = Float(sum[index] * scale) }
-            }
-            initialized = count
-        }
+        let reports = sortedWorkers.compactMap { received[$0.info.peer] }
         let result = StepResult(
-            step: step, epoch: plan.epoch(ofStep: step), sampleCount: samples, lossSum: lossSum,
-            correctCount: correct, averagedGradient: averaged, contributors: contributors)
+            step: step, epoch: plan.epoch(ofStep: step), reports: reports, tree: tree, parameterCount: parameterCount,
+            contributors: sortedWorkers.compactMap { received[$0.info.peer] != nil ? $0.info.peer : nil })
         isGathering = false
         received = [:]
         weights = []

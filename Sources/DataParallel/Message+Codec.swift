@@ -57,6 +57,10 @@ public enum MessageDecodingError: Error, Equatable, Sendable, CustomStringConver
 }
 
 extension Message {
+    /// Bytes per piece record of a gradient message: first block u32, end block u32, sample count u32,
+    /// correct count u32, loss sum f64.
+    public static let pieceRecordByteCount = 24
+
     /// Encodes the message as multipart frames: one 48-byte header frame, then the payload frames.
     ///
     /// Negative counts (which the public types do not prevent) are written as 0.
@@ -87,6 +91,7 @@ extension Message {
             header.a = UInt64(shard.sampleCount)
             header.b = UInt64(clamping: shard.pixelsPerImage)
             header.c = UInt64(shard.settings.count)
+            header.d = UInt64(clamping: shard.firstKey)
             return [.bytes(header.bytes), .bytes(shard.images), .bytes(shard.labels), .bytes(shard.settings)]
         case .ready(let sampleCount):
             header.a = UInt64(clamping: sampleCount)
@@ -96,14 +101,34 @@ extension Message {
             header.a = UInt64(clamping: assignment.epoch)
             header.b = UInt64(assignment.weights.count)
             header.c = UInt64(assignment.sampleIndices.count)
-            return [.bytes(header.bytes), .floats(assignment.weights), .uint32s(assignment.sampleIndices)]
+            header.d = UInt64(assignment.microBatches.count)
+            let microBatches = assignment.microBatches.flatMap {
+                [UInt32(clamping: $0.block), UInt32(clamping: $0.sampleCount)]
+            }
+            return [
+                .bytes(header.bytes), .floats(assignment.weights), .uint32s(assignment.sampleIndices),
+                .uint32s(microBatches),
+            ]
         case .gradient(let report):
             header.step = UInt64(clamping: report.step)
-            header.a = UInt64(clamping: report.sampleCount)
-            header.b = UInt64(clamping: report.correctCount)
-            header.c = UInt64(report.gradient.count)
-            header.d = report.lossSum.bitPattern
-            return [.bytes(header.bytes), .floats(report.gradient)]
+            header.a = UInt64(report.pieces.count)
+            let valueCount = report.pieces.first?.gradient.count ?? 0
+            header.c = UInt64(valueCount)
+            var records: [UInt8] = []
+            records.reserveCapacity(report.pieces.count * Message.pieceRecordByteCount)
+            for piece in report.pieces {
+                WireBytes.append(UInt64(clamping: piece.blocks.lowerBound), width: 4, to: &records)
+                WireBytes.append(UInt64(clamping: piece.blocks.upperBound), width: 4, to: &records)
+                WireBytes.append(UInt64(clamping: piece.sampleCount), width: 4, to: &records)
+                WireBytes.append(UInt64(clamping: piece.correctCount), width: 4, to: &records)
+                WireBytes.append(piece.lossSum.bitPattern, width: 8, to: &records)
+            }
+            // One piece (the usual case) goes out without a copy; several are laid end to end.
+            let values =
+                report.pieces.count == 1
+                ? report.pieces[0].gradient
+                : report.pieces.flatMap { $0.gradient.count == valueCount ? $0.gradient : [] }
+            return [.bytes(header.bytes), .bytes(records), .floats(values)]
         case .heartbeat:
             return [.bytes(header.bytes)]
         case .shutdown(let reason), .goodbye(let reason):
@@ -155,9 +180,10 @@ extension Message {
             let reason = try reader.text(frame: 1, byteCount: header.b, field: "reason")
             return .refuse(protocolVersion: header.version, reason: reason)
         case .shard:
-            try reader.requireZero(step: true, d: true)
+            try reader.requireZero(step: true)
             let samples = try reader.int(header.a, "sampleCount (a)")
             let pixels = try reader.int(header.b, "pixelsPerImage (b)")
+            let firstKey = try reader.int(header.d, "firstKey (d)")
             let imageBytes = try reader.byteCount(samples, times: pixels, field: "images")
             try reader.requireSize(frame: 1, bytes: imageBytes, field: "images")
             try reader.requireSize(frame: 2, bytes: samples, field: "labels")
@@ -167,41 +193,77 @@ extension Message {
             return .shard(
                 Shard(
                     pixelsPerImage: pixels, images: reader.bytes(frame: 1), labels: reader.bytes(frame: 2),
-                    settings: reader.bytes(frame: 3)))
+                    settings: reader.bytes(frame: 3), firstKey: firstKey))
         case .ready:
             try reader.requireZero(step: true, b: true, c: true, d: true)
             return .ready(sampleCount: try reader.int(header.a, "sampleCount (a)"))
         case .step:
-            try reader.requireZero(d: true)
             let step = try reader.int(header.step, "step")
             let epoch = try reader.int(header.a, "epoch (a)")
             let weightCount = try reader.int(header.b, "weight count (b)")
             let indexCount = try reader.int(header.c, "index count (c)")
+            let microBatchCount = try reader.int(header.d, "micro-batch count (d)")
             try reader.requireSize(
                 frame: 1, bytes: try reader.byteCount(weightCount, times: 4, field: "weights"),
                 field: "weights")
             try reader.requireSize(
                 frame: 2, bytes: try reader.byteCount(indexCount, times: 4, field: "sampleIndices"),
                 field: "sampleIndices")
-            return .step(
-                StepAssignment(
-                    step: step, epoch: epoch, weights: WireBytes.values(from: frames[1], as: Float.self),
-                    sampleIndices: WireBytes.values(from: frames[2], as: UInt32.self)))
-        case .gradient:
-            let step = try reader.int(header.step, "step")
-            let samples = try reader.int(header.a, "sampleCount (a)")
-            guard header.b <= header.a else {
-                throw MessageDecodingError.valueOutOfRange(kind: kind, field: "correctCount (b)", value: header.b)
-            }
-            let count = try reader.int(header.c, "gradient count (c)")
             try reader.requireSize(
-                frame: 1, bytes: try reader.byteCount(count, times: 4, field: "gradient"),
-                field: "gradient")
-            return .gradient(
-                GradientReport(
-                    step: step, sampleCount: samples,
-                    lossSum: Double(bitPattern: header.d), correctCount: Int(header.b),
-                    gradient: WireBytes.values(from: frames[1], as: Float.self)))
+                frame: 3, bytes: try reader.byteCount(microBatchCount, times: 8, field: "microBatches"),
+                field: "microBatches")
+            let pairs = WireBytes.values(from: frames[3], as: UInt32.self)
+            let microBatches = (0..<microBatchCount).map {
+                MicroBatch(block: Int(pairs[2 * $0]), sampleCount: Int(pairs[2 * $0 + 1]))
+            }
+            let assignment = StepAssignment(
+                step: step, epoch: epoch, weights: WireBytes.values(from: frames[1], as: Float.self),
+                sampleIndices: WireBytes.values(from: frames[2], as: UInt32.self), microBatches: microBatches)
+            guard assignment.isWellFormed else {
+                throw MessageDecodingError.valueOutOfRange(
+                    kind: kind, field: "microBatches (not increasing, or counts differ from the indices)",
+                    value: UInt64(microBatchCount))
+            }
+            return .step(assignment)
+        case .gradient:
+            try reader.requireZero(b: true, d: true)
+            let step = try reader.int(header.step, "step")
+            let pieceCount = try reader.int(header.a, "piece count (a)")
+            let valueCount = try reader.int(header.c, "values per piece (c)")
+            guard pieceCount > 0 || valueCount == 0 else {
+                throw MessageDecodingError.valueOutOfRange(kind: kind, field: "values per piece (c)", value: header.c)
+            }
+            try reader.requireSize(
+                frame: 1, bytes: try reader.byteCount(pieceCount, times: Message.pieceRecordByteCount, field: "pieces"),
+                field: "pieces")
+            let totalValues = try reader.byteCount(pieceCount, times: valueCount, field: "gradient")
+            try reader.requireSize(
+                frame: 2, bytes: try reader.byteCount(totalValues, times: 4, field: "gradient"), field: "gradient")
+            let records = reader.bytes(frame: 1)
+            let values = WireBytes.values(from: frames[2], as: Float.self)
+            var pieces: [GradientPiece] = []
+            pieces.reserveCapacity(pieceCount)
+            for index in 0..<pieceCount {
+                let at = index * Message.pieceRecordByteCount
+                let lower = Int(WireBytes.littleEndian(records, at: at, width: 4))
+                let upper = Int(WireBytes.littleEndian(records, at: at + 4, width: 4))
+                let samples = Int(WireBytes.littleEndian(records, at: at + 8, width: 4))
+                let correct = Int(WireBytes.littleEndian(records, at: at + 12, width: 4))
+                guard lower < upper, correct <= samples else {
+                    throw MessageDecodingError.valueOutOfRange(
+                        kind: kind,
+                        field: "piece \(index) (blocks \(lower)..<\(upper), \(correct) of \(samples) correct)",
+                        value: UInt64(index))
+                }
+                let gradient =
+                    pieceCount == 1 ? values : Array(values[(index * valueCount)..<((index + 1) * valueCount)])
+                pieces.append(
+                    GradientPiece(
+                        blocks: lower..<upper, sampleCount: samples, correctCount: correct,
+                        lossSum: Double(bitPattern: WireBytes.littleEndian(records, at: at + 16, width: 8)),
+                        gradient: gradient))
+            }
+            return .gradient(GradientReport(step: step, pieces: pieces))
         case .heartbeat:
             try reader.requireZero(step: true, a: true, b: true, c: true, d: true)
             return .heartbeat

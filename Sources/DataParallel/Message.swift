@@ -6,7 +6,7 @@
 public enum ProtocolInfo {
     /// The protocol version this build speaks. Bump it when any frame layout or meaning changes.
     /// `hello` and `refuse` keep their layout across every version so that a mismatch can be reported.
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     /// The four bytes every header frame starts with: ASCII "MNDP" (MNIST data parallel).
     public static let magic: [UInt8] = [0x4D, 0x4E, 0x44, 0x50]
     /// The size of the header frame in bytes; every message starts with exactly one such frame.
@@ -58,8 +58,8 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
         case .hello, .refuse, .shutdown, .goodbye: 1
         case .welcome, .ready, .heartbeat: 0
         case .shard: 3
-        case .step: 2
-        case .gradient: 1
+        case .step: 3
+        case .gradient: 2
         }
     }
 }
@@ -74,12 +74,15 @@ public struct Shard: Equatable, Sendable {
     public var labels: [UInt8]
     /// The coordinator's training settings (model shape, learning rate...), opaque to the protocol.
     public var settings: [UInt8]
+    /// The key (`BatchPlan`) of the shard's first sample: shard-local sample i is known as
+    /// `firstKey + i` in the whole run, and its dropout and augmentation are keyed by that.
+    public var firstKey: Int
 
     /// The number of samples in the shard.
     public var sampleCount: Int { labels.count }
 
     /// Creates a shard; `images.count` must equal `labels.count * pixelsPerImage`.
-    public init(pixelsPerImage: Int, images: [UInt8], labels: [UInt8], settings: [UInt8]) {
+    public init(pixelsPerImage: Int, images: [UInt8], labels: [UInt8], settings: [UInt8], firstKey: Int = 0) {
         precondition(
             pixelsPerImage >= 0 && images.count == labels.count * pixelsPerImage,
             "a shard holds pixelsPerImage bytes per label")
@@ -87,50 +90,102 @@ public struct Shard: Equatable, Sendable {
         self.images = images
         self.labels = labels
         self.settings = settings
+        self.firstKey = firstKey
     }
 }
 
-/// The coordinator's request for one step: the weights w_t and which samples of the worker's shard
-/// form its part of the global batch.
+/// One micro-batch a worker owes in a step: which block of the tree it is, and how many of the
+/// step's `sampleIndices` (the next ones, in order) it takes.
+public struct MicroBatch: Equatable, Sendable {
+    /// The micro-batch's position in the reduction tree (`GradientTree`), 0..<blockCount.
+    public var block: Int
+    /// Samples in the micro-batch (may be 0 at the end of an epoch: its gradient is then zero).
+    public var sampleCount: Int
+
+    public init(block: Int, sampleCount: Int) {
+        self.block = block
+        self.sampleCount = sampleCount
+    }
+}
+
+/// The coordinator's request for one step: the weights w_t and the micro-batches of the worker's
+/// shard that form its part of the global batch.
 public struct StepAssignment: Equatable, Sendable {
-    /// The step number t, counted from 0 over the whole run.
+    /// The step number t, counted from 0 over the whole run; keys dropout.
     public var step: Int
-    /// The epoch the step belongs to (informational for the worker).
+    /// The epoch the step belongs to; keys augmentation.
     public var epoch: Int
     /// The current weights, one flat slab: `[parameterCount]`.
     public var weights: [Float]
-    /// Indices into the worker's shard (0-based, local to the shard), in global-batch order.
-    /// May be empty when none of the step's samples live on this worker; the worker still answers.
+    /// Indices into the worker's shard (0-based, local to the shard): the micro-batches' samples one
+    /// after the other, each micro-batch in its visiting order.
     public var sampleIndices: [UInt32]
+    /// The micro-batches, in increasing block order; their `sampleCount`s add up to `sampleIndices.count`.
+    public var microBatches: [MicroBatch]
 
-    public init(step: Int, epoch: Int, weights: [Float], sampleIndices: [UInt32]) {
+    public init(step: Int, epoch: Int, weights: [Float], sampleIndices: [UInt32], microBatches: [MicroBatch]) {
         self.step = step
         self.epoch = epoch
         self.weights = weights
         self.sampleIndices = sampleIndices
+        self.microBatches = microBatches
+    }
+
+    /// Each micro-batch with its shard-local sample indices.
+    public var microBatchIndices: [(microBatch: MicroBatch, indices: ArraySlice<UInt32>)] {
+        var start = 0
+        return microBatches.map { microBatch in
+            let end = min(sampleIndices.count, start + microBatch.sampleCount)
+            defer { start = end }
+            return (microBatch, sampleIndices[start..<end])
+        }
+    }
+
+    /// Whether the micro-batches are in strictly increasing block order and account for every index.
+    public var isWellFormed: Bool {
+        zip(microBatches, microBatches.dropFirst()).allSatisfy { $0.block < $1.block }
+            && microBatches.allSatisfy { $0.block >= 0 && $0.sampleCount >= 0 }
+            && microBatches.reduce(0, { $0 + $1.sampleCount }) == sampleIndices.count
+    }
+
+    /// Adds the micro-batches' gradients (`leaves`, one per micro-batch, in order) along `tree` into the
+    /// maximal nodes that each contiguous run of blocks covers: the pieces a worker sends.
+    public func pieces(fromLeaves leaves: [GradientPiece], tree: GradientTree) -> [GradientPiece] {
+        precondition(leaves.count == microBatches.count, "one leaf per micro-batch")
+        var result: [GradientPiece] = []
+        var runStart = 0
+        for index in leaves.indices {
+            let isRunEnd =
+                index + 1 == leaves.count || leaves[index + 1].blocks.lowerBound != leaves[index].blocks.upperBound
+            guard isRunEnd else { continue }
+            let run = Array(leaves[runStart...index])
+            let blocks = run[0].blocks.lowerBound..<run[run.count - 1].blocks.upperBound
+            for node in tree.nodes(covering: blocks) {
+                let inside = run.filter { node.contains($0.blocks.lowerBound) }
+                if let sum = tree.sum(inside, into: node) { result.append(sum) }
+            }
+            runStart = index + 1
+        }
+        return result
     }
 }
 
-/// A worker's answer to a step: the SUM over its samples of the per-sample gradients and losses.
+/// A worker's answer to a step: the summed gradients of its micro-batches, added along the tree
+/// into the maximal nodes its blocks cover (usually one), with their loss figures.
 public struct GradientReport: Equatable, Sendable {
     /// The step this gradient belongs to.
     public var step: Int
-    /// The number of samples summed (the length of the assignment's `sampleIndices`).
-    public var sampleCount: Int
-    /// The sum of the per-sample losses.
-    public var lossSum: Double
-    /// How many of the samples the model classified correctly at these weights.
-    public var correctCount: Int
-    /// The summed gradient, laid out like the weights: `[parameterCount]`. Not averaged.
-    public var gradient: [Float]
+    /// Disjoint nodes of the tree, each `[parameterCount]` values, not averaged. A worker sends them in
+    /// block order; the coordinator accepts any order.
+    public var pieces: [GradientPiece]
 
-    public init(step: Int, sampleCount: Int, lossSum: Double, correctCount: Int, gradient: [Float]) {
+    public init(step: Int, pieces: [GradientPiece]) {
         self.step = step
-        self.sampleCount = sampleCount
-        self.lossSum = lossSum
-        self.correctCount = correctCount
-        self.gradient = gradient
+        self.pieces = pieces
     }
+
+    /// Samples summed over all pieces.
+    public var sampleCount: Int { pieces.reduce(0) { $0 + $1.sampleCount } }
 }
 
 /// Every message on the wire. `encode()` and `decode(_:)` in Message+Codec.swift are its only codec.

@@ -3,6 +3,7 @@
 // set; it prints nothing (the CLI does). Not a test: no time limits.
 import ConvNet
 import Foundation
+import MNIST
 
 /// Measured throughput.
 public struct BenchmarkFigures: Sendable, Codable, Equatable {
@@ -46,17 +47,25 @@ public enum Benchmark {
         let labels = (0..<largest).map { _ in UInt8(generator.nextInt(below: network.classCount)) }
         let clock = ContinuousClock()
 
+        // The training step exactly as `mnist train` runs it (micro-batches, tree, optimizer, moving
+        // average), on random pixels: 8 batches of samples, so every step takes a full batch.
         var configuration = TrainingConfiguration()
         configuration.model = model.name
-        var update = ParameterUpdate(
-            configuration: configuration, parameterCount: network.parameterCount, totalSteps: 1000)
-        let trainImages = Array(images[0..<(trainingBatchSize * network.inputCount)])
-        let trainLabels = Array(labels[0..<trainingBatchSize])
-        func trainStep(_ step: Int) {
-            network.zeroGradients()
-            network.accumulateGradients(images: trainImages, labels: trainLabels, dropoutSeed: UInt64(step))
-            update.apply(summedGradient: network.gradients, sampleCount: trainingBatchSize, to: &network.parameters)
-        }
+        configuration.batchSize = trainingBatchSize
+        configuration.epochs = 1000
+        configuration.threads = threads
+        let sampleCount = 8 * trainingBatchSize
+        let step = try TrainingStep(configuration: configuration, sampleCount: sampleCount)
+        let side = Int(Double(network.inputCount).squareRoot())
+        let samples = LabeledImages(
+            rows: side, columns: side,
+            pixels: (0..<(sampleCount * network.inputCount)).map { _ in UInt8(generator.nextInt(below: 256)) },
+            labels: (0..<sampleCount).map { _ in UInt8(generator.nextInt(below: network.classCount)) })
+        let computerNetwork = try Network(architecture: model.architecture, seed: 0)
+        if let chunkSize { computerNetwork.chunkSize = chunkSize }
+        let computer = MicroBatchComputer(
+            network: computerNetwork, samples: samples, firstKey: 0, seed: 1, augment: true, tree: step.tree)
+        func trainStep(_ index: Int) { _ = step.runLocally(step: index % step.plan.stepsPerEpoch, computer: computer) }
         trainStep(0)  // warm-up: allocates scratch
         var steps = 0
         let trainCPUStart = processCPUSeconds()

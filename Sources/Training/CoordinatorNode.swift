@@ -15,7 +15,8 @@ public struct CoordinatorNodeConfiguration: Sendable {
     /// Where the ROUTER binds: `tcp://*:5555` for a cluster, `tcp://127.0.0.1:*` for an ephemeral port.
     public var endpoint: String
     /// The coordinator state machine's settings: worker count, batch size, steps (epochs ×
-    /// `BatchPlan.stepsPerEpoch`), seed, liveness (default 50 ticks = 5 s at 100 ms), heartbeats,
+    /// `BatchPlan.stepsPerEpoch`), seed, liveness (the state machine's default is 50 ticks = 5 s at
+    /// 100 ms; `mnist coordinator` sets it from `--liveness`, 10 s by default), heartbeats,
     /// resends, the worker death policy (default: stop, so the caller saves the model) and protocol
     /// version. Durations are in ticks of `tickMilliseconds`. The node fills in `settings` from the
     /// model, `joinTimeoutTicks` from `joinTimeoutSeconds` and `tickSecondsForMessages` from
@@ -205,20 +206,19 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 case .stepCompleted(let result):
                     let gathered = monotonicSeconds()
                     let gatherSeconds = stepBroadcastAt.map { gathered - $0.time } ?? 0
-                    node.model.apply(averagedGradient: result.averagedGradient, step: result.step)
+                    let learningRate = node.model.apply(result)
                     let applySeconds = monotonicSeconds() - gathered
                     completedSteps = result.step + 1
                     let metrics = StepMetrics(
                         step: result.step, epoch: result.epoch, sampleCount: result.sampleCount,
-                        meanLoss: result.meanLoss,
-                        accuracy: result.sampleCount > 0 ? Double(result.correctCount) / Double(result.sampleCount) : 0,
+                        lossSum: result.lossSum, correctCount: result.correctCount, learningRate: learningRate,
                         gatherSeconds: gatherSeconds, applySeconds: applySeconds)
                     node.logger.debug("\(CoordinatorNodeEvent.stepCompleted(metrics))")
                     emit(.stepCompleted(metrics))
                     let stepsPerEpoch = machine.plan.stepsPerEpoch, totalSteps = configuration.stateMachine.totalSteps
                     if (result.step + 1) % stepsPerEpoch == 0 || result.step + 1 == totalSteps {
                         let evaluation = node.model.evaluateEpoch(epoch: result.epoch)
-                        let event = CoordinatorNodeEvent.epochCompleted(epoch: result.epoch, metrics: evaluation)
+                        let event = CoordinatorNodeEvent.epochCompleted(epoch: result.epoch, evaluation: evaluation)
                         node.logger.debug("\(event)")
                         emit(event)
                     }

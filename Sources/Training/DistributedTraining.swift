@@ -15,14 +15,13 @@ public struct WorkerSettings: Codable, Equatable, Sendable {
     public var configuration: TrainingConfiguration
     /// The network's architecture as JSON (ConvNet's `Architecture`), so workers never depend on presets.
     public var architecture: String
-    /// The size of the whole training set: with its slot, a worker knows which training-set indices its
-    /// shard holds (`BatchPlan.shardRange`), and keys each sample's randomness by them.
-    public var trainCount: Int
+    /// Micro-batch positions of the run (`BatchPlan.blockCount`): the leaves of the reduction tree.
+    public var blockCount: Int
 
-    public init(configuration: TrainingConfiguration, architecture: String, trainCount: Int) {
+    public init(configuration: TrainingConfiguration, architecture: String, blockCount: Int) {
         self.configuration = configuration
         self.architecture = architecture
-        self.trainCount = trainCount
+        self.blockCount = blockCount
     }
 
     public func encoded() -> [UInt8] {
@@ -41,97 +40,70 @@ public struct WorkerSettings: Codable, Equatable, Sendable {
     }
 }
 
-/// The coordinator's model: applies averaged gradients with the configured optimizer and schedule, and
-/// evaluates the test set after each epoch.
+/// The coordinator's model: the run's `TrainingStep` (weights, optimizer, moving average), and the
+/// test set it evaluates after each epoch.
 public struct NetworkHost: ModelHost {
-    public let network: Network
-    public let configuration: TrainingConfiguration
-    private var update: ParameterUpdate
+    public let step: TrainingStep
     private let testSet: LabeledImages
-    private let trainCount: Int
     /// The evaluation after the most recent epoch.
     public private(set) var lastEvaluation: Evaluation?
 
-    public init(configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int, totalSteps: Int) throws {
-        self.configuration = configuration
-        self.trainCount = trainCount
-        network = try Network(
-            architecture: configuration.preset.architecture, seed: TrainingSeeds.initialisation(configuration.seed))
-        update = ParameterUpdate(
-            configuration: configuration, parameterCount: network.parameterCount, totalSteps: totalSteps)
+    public init(configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int) throws {
+        step = try TrainingStep(configuration: configuration, sampleCount: trainCount)
         self.testSet = testSet
     }
 
-    public var parameters: [Float] { network.parameters }
+    public var network: Network { step.network }
+    public var configuration: TrainingConfiguration { step.configuration }
+    public var parameters: [Float] { step.network.parameters }
 
-    public mutating func apply(averagedGradient: [Float], step: Int) {
-        update.apply(meanGradient: averagedGradient, to: &network.parameters)
-    }
+    public mutating func apply(_ result: StepResult) -> Double { Double(step.apply(result)) }
 
     public func settings() -> [UInt8] {
         WorkerSettings(
-            configuration: configuration, architecture: network.architecture.jsonString(), trainCount: trainCount
+            configuration: configuration, architecture: network.architecture.jsonString(),
+            blockCount: step.plan.blockCount
         )
         .encoded()
     }
 
     /// The weights to evaluate and save (the moving average, if one is kept).
-    public var modelParameters: [Float] { update.model(of: network.parameters) }
+    public var modelParameters: [Float] { step.modelParameters }
 
-    public mutating func evaluateEpoch(epoch: Int) -> [String: Double] {
+    public mutating func evaluateEpoch(epoch: Int) -> EpochEvaluation? {
         let network = self.network, testSet = self.testSet
         let evaluation = network.withParameters(modelParameters) { Evaluation(network: network, images: testSet) }
         lastEvaluation = evaluation
-        return ["test_accuracy": evaluation.accuracy, "test_loss": evaluation.meanLoss]
+        return EpochEvaluation(accuracy: evaluation.accuracy, meanLoss: evaluation.meanLoss)
     }
 }
 
-/// The worker's half: the summed gradient of its part of each global batch, at the step's weights.
+/// The worker's half: its micro-batches of each global batch, at the step's weights.
 public final class NetworkGradientComputer: GradientComputer {
-    private let computer: BatchGradientComputer
-    private let shard: LabeledImages
-    private let settings: WorkerSettings
-    /// The training-set index of the shard's first sample.
-    private let shardStart: Int
+    private let computer: MicroBatchComputer
 
     /// Builds the network the coordinator describes; throws a clear error for settings it cannot use.
-    public init(settings bytes: [UInt8], shard: Shard, placement: ShardPlacement) throws {
-        settings = try WorkerSettings.decoded(bytes)
+    public init(settings bytes: [UInt8], shard: Shard) throws {
+        let settings = try WorkerSettings.decoded(bytes)
         let architecture = try Architecture(jsonString: settings.architecture)
-        computer = BatchGradientComputer(network: try Network(architecture: architecture, seed: 0))
+        let network = try Network(architecture: architecture, seed: 0)
         let side = Int(Double(shard.pixelsPerImage).squareRoot())
-        guard side * side == shard.pixelsPerImage, shard.pixelsPerImage == computer.network.inputCount else {
+        guard side * side == shard.pixelsPerImage, shard.pixelsPerImage == network.inputCount else {
             throw TrainingConfiguration.ValidationError(
                 flag: "shard", message: "images of \(shard.pixelsPerImage) pixels do not fit the network's input")
         }
-        self.shard = LabeledImages(rows: side, columns: side, pixels: shard.images, labels: shard.labels)
-        let configuration = settings.configuration
-        let range = BatchPlan(
-            sampleCount: settings.trainCount, workerCount: placement.workerCount, batchSize: configuration.batchSize,
-            seed: configuration.seed
-        ).shardRange(worker: placement.workerIndex)
-        guard range.count == shard.sampleCount else {
+        guard settings.blockCount >= 1 else {
             throw TrainingConfiguration.ValidationError(
-                flag: "shard",
-                message:
-                    "worker \(placement.workerIndex) of \(placement.workerCount) should hold \(range.count) samples, got \(shard.sampleCount)"
-            )
+                flag: "settings", message: "blockCount must be at least 1, got \(settings.blockCount)")
         }
-        shardStart = range.lowerBound
+        computer = MicroBatchComputer(
+            network: network,
+            samples: LabeledImages(rows: side, columns: side, pixels: shard.images, labels: shard.labels),
+            firstKey: shard.firstKey, seed: settings.configuration.seed, augment: settings.configuration.augment,
+            tree: GradientTree(blockCount: settings.blockCount))
     }
 
-    public func gradient(for assignment: StepAssignment) -> GradientReport {
-        let configuration = settings.configuration
-        computer.network.parameters = assignment.weights
-        let statistics = computer.computeSummedGradient(
-            images: shard, indices: assignment.sampleIndices.map { Int($0) },
-            dropoutSeed: TrainingSeeds.dropout(configuration.seed, step: assignment.step), keyOffset: shardStart,
-            augmentationSeed: configuration.augment
-                ? TrainingSeeds.augmentation(configuration.seed, epoch: assignment.epoch) : nil)
-        return GradientReport(
-            step: assignment.step, sampleCount: statistics.count, lossSum: statistics.lossSum,
-            correctCount: statistics.correct, gradient: computer.network.gradients)
-    }
+    public func gradient(for assignment: StepAssignment) -> GradientReport { computer.report(for: assignment) }
 }
 
 /// How a distributed run ended, with the model as it stands (complete, or the steps done so far).
@@ -147,7 +119,8 @@ public struct DistributedTrainingResult {
     public let meanGatherSeconds: Double
     public let meanApplySeconds: Double
     /// Protocol bytes per step, both directions, all workers: each worker gets a step message (header,
-    /// weights, its sample indices) and answers with a gradient message (header, gradient).
+    /// weights, its sample indices, a (block, count) pair per micro-batch) and answers with a gradient
+    /// message (header, one record and one gradient per tree node its blocks cover).
     public let bytesPerStep: Int
 }
 
@@ -170,16 +143,21 @@ public final class DistributedTraining: @unchecked Sendable {
         onNodeEvent: @escaping (CoordinatorNodeEvent) -> Void
     ) throws {
         try configuration.validate()
-        guard workerCount >= 1, workerCount <= data.train.count else {
-            throw TrainingConfiguration.ValidationError(flag: "--workers", message: "must be 1...\(data.train.count)")
+        guard workerCount >= 1, data.train.count > 0 else {
+            throw TrainingConfiguration.ValidationError(flag: "--workers", message: "must be at least 1")
         }
         self.configuration = configuration
         self.data = data
-        stepsPerEpoch = (data.train.count + configuration.batchSize - 1) / configuration.batchSize
-        totalSteps = stepsPerEpoch * configuration.epochs
         ComputeThreads.configure(threads: configuration.threads)
-        let host = try NetworkHost(
-            configuration: configuration, testSet: data.test, trainCount: data.train.count, totalSteps: totalSteps)
+        let host = try NetworkHost(configuration: configuration, testSet: data.test, trainCount: data.train.count)
+        stepsPerEpoch = host.step.plan.stepsPerEpoch
+        totalSteps = host.step.totalSteps
+        guard workerCount <= host.step.plan.blockCount else {
+            throw TrainingConfiguration.ValidationError(
+                flag: "--workers",
+                message: "at most \(host.step.plan.blockCount) workers for batches of \(configuration.batchSize) "
+                    + "(micro-batches of \(BatchPlan.defaultMicroBatchSize) samples), got \(workerCount)")
+        }
         var nodeConfiguration = CoordinatorNodeConfiguration(
             endpoint: endpoint, workerCount: workerCount, batchSize: configuration.batchSize, totalSteps: totalSteps,
             seed: configuration.seed)
@@ -208,13 +186,25 @@ public final class DistributedTraining: @unchecked Sendable {
         host.network.parameters = host.modelParameters
         let evaluation = host.lastEvaluation ?? Evaluation(network: host.network, images: data.test)
         let steps = Double(max(1, progress.stepCount))
-        let headers = 2 * ProtocolInfo.headerByteCount, weights = 4 * host.network.parameterCount
         return DistributedTrainingResult(
             network: host.network, outcome: result.outcome, completedSteps: result.completedSteps,
             epochs: progress.summaries, testEvaluation: evaluation,
             meanGatherSeconds: progress.gatherSeconds / steps, meanApplySeconds: progress.applySeconds / steps,
-            bytesPerStep: node.configuration.stateMachine.workerCount * (headers + 2 * weights) + 4
-                * configuration.batchSize)
+            bytesPerStep: bytesPerStep(plan: host.step.plan, workerCount: node.configuration.stateMachine.workerCount))
+    }
+
+    /// The bytes of one full step's messages (see `DistributedTrainingResult.bytesPerStep`).
+    private func bytesPerStep(plan: BatchPlan, workerCount: Int) -> Int {
+        let tree = GradientTree(blockCount: plan.blockCount)
+        let weights = 4 * node.model.network.parameterCount
+        return (0..<workerCount).reduce(0) { total, worker in
+            let blocks = plan.shardBlocks(worker: worker, of: workerCount)
+            let samples = blocks.reduce(0) { $0 + plan.microBatchSize(block: $1) }
+            let pieces = tree.nodes(covering: blocks).count
+            let step = ProtocolInfo.headerByteCount + weights + 4 * samples + 8 * blocks.count
+            let gradient = ProtocolInfo.headerByteCount + pieces * (Message.pieceRecordByteCount + weights)
+            return total + step + gradient
+        }
     }
 
     /// Asks the run to stop (thread-safe): workers are shut down and `run` returns what it has.
@@ -267,19 +257,17 @@ struct ProgressTracker {
             let now = Date()
             epochSeconds += now.timeIntervalSince(lastMark)
             lastMark = now
-            // The node reports a mean loss and an accuracy; the epoch's figures are sums.
             let statistics = BatchStatistics(
-                lossSum: metrics.meanLoss * Double(metrics.sampleCount),
-                correct: Int((metrics.accuracy * Double(metrics.sampleCount)).rounded()), count: metrics.sampleCount)
+                lossSum: metrics.lossSum, correct: metrics.correctCount, count: metrics.sampleCount)
             return [
                 .batchCompleted(
-                    progress.recordStep(
-                        metrics.step, epoch: metrics.epoch, statistics: statistics, loss: metrics.meanLoss,
-                        accuracy: metrics.accuracy, learningRate: 0, epochSeconds: epochSeconds))
+                    progress.record(
+                        step: metrics.step, epoch: metrics.epoch, statistics: statistics,
+                        learningRate: metrics.learningRate, epochSeconds: epochSeconds))
             ]
-        case .epochCompleted(let epoch, let metrics):
+        case .epochCompleted(let epoch, let evaluation):
             let summary = progress.finishEpoch(
-                epoch, seconds: epochSeconds, testAccuracy: metrics["test_accuracy"] ?? 0,
+                epoch, seconds: epochSeconds, testAccuracy: evaluation?.accuracy ?? 0,
                 evaluationSeconds: Date().timeIntervalSince(lastMark))
             epochSeconds = 0
             lastMark = Date()  // the evaluation is not training time

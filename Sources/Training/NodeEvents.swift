@@ -14,11 +14,10 @@ public protocol ModelHost {
     /// The current parameters, one flat slab: `[parameterCount]`. Sent to every worker each step.
     var parameters: [Float] { get }
 
-    /// Applies one optimizer step (with its learning-rate schedule) to `parameters`.
-    ///
-    /// `averagedGradient` is the sample-weighted mean of the workers' summed gradients over the
-    /// global batch of step `step` (the same slab layout as `parameters`).
-    mutating func apply(averagedGradient: [Float], step: Int)
+    /// Applies one optimizer step (with its learning-rate schedule) to `parameters`, using the step's
+    /// mean gradient `result.averagedGradient` (the same slab layout as `parameters`); returns the
+    /// learning rate used.
+    mutating func apply(_ result: StepResult) -> Double
 
     /// Opaque bytes sent to every worker with its shard, from which it builds the same model
     /// (architecture, seed, loss...). The protocol never looks inside.
@@ -26,15 +25,27 @@ public protocol ModelHost {
 
     /// Called once at the end of each epoch, after that epoch's last `apply`, on the node's thread.
     ///
-    /// Returns named metrics (for example `"testAccuracy"`) that the node reports in
-    /// `CoordinatorNodeEvent.epochCompleted`. The default returns no metrics. Keep it short relative to
-    /// the workers' liveness window (default 5 s): the node does not poll its socket meanwhile, so long
-    /// evaluations should raise `livenessTicks` on both sides.
-    mutating func evaluateEpoch(epoch: Int) -> [String: Double]
+    /// Returns the test-set figures that the node reports in `CoordinatorNodeEvent.epochCompleted`
+    /// (nil: none). Keep it short relative to the workers' liveness window: the node does not poll
+    /// its socket meanwhile, so long evaluations should raise `livenessTicks` on both sides.
+    mutating func evaluateEpoch(epoch: Int) -> EpochEvaluation?
+}
+
+/// The figures of an end-of-epoch evaluation on the test set.
+public struct EpochEvaluation: Sendable, Equatable {
+    /// Fraction classified correctly, in [0, 1].
+    public var accuracy: Double
+    /// Mean cross-entropy loss.
+    public var meanLoss: Double
+
+    public init(accuracy: Double, meanLoss: Double) {
+        self.accuracy = accuracy
+        self.meanLoss = meanLoss
+    }
 }
 
 extension ModelHost {
-    public func evaluateEpoch(epoch: Int) -> [String: Double] { [:] }
+    public func evaluateEpoch(epoch: Int) -> EpochEvaluation? { nil }
 }
 
 /// The worker's model: computes summed gradients on the worker's shard.
@@ -55,19 +66,7 @@ public protocol GradientComputer {
 ///
 /// Throwing (unknown settings, model mismatch) makes the worker send `goodbye` with the error's
 /// description and end its run with `.failed`, which the CLI turns into a non-zero exit.
-public typealias GradientComputerFactory = (_ settings: [UInt8], _ shard: Shard, _ placement: ShardPlacement) throws
-    -> any GradientComputer
-
-/// Which shard a worker holds: its slot among the workers, as the coordinator's welcome said.
-public struct ShardPlacement: Sendable, Equatable {
-    public var workerIndex: Int
-    public var workerCount: Int
-
-    public init(workerIndex: Int, workerCount: Int) {
-        self.workerIndex = workerIndex
-        self.workerCount = workerCount
-    }
-}
+public typealias GradientComputerFactory = (_ settings: [UInt8], _ shard: Shard) throws -> any GradientComputer
 
 // MARK: Outcomes
 
@@ -115,15 +114,22 @@ public struct StepMetrics: Sendable, Equatable {
     public var epoch: Int
     /// Samples that contributed to the averaged gradient.
     public var sampleCount: Int
-    /// Mean loss per sample over the global batch, at the step's weights.
-    public var meanLoss: Double
-    /// Fraction of the batch classified correctly at the step's weights (0 for an empty batch).
-    public var accuracy: Double
+    /// Sum of the per-sample losses over the global batch, at the step's weights.
+    public var lossSum: Double
+    /// Samples classified correctly at the step's weights.
+    public var correctCount: Int
+    /// The learning rate the optimizer used.
+    public var learningRate: Double
     /// Seconds from broadcasting the step to receiving its last gradient: worker compute plus
     /// communication (the coordinator cannot split the two).
     public var gatherSeconds: Double
     /// Seconds spent in `ModelHost.apply` (the optimizer).
     public var applySeconds: Double
+
+    /// Mean loss per sample (0 for an empty batch).
+    public var meanLoss: Double { sampleCount > 0 ? lossSum / Double(sampleCount) : 0 }
+    /// Fraction of the batch classified correctly (0 for an empty batch).
+    public var accuracy: Double { sampleCount > 0 ? Double(correctCount) / Double(sampleCount) : 0 }
 }
 
 /// Something that happened in a coordinator node. Delivered on the node's thread, in order.
@@ -137,8 +143,8 @@ public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
     /// Every worker holds its shard; step 0 is on its way.
     case trainingStarted(workers: [WorkerInfo])
     case stepCompleted(StepMetrics)
-    /// The last step of `epoch` was applied; `metrics` come from `ModelHost.evaluateEpoch`.
-    case epochCompleted(epoch: Int, metrics: [String: Double])
+    /// The last step of `epoch` was applied; `evaluation` comes from `ModelHost.evaluateEpoch`.
+    case epochCompleted(epoch: Int, evaluation: EpochEvaluation?)
     /// A worker was declared dead at `step` (silent past the liveness window, left, rejoined...).
     case workerDied(WorkerInfo, step: Int, reason: String)
     /// Frames from `peer` did not decode; they were ignored.
@@ -160,11 +166,11 @@ public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
             return "training started with \(workers.count) workers: \(workers.map(\.name).joined(separator: ", "))"
         case .stepCompleted(let metrics):
             return "step \(metrics.step) (epoch \(metrics.epoch)): loss \(metrics.meanLoss), "
-                + "accuracy \(metrics.accuracy), \(metrics.sampleCount) samples, "
+                + "accuracy \(metrics.accuracy), \(metrics.sampleCount) samples, rate \(metrics.learningRate), "
                 + "gather \(milliseconds(metrics.gatherSeconds)) ms, apply \(milliseconds(metrics.applySeconds)) ms"
-        case .epochCompleted(let epoch, let metrics):
-            let shown = metrics.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
-            return "epoch \(epoch) completed" + (shown.isEmpty ? "" : ": " + shown.joined(separator: ", "))
+        case .epochCompleted(let epoch, let evaluation):
+            return "epoch \(epoch) completed"
+                + (evaluation.map { ": test accuracy \($0.accuracy), test loss \($0.meanLoss)" } ?? "")
         case .workerDied(let info, let step, let reason):
             return "\(info) died at step \(step): \(reason)"
         case .undecodable(let peer, let error):

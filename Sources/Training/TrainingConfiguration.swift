@@ -25,7 +25,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var schedule: LearningRateSchedule = .oneCycle
     /// `--model`: a preset name, see `ModelPreset.all`.
     public var model: String = ModelPreset.defaultPreset.name
-    /// `--seed`: seeds initialisation, shuffling, dropout and augmentation.
+    /// `--seed`: seeds initialisation, the blocks and batches, dropout and augmentation.
     public var seed: UInt64 = 1
     /// `--augment`: shift each training image by up to ±2 pixels each way.
     public var augment: Bool = true
@@ -40,8 +40,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// What is recorded in model files and sent to workers: everything that decides the result.
+    /// `threads` is left out: it changes only the speed (a run's model file is the same for any
+    /// thread count), and each process chooses its own.
     private enum CodingKeys: String, CodingKey {
-        case epochs, batchSize, learningRate, optimizer, schedule, model, seed, augment, threads, weightDecay
+        case epochs, batchSize, learningRate, optimizer, schedule, model, seed, augment, weightDecay
         case averageDecay
     }
 
@@ -58,7 +61,6 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         model = try container.decodeIfPresent(String.self, forKey: .model) ?? defaults.model
         seed = try container.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
         augment = try container.decodeIfPresent(Bool.self, forKey: .augment) ?? defaults.augment
-        threads = try container.decodeIfPresent(Int.self, forKey: .threads) ?? defaults.threads
         weightDecay = try container.decodeIfPresent(Double.self, forKey: .weightDecay) ?? defaults.weightDecay
         averageDecay = try container.decodeIfPresent(Double.self, forKey: .averageDecay) ?? 0
     }

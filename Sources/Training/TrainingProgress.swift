@@ -31,19 +31,20 @@ struct TrainingProgress {
             stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
     }
 
-    /// Adds a finished step's statistics to its epoch's and returns the step's progress.
+    /// Adds a finished step's figures to its epoch's and returns the step's progress.
     /// - Parameters:
     ///   - step: the 0-based global step, in the 0-based `epoch`.
-    ///   - loss, accuracy: the batch's mean loss and accuracy, as the caller reports them.
+    ///   - statistics: the step's loss sum, correct count and sample count.
+    ///   - learningRate: the rate the optimizer used for it.
     ///   - epochSeconds: seconds of training so far in this epoch, this step included.
-    mutating func recordStep(
-        _ step: Int, epoch: Int, statistics: BatchStatistics, loss: Double, accuracy: Double, learningRate: Double,
-        epochSeconds: Double
+    mutating func record(
+        step: Int, epoch: Int, statistics: BatchStatistics, learningRate: Double, epochSeconds: Double
     ) -> BatchProgress {
         epochStatistics.add(statistics)
         return BatchProgress(
             epoch: epoch + 1, epochs: epochs, step: step % stepsPerEpoch + 1, stepsPerEpoch: stepsPerEpoch,
-            globalStep: step + 1, totalSteps: totalSteps, loss: loss, accuracy: accuracy, learningRate: learningRate,
+            globalStep: step + 1, totalSteps: totalSteps, loss: statistics.meanLoss,
+            accuracy: Self.accuracy(of: statistics), learningRate: learningRate,
             imagesPerSecond: Double(epochStatistics.count) / max(epochSeconds, 1e-9),
             trainingSeconds: trainingSeconds + epochSeconds)
     }

@@ -14,7 +14,7 @@ import ZeroMQ
 public struct WorkerNodeConfiguration: Sendable {
     /// The coordinator's endpoint, e.g. `tcp://coordinator-host:5555`.
     public var endpoint: String
-    /// The worker state machine's settings: name, threads, liveness (default 50 ticks = 5 s at 100 ms),
+    /// The worker state machine's settings: name, threads, liveness (50 ticks = 5 s at 100 ms),
     /// shard timeout, heartbeats, reconnect backoff, protocol version and incarnation (random here by
     /// default). Durations are in ticks of `tickMilliseconds`; the node sets `tickSecondsForMessages`
     /// from it, replacing any value given.
@@ -127,7 +127,6 @@ public final class WorkerNode: @unchecked Sendable {
         var dealer: Socket?
         var attempt = 0
         var generation = 0
-        var placement = ShardPlacement(workerIndex: 0, workerCount: 1)
         var sentGoodbye = false
         /// How long the last step took to compute (nil before the first): it decides where the next runs.
         var lastComputeSeconds: Double?
@@ -243,14 +242,13 @@ public final class WorkerNode: @unchecked Sendable {
                     self.attempt = attempt
                     try connect(context: context)
                 case .welcomed(let index, let count):
-                    placement = ShardPlacement(workerIndex: index, workerCount: count)
                     let event = WorkerNodeEvent.welcomed(workerIndex: index, workerCount: count)
                     node.logger.info("\(event)")
                     node.emit(event)
                 case .shardReceived(let shard):
                     generation += 1
                     do {
-                        let computer = try node.makeGradientComputer(shard.settings, shard, placement)
+                        let computer = try node.makeGradientComputer(shard.settings, shard)
                         let box = self.box
                         let handOver = ComputerHandOver(computer)
                         queue.async { box.computer = handOver.computer }

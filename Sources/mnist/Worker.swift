@@ -39,8 +39,8 @@ struct Worker: ParsableCommand {
         var times = WorkerStepTimes()
         let node = WorkerNode(
             configuration: WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads),
-            makeGradientComputer: { settings, shard, placement in
-                try NetworkGradientComputer(settings: settings, shard: shard, placement: placement)
+            makeGradientComputer: { settings, shard in
+                try NetworkGradientComputer(settings: settings, shard: shard)
             },
             logger: logger,
             onEvent: { event in

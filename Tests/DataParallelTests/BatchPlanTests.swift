@@ -1,77 +1,95 @@
-// The batch plan: shards partition the data, every epoch visits every sample once, and a seed
-// reproduces the same batches.
+// The batch plan: blocks partition the keys, shards partition the blocks, every epoch visits every
+// sample once in batches of the configured size, and a seed reproduces the same batches.
 import XCTest
+
 @testable import DataParallel
 
 final class BatchPlanTests: XCTestCase {
-    func testShardsPartitionTheDataAndOwnerInvertsThem() {
-        for (samples, workers) in [(10, 3), (60_000, 7), (5, 5), (1, 1), (101, 4)] {
-            let plan = BatchPlan(sampleCount: samples, workerCount: workers, batchSize: 4, seed: 1)
+    func testBlocksPartitionTheKeysAndShardsPartitionTheBlocks() {
+        for (samples, batch, micro) in [(10, 4, 2), (60_000, 128, 16), (101, 10, 3), (7, 7, 1), (1000, 100, 16)] {
+            let plan = BatchPlan(sampleCount: samples, batchSize: batch, seed: 1, microBatchSize: micro)
+            XCTAssertEqual(plan.blockCount, min(samples, (batch + micro - 1) / micro))
             var next = 0
-            for worker in 0..<workers {
-                let range = plan.shardRange(worker: worker)
-                XCTAssertEqual(range.lowerBound, next)
-                XCTAssertFalse(range.isEmpty)
-                XCTAssertLessThanOrEqual(abs(range.count - samples / workers), 1)
-                for (local, sample) in range.enumerated() where local < 3 || sample == range.upperBound - 1 {
-                    XCTAssertTrue(
-                        plan.owner(ofSample: sample) == (worker, local), "sample \(sample) of \(samples)/\(workers)")
-                }
+            for block in 0..<plan.blockCount {
+                let range = plan.blockRange(block)
+                XCTAssertEqual(range.lowerBound, next, "\(samples)/\(batch)/\(micro) block \(block)")
+                // A block's share of the samples is its micro-batch's share of the batch (within one).
+                let share = Double(samples * plan.microBatchSize(block: block)) / Double(batch)
+                XCTAssertLessThanOrEqual(abs(Double(range.count) - share), 1)
                 next = range.upperBound
             }
             XCTAssertEqual(next, samples)
-        }
-    }
-
-    func testEachEpochVisitsEverySampleOnce() {
-        let plan = BatchPlan(sampleCount: 103, workerCount: 3, batchSize: 10, seed: 42)
-        XCTAssertEqual(plan.stepsPerEpoch, 11)
-        for epoch in 0..<3 {
-            let visited = (0..<plan.stepsPerEpoch).flatMap { plan.globalBatch(step: epoch * plan.stepsPerEpoch + $0) }
-            XCTAssertEqual(visited.sorted(), Array(0..<103))
-        }
-        XCTAssertEqual(plan.globalBatch(step: 10).count, 3, "the last batch of an epoch holds the remainder")
-        XCTAssertNotEqual(plan.permutation(epoch: 0), plan.permutation(epoch: 1))
-    }
-
-    func testSeedReproducesBatchesAndLocalAssignmentsCoverTheBatch() {
-        let plan = BatchPlan(sampleCount: 50, workerCount: 4, batchSize: 16, seed: 7)
-        let again = BatchPlan(sampleCount: 50, workerCount: 4, batchSize: 16, seed: 7)
-        XCTAssertEqual(plan.globalBatch(step: 5), again.globalBatch(step: 5))
-        XCTAssertNotEqual(
-            plan.permutation(epoch: 0),
-            BatchPlan(sampleCount: 50, workerCount: 4, batchSize: 16, seed: 8).permutation(epoch: 0))
-        let batch = plan.globalBatch(step: 5)
-        let assignments = plan.localAssignments(of: batch)
-        let rebuilt = assignments.enumerated().flatMap { worker, locals in
-            locals.map { plan.shardRange(worker: worker).lowerBound + Int($0) }
-        }
-        XCTAssertEqual(rebuilt.sorted(), batch.sorted())
-    }
-
-    /// The permutation is part of the run's reproducibility: pin the first values of one seed.
-    func testPermutationIsPinned() {
-        let plan = BatchPlan(sampleCount: 10, workerCount: 1, batchSize: 10, seed: 1)
-        // Values from an independent Python implementation of SplitMix64 + Fisher–Yates (see BatchPlan).
-        XCTAssertEqual(plan.permutation(epoch: 0), [4, 2, 8, 1, 9, 3, 0, 6, 7, 5])
-        XCTAssertEqual(plan.permutation(epoch: 1), [5, 7, 3, 8, 0, 6, 1, 2, 4, 9])
-    }
-
-    /// Every global batch takes an equal share from each worker, within one sample of the exact
-    /// proportion, so a synchronous step is not held up by a worker that drew more samples.
-    func testEveryBatchTakesAnEqualShareFromEachWorker() {
-        for (samples, workers, batch) in [(1000, 2, 64), (1000, 3, 64), (997, 4, 50), (60_000, 2, 128), (103, 3, 10)] {
-            let plan = BatchPlan(sampleCount: samples, workerCount: workers, batchSize: batch, seed: 5)
-            for step in 0..<plan.stepsPerEpoch {
-                let counts = plan.localAssignments(of: plan.globalBatch(step: step)).map(\.count)
-                let size = counts.reduce(0, +)
-                for (worker, count) in counts.enumerated() {
-                    let share = Double(size) * Double(plan.shardRange(worker: worker).count) / Double(samples)
-                    XCTAssertLessThanOrEqual(
-                        abs(Double(count) - share), 1.0 + 1e-9,
-                        "\(samples) samples, \(workers) workers, batch \(batch), step \(step): \(counts)")
-                }
+            XCTAssertEqual((0..<plan.blockCount).map { plan.microBatchSize(block: $0) }.reduce(0, +), batch)
+            for workers in 1...plan.blockCount {
+                let shards = (0..<workers).map { plan.shardBlocks(worker: $0, of: workers) }
+                XCTAssertEqual(shards.flatMap { Array($0) }, Array(0..<plan.blockCount))
+                XCTAssertTrue(shards.allSatisfy { !$0.isEmpty })
+                XCTAssertEqual(shards.map { plan.keyRange(blocks: $0).count }.reduce(0, +), samples)
             }
         }
+    }
+
+    func testEachEpochVisitsEverySampleOnceInFullBatches() {
+        for (samples, batch, micro) in [(103, 10, 3), (60_000, 128, 16), (50, 16, 4), (1000, 100, 16)] {
+            let plan = BatchPlan(sampleCount: samples, batchSize: batch, seed: 42, microBatchSize: micro)
+            XCTAssertEqual(plan.stepsPerEpoch, (samples + batch - 1) / batch, "\(samples)/\(batch)/\(micro)")
+            for epoch in 0..<2 {
+                var visited: [Int] = []
+                let orders = (0..<plan.blockCount).map { plan.blockOrder(epoch: epoch, block: $0) }
+                for step in 0..<plan.stepsPerEpoch {
+                    let microBatches = plan.microBatches(step: epoch * plan.stepsPerEpoch + step, orders: orders)
+                    for (block, keys) in microBatches.enumerated() {
+                        XCTAssertTrue(keys.allSatisfy { plan.blockRange(block).contains($0) })
+                        XCTAssertLessThanOrEqual(keys.count, plan.microBatchSize(block: block))
+                    }
+                    let size = microBatches.map(\.count).reduce(0, +)
+                    if step + 1 < plan.stepsPerEpoch { XCTAssertEqual(size, batch, "step \(step)") }
+                    visited += microBatches.flatMap { $0 }
+                }
+                XCTAssertEqual(visited.sorted(), Array(0..<samples))
+            }
+            XCTAssertNotEqual(plan.microBatches(step: 0), plan.microBatches(step: plan.stepsPerEpoch))
+        }
+    }
+
+    func testSeedReproducesTheLayoutAndTheBatches() {
+        let plan = BatchPlan(sampleCount: 50, batchSize: 16, seed: 7, microBatchSize: 4)
+        let again = BatchPlan(sampleCount: 50, batchSize: 16, seed: 7, microBatchSize: 4)
+        let other = BatchPlan(sampleCount: 50, batchSize: 16, seed: 8, microBatchSize: 4)
+        XCTAssertEqual(plan.microBatches(step: 5), again.microBatches(step: 5))
+        XCTAssertEqual(plan.layoutOrder, again.layoutOrder)
+        XCTAssertEqual(plan.layoutOrder.sorted(), Array(0..<50))
+        XCTAssertNotEqual(plan.layoutOrder, other.layoutOrder)
+        XCTAssertNotEqual(plan.microBatches(step: 5), other.microBatches(step: 5))
+    }
+
+    /// The layout and the visiting orders are part of the protocol (PROTOCOL.md gives the keying): pin
+    /// a few values against an independent Python implementation of SplitMix64, the seed derivation
+    /// and the Fisher–Yates shuffle as PROTOCOL.md describes them.
+    func testLayoutAndBlockOrdersArePinned() {
+        XCTAssertEqual(
+            BatchPlan(sampleCount: 10, batchSize: 10, seed: 1, microBatchSize: 10).layoutOrder,
+            [5, 0, 7, 1, 2, 4, 6, 3, 9, 8])
+        let plan = BatchPlan(sampleCount: 20, batchSize: 8, seed: 1, microBatchSize: 4)
+        XCTAssertEqual(plan.blockCount, 2)
+        XCTAssertEqual(plan.blockOrder(epoch: 0, block: 0), [4, 8, 2, 3, 5, 7, 0, 9, 6, 1])
+        XCTAssertEqual(plan.blockOrder(epoch: 0, block: 1), [12, 14, 10, 11, 16, 19, 17, 18, 13, 15])
+        XCTAssertEqual(plan.blockOrder(epoch: 1, block: 1), [11, 17, 12, 19, 16, 13, 14, 18, 10, 15])
+        XCTAssertEqual(plan.microBatches(step: 1), [[5, 7, 0, 9], [16, 19, 17, 18]])
+    }
+
+    /// An assignment for a run of blocks lists each block's micro-batch as shard-local indices.
+    func testAssignmentListsTheMicroBatchesOfItsBlocks() {
+        let plan = BatchPlan(sampleCount: 103, batchSize: 10, seed: 3, microBatchSize: 3)
+        let microBatches = plan.microBatches(step: 4)
+        let blocks = plan.shardBlocks(worker: 1, of: 2)
+        let firstKey = plan.keyRange(blocks: blocks).lowerBound
+        let assignment = plan.assignment(
+            step: 4, blocks: blocks, microBatches: microBatches.map { $0[...] }, weights: [1, 2])
+        XCTAssertTrue(assignment.isWellFormed)
+        XCTAssertEqual(assignment.microBatches.map(\.block), Array(blocks))
+        XCTAssertEqual(
+            assignment.microBatchIndices.map { $0.indices.map { firstKey + Int($0) } },
+            blocks.map { microBatches[$0] })
     }
 }

@@ -13,6 +13,8 @@ final class ClusterSimulationTests: XCTestCase {
         options.workerCount = Int.random(in: 1...4, using: &random)
         options.sampleCount = Int.random(in: 20...60, using: &random)
         options.batchSize = Int.random(in: 3...16, using: &random)
+        options.microBatchSize = Int.random(in: 1...3, using: &random)
+        options.batchSize = max(options.batchSize, 4 * options.microBatchSize)  // Up to 4 workers need 4 blocks.
         options.totalSteps = Int.random(in: 5...14, using: &random)
         options.dropProbability = 0.05
         options.duplicateProbability = 0.05
@@ -46,6 +48,13 @@ final class ClusterSimulationTests: XCTestCase {
             XCTAssertEqual(
                 result.lossSum, naive.lossSum, accuracy: 1e-9 * max(1, naive.lossSum), context,
                 file: file, line: line)
+            // With every worker contributing, the bits are those of one node computing every block.
+            if result.contributors.count == cluster.options.workerCount {
+                let single = cluster.singleNodeResult(step: result.step, weights: completed.weights)
+                XCTAssertEqual(
+                    result.averagedGradient.map(\.bitPattern), single.averagedGradient.map(\.bitPattern),
+                    "step \(result.step), \(context)", file: file, line: line)
+            }
             let worst =
                 zip(result.averagedGradient, naive.gradient).map { abs(Double($0) - $1) / max(1, abs($1)) }.max() ?? 0
             XCTAssertLessThan(
@@ -101,8 +110,12 @@ final class ClusterSimulationTests: XCTestCase {
                 cluster.inject(
                     .gradient(
                         GradientReport(
-                            step: step, sampleCount: 1, lossSum: 1e6, correctCount: 1,
-                            gradient: Array(repeating: 1e6, count: cluster.options.parameterCount))),
+                            step: step,
+                            pieces: [
+                                GradientPiece(
+                                    blocks: 0..<1, sampleCount: 1, correctCount: 1, lossSum: 1e6,
+                                    gradient: Array(repeating: 1e6, count: cluster.options.parameterCount))
+                            ])),
                     from: intruder)
                 cluster.inject(.ready(sampleCount: 1), from: intruder)
             }

@@ -14,16 +14,22 @@ final class MessageCodecTests: XCTestCase {
         .shard(
             Shard(
                 pixelsPerImage: 3, images: [0, 1, 2, 250, 251, 255], labels: [7, 9],
-                settings: Array("{\"lr\":0.1}".utf8))),
+                settings: Array("{\"lr\":0.1}".utf8), firstKey: 7_500)),
         .ready(sampleCount: 20_000),
         .step(
             StepAssignment(
                 step: 1234, epoch: 5, weights: [1.5, -0.25, .greatestFiniteMagnitude, 0],
-                sampleIndices: [0, 19_999, 7])),
+                sampleIndices: [0, 19_999, 7],
+                microBatches: [MicroBatch(block: 2, sampleCount: 2), MicroBatch(block: 3, sampleCount: 1)])),
         .gradient(
             GradientReport(
-                step: 1234, sampleCount: 3, lossSum: 6.931471805599453, correctCount: 2,
-                gradient: [-1, 2.5, 1e-30, -0.0])),
+                step: 1234,
+                pieces: [
+                    GradientPiece(
+                        blocks: 2..<4, sampleCount: 3, correctCount: 2, lossSum: 6.931471805599453,
+                        gradient: [-1, 2.5, 1e-30, -0.0]),
+                    GradientPiece(blocks: 4..<5, sampleCount: 0, correctCount: 0, lossSum: 0, gradient: [0, 0, 0, 1]),
+                ])),
         .heartbeat,
         .shutdown(reason: "training finished after 100 steps"),
         .goodbye(reason: "interrupted"),
@@ -74,8 +80,8 @@ final class MessageCodecTests: XCTestCase {
     func testEmptyPayloadsRoundTrip() throws {
         let messages: [Message] = [
             .hello(protocolVersion: 1, workerName: "", threads: 0, session: 0),
-            .step(StepAssignment(step: 0, epoch: 0, weights: [], sampleIndices: [])),
-            .gradient(GradientReport(step: 0, sampleCount: 0, lossSum: 0, correctCount: 0, gradient: [])),
+            .step(StepAssignment(step: 0, epoch: 0, weights: [], sampleIndices: [], microBatches: [])),
+            .gradient(GradientReport(step: 0, pieces: [])),
             .shard(Shard(pixelsPerImage: 784, images: [], labels: [], settings: [])),
         ]
         for message in messages { XCTAssertEqual(try Message.decode(message.encode()), message) }
@@ -85,27 +91,37 @@ final class MessageCodecTests: XCTestCase {
     func testHeaderLayoutIsLittleEndianAsDocumented() {
         let frames = Message.gradient(
             GradientReport(
-                step: 0x0102, sampleCount: 3, lossSum: 1.0, correctCount: 2,
-                gradient: [1.0, -2.0])
+                step: 0x0102,
+                pieces: [
+                    GradientPiece(blocks: 4..<6, sampleCount: 3, correctCount: 2, lossSum: 1.0, gradient: [1, -2])
+                ])
         ).encode()
         let expected: [UInt8] = [
             0x4D, 0x4E, 0x44, 0x50,  // magic "MNDP"
-            0x01, 0x00,  // version 1
+            0x02, 0x00,  // version 2
             0x07, 0x00,  // kind 7 = gradient
             0x02, 0x01, 0, 0, 0, 0, 0, 0,  // step
-            0x03, 0, 0, 0, 0, 0, 0, 0,  // a = sampleCount
-            0x02, 0, 0, 0, 0, 0, 0, 0,  // b = correctCount
-            0x02, 0, 0, 0, 0, 0, 0, 0,  // c = gradient count
-            0, 0, 0, 0, 0, 0, 0xF0, 0x3F,  // d = lossSum as Float64 1.0
+            0x01, 0, 0, 0, 0, 0, 0, 0,  // a = piece count
+            0, 0, 0, 0, 0, 0, 0, 0,  // b unused
+            0x02, 0, 0, 0, 0, 0, 0, 0,  // c = values per piece
+            0, 0, 0, 0, 0, 0, 0, 0,  // d unused
         ]
         XCTAssertEqual(frames[0], expected)
-        XCTAssertEqual(frames[1], [0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0xC0])  // 1.0, -2.0 as Float32 LE
+        XCTAssertEqual(
+            frames[1],
+            [
+                4, 0, 0, 0, 6, 0, 0, 0,  // blocks 4..<6
+                3, 0, 0, 0, 2, 0, 0, 0,  // 3 samples, 2 correct
+                0, 0, 0, 0, 0, 0, 0xF0, 0x3F,  // loss sum as Float64 1.0
+            ])
+        XCTAssertEqual(frames[2], [0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0xC0])  // 1.0, -2.0 as Float32 LE
     }
 
     func testNaNAndInfinityTravelBitExact() throws {
         let payload: [Float] = [.nan, .infinity, -.infinity, .leastNonzeroMagnitude]
         let decoded = try Message.decode(
-            Message.step(StepAssignment(step: 1, epoch: 0, weights: payload, sampleIndices: [])).encode())
+            Message.step(StepAssignment(step: 1, epoch: 0, weights: payload, sampleIndices: [], microBatches: []))
+                .encode())
         guard case .step(let assignment) = decoded else { return XCTFail("not a step") }
         XCTAssertEqual(assignment.weights.map(\.bitPattern), payload.map(\.bitPattern))
     }
@@ -113,7 +129,11 @@ final class MessageCodecTests: XCTestCase {
     // MARK: Specific errors
 
     func testSpecificErrors() {
-        let step = Message.step(StepAssignment(step: 1, epoch: 0, weights: [1, 2], sampleIndices: [3])).encode()
+        let step = Message.step(
+            StepAssignment(
+                step: 1, epoch: 0, weights: [1, 2], sampleIndices: [3],
+                microBatches: [MicroBatch(block: 0, sampleCount: 1)])
+        ).encode()
         expect([], .noFrames)
         expect([[1, 2, 3]], .headerSize(byteCount: 3))
         var badMagic = step
@@ -123,15 +143,29 @@ final class MessageCodecTests: XCTestCase {
         unknown[0][6] = 99
         expect(unknown, .unknownKind(99))
         var newer = step
-        newer[0][4] = 2
-        expect(newer, .unsupportedVersion(kind: .step, version: 2, supported: 1))
-        expect(Array(step.prefix(2)), .frameCount(kind: .step, expected: 3, actual: 2))
+        newer[0][4] = 3
+        expect(newer, .unsupportedVersion(kind: .step, version: 3, supported: 2))
+        expect(Array(step.prefix(2)), .frameCount(kind: .step, expected: 4, actual: 2))
         var shortWeights = step
         shortWeights[1].removeLast()
         expect(shortWeights, .payloadSize(kind: .step, frame: 1, field: "weights", expectedBytes: 8, actualBytes: 7))
-        var reserved = step
-        reserved[0][40] = 1
-        expect(reserved, .nonZeroUnusedField(kind: .step, field: "d"))
+        var moreMicroBatches = step
+        moreMicroBatches[0][40] = 2
+        expect(
+            moreMicroBatches,
+            .payloadSize(kind: .step, frame: 3, field: "microBatches", expectedBytes: 16, actualBytes: 8))
+        var miscounted = step
+        miscounted[3][4] = 2  // The micro-batch claims 2 samples; the step lists 1 index.
+        expect(
+            miscounted,
+            .valueOutOfRange(
+                kind: .step, field: "microBatches (not increasing, or counts differ from the indices)", value: 1))
+        var reserved = Message.gradient(GradientReport(step: 0, pieces: [])).encode()
+        reserved[0][24] = 1
+        expect(reserved, .nonZeroUnusedField(kind: .gradient, field: "b"))
+        var emptyButSized = Message.gradient(GradientReport(step: 0, pieces: [])).encode()
+        emptyButSized[0][32] = 3
+        expect(emptyButSized, .valueOutOfRange(kind: .gradient, field: "values per piece (c)", value: 3))
         var hugeCount = step
         for offset in 24..<32 { hugeCount[0][offset] = 0xFF }
         expect(hugeCount, .valueOutOfRange(kind: .step, field: "weight count (b)", value: .max))

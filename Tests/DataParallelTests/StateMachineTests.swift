@@ -14,6 +14,7 @@ final class CoordinatorTests: XCTestCase {
         var configuration = CoordinatorConfiguration(
             workerCount: workers, batchSize: 4, totalSteps: steps, seed: 9,
             settings: [42])
+        configuration.microBatchSize = 2  // Two blocks of four samples.
         configuration.livenessTicks = 5
         configuration.heartbeatIntervalTicks = 2
         configuration.joinTimeoutTicks = 20
@@ -50,13 +51,15 @@ final class CoordinatorTests: XCTestCase {
         let actions = coordinator.handle(.received(hello("a"), from: alice))
         XCTAssertEqual(actions.count, 3)
         XCTAssertEqual(actions[1], .send(.welcome(workerIndex: 0, workerCount: 2), to: alice))
+        // The first block: the samples of keys 0..<4, in key order (sample s has pixels 2s, 2s+1 and label s).
+        let samples = coordinator.plan.layoutOrder[0..<4]
         XCTAssertEqual(
             actions[2],
             .send(
                 .shard(
                     Shard(
-                        pixelsPerImage: 2, images: Array(0..<8), labels: [0, 1, 2, 3],
-                        settings: [42])), to: alice))
+                        pixelsPerImage: 2, images: samples.flatMap { [UInt8(2 * $0), UInt8(2 * $0 + 1)] },
+                        labels: samples.map { UInt8($0) }, settings: [42], firstKey: 0)), to: alice))
         XCTAssertEqual(coordinator.phase, .joining)
     }
 
@@ -104,11 +107,15 @@ final class CoordinatorTests: XCTestCase {
     func testStaleDuplicateAndUnknownGradientsAreIgnored() throws {
         var coordinator = makeTrainingCoordinator()
         let parameters = 3
-        func report(step: Int, samples: Int, value: Float) -> Message {
+        func report(step: Int, block: Int, samples: Int, value: Float) -> Message {
             .gradient(
                 GradientReport(
-                    step: step, sampleCount: samples, lossSum: 1, correctCount: 0,
-                    gradient: Array(repeating: value, count: parameters)))
+                    step: step,
+                    pieces: [
+                        GradientPiece(
+                            blocks: block..<(block + 1), sampleCount: samples, correctCount: 0, lossSum: 1,
+                            gradient: Array(repeating: value, count: parameters))
+                    ]))
         }
         // Find out how many samples each worker was assigned in step 0 by replaying a fresh coordinator.
         var fresh = makeCoordinator()
@@ -121,18 +128,23 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertEqual(aliceCount + bobCount, 4)
 
         XCTAssertTrue(
-            ignored(coordinator.handle(.received(report(step: 7, samples: aliceCount, value: 100), from: alice))))
-        XCTAssertTrue(ignored(coordinator.handle(.received(report(step: 0, samples: 1, value: 100), from: mallory))))
-        XCTAssertEqual(coordinator.handle(.received(report(step: 0, samples: aliceCount, value: 1), from: alice)), [])
+            ignored(
+                coordinator.handle(.received(report(step: 7, block: 0, samples: aliceCount, value: 100), from: alice))))
         XCTAssertTrue(
-            ignored(coordinator.handle(.received(report(step: 0, samples: aliceCount, value: 100), from: alice))))
-        let done = coordinator.handle(.received(report(step: 0, samples: bobCount, value: 3), from: bob))
+            ignored(coordinator.handle(.received(report(step: 0, block: 0, samples: 1, value: 100), from: mallory))))
+        XCTAssertEqual(
+            coordinator.handle(.received(report(step: 0, block: 0, samples: aliceCount, value: 1), from: alice)), [])
+        XCTAssertTrue(
+            ignored(
+                coordinator.handle(.received(report(step: 0, block: 0, samples: aliceCount, value: 100), from: alice))))
+        let done = coordinator.handle(.received(report(step: 0, block: 1, samples: bobCount, value: 3), from: bob))
         guard case .stepCompleted(let result) = done.first else { return XCTFail("\(done)") }
         XCTAssertEqual(result.contributors, [alice, bob])
         XCTAssertEqual(result.sampleCount, 4)
         XCTAssertEqual(result.averagedGradient, Array(repeating: 1, count: parameters), "(1 + 3) / 4 samples")
         // After completion and before the next step, a late duplicate is stale.
-        XCTAssertTrue(ignored(coordinator.handle(.received(report(step: 0, samples: bobCount, value: 3), from: bob))))
+        XCTAssertTrue(
+            ignored(coordinator.handle(.received(report(step: 0, block: 1, samples: bobCount, value: 3), from: bob))))
         let next = coordinator.handle(.weightsUpdated([1, 2, 3]))
         XCTAssertEqual(assignment(next, to: alice)?.step, 1)
         XCTAssertEqual(assignment(next, to: alice)?.weights, [1, 2, 3])
@@ -174,8 +186,11 @@ final class CoordinatorTests: XCTestCase {
             .received(
                 .gradient(
                     GradientReport(
-                        step: 0, sampleCount: count, lossSum: 0, correctCount: 0,
-                        gradient: [0, 0, 0])), from: alice))
+                        step: 0,
+                        pieces: [
+                            GradientPiece(
+                                blocks: 0..<2, sampleCount: count, correctCount: 0, lossSum: 0, gradient: [0, 0, 0])
+                        ])), from: alice))
         let end = coordinator.handle(.weightsUpdated([0, 0, 0]))
         XCTAssertEqual(end.last, .finished)
         XCTAssertTrue(end.contains { if case .send(.shutdown, alice) = $0 { return true } else { return false } })
@@ -222,13 +237,18 @@ final class WorkerTests: XCTestCase {
 
     func testAnswersStepsOnceAndResendsALostAnswer() {
         var worker = makeReadyWorker()
-        let assignment = StepAssignment(step: 0, epoch: 0, weights: [1], sampleIndices: [2, 0])
+        let assignment = StepAssignment(
+            step: 0, epoch: 0, weights: [1], sampleIndices: [2, 0], microBatches: [MicroBatch(block: 0, sampleCount: 2)]
+        )
         XCTAssertEqual(worker.handle(.received(.step(assignment))), [.computeGradient(assignment)])
         XCTAssertEqual(worker.handle(.received(.step(assignment))).count, 1, "in progress: ignored")
-        let report = GradientReport(step: 0, sampleCount: 2, lossSum: 1, correctCount: 1, gradient: [5])
+        let report = GradientReport(
+            step: 0,
+            pieces: [GradientPiece(blocks: 0..<1, sampleCount: 2, correctCount: 1, lossSum: 1, gradient: [5])])
         XCTAssertEqual(worker.handle(.gradientComputed(report)), [.send(.gradient(report))])
         XCTAssertEqual(worker.handle(.received(.step(assignment))), [.send(.gradient(report))], "resent")
-        let bad = StepAssignment(step: 1, epoch: 0, weights: [1], sampleIndices: [3])
+        let bad = StepAssignment(
+            step: 1, epoch: 0, weights: [1], sampleIndices: [3], microBatches: [MicroBatch(block: 0, sampleCount: 1)])
         let actions = worker.handle(.received(.step(bad)))
         XCTAssertEqual(worker.phase, .failed, "index 3 is outside a 3-sample shard: \(actions)")
     }

@@ -22,6 +22,8 @@ public struct ClusterOptions: Sendable {
     public var pixelsPerImage = 5
     public var parameterCount = 7
     public var batchSize = 10
+    /// Samples per micro-batch: with the batch size, how many blocks (and so workers at most) there are.
+    public var microBatchSize = 2
     public var totalSteps = 12
     /// Probability that any one message is lost.
     public var dropProbability = 0.0
@@ -143,6 +145,7 @@ public final class SimulatedCluster {
         var configuration = CoordinatorConfiguration(
             workerCount: options.workerCount, batchSize: options.batchSize,
             totalSteps: options.totalSteps, seed: seed, settings: [1, 2, 3])
+        configuration.microBatchSize = options.microBatchSize
         configuration.joinTimeoutTicks = options.joinTimeoutTicks
         configuration.livenessTicks = options.livenessTicks
         configuration.heartbeatIntervalTicks = options.heartbeatIntervalTicks
@@ -237,41 +240,78 @@ public final class SimulatedCluster {
     }
 
     private func syntheticReport(worker: Int, assignment: StepAssignment) -> GradientReport {
-        guard let shard = shards[worker] else {
-            return GradientReport(step: assignment.step, sampleCount: 0, lossSum: 0, correctCount: 0, gradient: [])
-        }
-        var sum = [Double](repeating: 0, count: assignment.weights.count)
-        var lossSum = 0.0
-        var correct = 0
-        for local in assignment.sampleIndices.map(Int.init) {
-            let pixels = shard.images[(local * shard.pixelsPerImage)..<((local + 1) * shard.pixelsPerImage)]
-            let gradient = Self.sampleGradient(pixels: pixels, label: shard.labels[local], weights: assignment.weights)
-            for index in sum.indices { sum[index] += gradient[index] }
-            let (loss, isCorrect) = Self.sampleLoss(label: shard.labels[local])
-            lossSum += loss
-            if isCorrect { correct += 1 }
+        guard let shard = shards[worker] else { return GradientReport(step: assignment.step, pieces: []) }
+        return Self.syntheticReport(shard: shard, assignment: assignment, tree: coordinator.tree)
+    }
+
+    /// Step `step` as one node holding every block computes it: the reference for bit-identity.
+    public func singleNodeResult(step: Int, weights: [Float]) -> StepResult {
+        let plan = coordinator.plan
+        let layout = plan.layoutOrder
+        let everything = Shard(
+            pixelsPerImage: data.pixelsPerImage,
+            images: layout.flatMap { data.images[($0 * data.pixelsPerImage)..<(($0 + 1) * data.pixelsPerImage)] },
+            labels: layout.map { data.labels[$0] }, settings: [])
+        let assignment = plan.assignment(
+            step: step, blocks: 0..<plan.blockCount, microBatches: plan.microBatches(step: step).map { $0[...] },
+            weights: weights)
+        return StepResult(
+            step: step, epoch: plan.epoch(ofStep: step),
+            reports: [Self.syntheticReport(shard: everything, assignment: assignment, tree: coordinator.tree)],
+            tree: coordinator.tree, parameterCount: weights.count)
+    }
+
+    /// A worker's report of the synthetic model: each micro-batch's per-sample gradients summed (in
+    /// Double, then rounded to Float), the micro-batches added along `tree`.
+    public static func syntheticReport(shard: Shard, assignment: StepAssignment, tree: GradientTree) -> GradientReport {
+        let leaves = assignment.microBatchIndices.map { microBatch, indices in
+            var sum = [Double](repeating: 0, count: assignment.weights.count)
+            var lossSum = 0.0
+            var correct = 0
+            for local in indices.map(Int.init) {
+                let pixels = shard.images[(local * shard.pixelsPerImage)..<((local + 1) * shard.pixelsPerImage)]
+                let gradient = sampleGradient(pixels: pixels, label: shard.labels[local], weights: assignment.weights)
+                for index in sum.indices { sum[index] += gradient[index] }
+                let (loss, isCorrect) = sampleLoss(label: shard.labels[local])
+                lossSum += loss
+                if isCorrect { correct += 1 }
+            }
+            return GradientPiece(
+                blocks: microBatch.block..<(microBatch.block + 1), sampleCount: indices.count, correctCount: correct,
+                lossSum: lossSum, gradient: sum.map { Float($0) })
         }
         return GradientReport(
-            step: assignment.step, sampleCount: assignment.sampleIndices.count, lossSum: lossSum,
-            correctCount: correct, gradient: sum.map { Float($0) })
+            step: assignment.step, pieces: assignment.pieces(fromLeaves: leaves, tree: tree))
     }
 
     /// The naive mean gradient of step `step`'s global batch over the whole data set, counting only the
-    /// samples held by `contributors` (all samples when every worker contributed).
+    /// samples of the blocks held by `contributors` (all samples when every worker contributed).
     public func naiveMeanGradient(step: Int, weights: [Float], contributors: [PeerID]) -> (
         gradient: [Double], samples: Int, lossSum: Double
     ) {
-        let plan = coordinator.plan
-        let indices = Set(contributors.compactMap { workerIndexByPeer[$0] })
+        let blocks = contributors.compactMap { workerIndexByPeer[$0] }.flatMap {
+            Array(coordinator.plan.shardBlocks(worker: $0, of: options.workerCount))
+        }
+        return Self.naiveMeanGradient(plan: coordinator.plan, data: data, step: step, weights: weights, blocks: blocks)
+    }
+
+    /// The naive mean gradient of the synthetic model over the micro-batches of `blocks` in step `step`.
+    public static func naiveMeanGradient(
+        plan: BatchPlan, data: TrainingSamples, step: Int, weights: [Float], blocks: [Int]
+    ) -> (gradient: [Double], samples: Int, lossSum: Double) {
+        let layout = plan.layoutOrder
+        let microBatches = plan.microBatches(step: step)
         var sum = [Double](repeating: 0, count: weights.count)
         var count = 0
         var lossSum = 0.0
-        for sample in plan.globalBatch(step: step) where indices.contains(plan.owner(ofSample: sample).worker) {
-            let pixels = data.images[(sample * data.pixelsPerImage)..<((sample + 1) * data.pixelsPerImage)]
-            let gradient = Self.sampleGradient(pixels: pixels, label: data.labels[sample], weights: weights)
-            for index in sum.indices { sum[index] += gradient[index] }
-            lossSum += Self.sampleLoss(label: data.labels[sample]).loss
-            count += 1
+        for block in blocks.sorted() {
+            for sample in microBatches[block].map({ layout[$0] }) {
+                let pixels = data.images[(sample * data.pixelsPerImage)..<((sample + 1) * data.pixelsPerImage)]
+                let gradient = sampleGradient(pixels: pixels, label: data.labels[sample], weights: weights)
+                for index in sum.indices { sum[index] += gradient[index] }
+                lossSum += sampleLoss(label: data.labels[sample]).loss
+                count += 1
+            }
         }
         return (sum.map { count > 0 ? $0 / Double(count) : 0 }, count, lossSum)
     }

@@ -22,25 +22,63 @@ final class DistributedCommandTests: XCTestCase {
         return directory
     }
 
-    func testSameSeedAndWorkerCountGiveBitIdenticalModelFiles() throws {
+    /// A run is a pure function of data, configuration and seed: the same model file, byte for byte,
+    /// in one process with 2 or 1 threads, with 1 or 3 local worker processes, and from a coordinator
+    /// with two separately started tcp workers of different thread counts. Another seed differs.
+    func testEveryWorkerAndThreadCountWritesTheSameModelFile() throws {
         let data = try smallDataset()
         let output = try TemporaryDirectory("dist-out")
-        func train(_ name: String, seed: Int) throws -> Data {
+        // Batches of 128: four micro-batches of 32, so up to four workers.
+        let common = ["--data", data.url.path, "--epochs", "2", "--batch-size", "128", "--quiet"]
+        func train(_ name: String, _ options: [String], seed: Int = 7) throws -> String {
             let path = output.file(name).path
             let result = try Subprocess.capture(
-                [
-                    Products.mnist.path, "train", "--workers", "2", "--data", data.url.path, "--epochs", "2",
-                    "--batch-size", "64", "--seed", "\(seed)", "--output", path, "--quiet",
-                ], timeout: 300)
-            XCTAssertEqual(result.status, 0, result.standardError)
-            return try Data(contentsOf: URL(fileURLWithPath: path))
+                [Products.mnist.path, "train"] + common + options + ["--seed", "\(seed)", "--output", path],
+                timeout: 300)
+            XCTAssertEqual(result.status, 0, "\(options): \(result.standardError)")
+            return try Data(contentsOf: URL(fileURLWithPath: path)).sha256Hex
         }
-        let first = try train("a.safetensors", seed: 7)
-        let second = try train("b.safetensors", seed: 7)
-        let other = try train("c.safetensors", seed: 8)
-        XCTAssertEqual(first, second, "the same seed and worker count must give the same bytes")
-        XCTAssertNotEqual(first, other, "a different seed must give a different model")
-        XCTAssertNoThrow(try Network.load(from: output.file("a.safetensors")))
+        let reference = try train("single.safetensors", ["--threads", "2"])
+        var files = [
+            "--threads 1": try train("threads1.safetensors", ["--threads", "1"]),
+            "--workers 1": try train("workers1.safetensors", ["--workers", "1"]),
+            "--workers 3": try train("workers3.safetensors", ["--workers", "3", "--threads", "3"]),
+        ]
+
+        // A coordinator and two workers started separately over tcp, with 2 and 1 threads.
+        let model = output.file("tcp.safetensors")
+        let port = 20_000 + Int((getpid() + 3_331) % 20_000)
+        let coordinator = Process()
+        coordinator.executableURL = Products.mnist
+        coordinator.arguments =
+            [
+                "coordinator", "--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--seed", "7", "--output",
+                model.path,
+            ]
+            + common
+        coordinator.standardError = FileHandle.nullDevice
+        coordinator.standardOutput = FileHandle.nullDevice
+        try coordinator.run()
+        let workers = try [2, 1].map { threads -> Process in
+            let worker = Process()
+            worker.executableURL = Products.mnist
+            worker.arguments = ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--threads", "\(threads)", "--quiet"]
+            worker.standardError = FileHandle.nullDevice
+            try worker.run()
+            return worker
+        }
+        coordinator.waitUntilExit()
+        workers.forEach { $0.waitUntilExit() }
+        XCTAssertEqual(coordinator.terminationStatus, 0)
+        XCTAssertEqual(workers.map(\.terminationStatus), [0, 0])
+        files["coordinator + 2 tcp workers"] = try Data(contentsOf: model).sha256Hex
+
+        print("SHA-256 of every mode: \(reference)")
+        for (mode, hash) in files.sorted(by: { $0.key < $1.key }) {
+            XCTAssertEqual(hash, reference, "\(mode) wrote another model file")
+        }
+        XCTAssertNotEqual(try train("other.safetensors", ["--workers", "2"], seed: 8), reference, "another seed")
+        XCTAssertNoThrow(try Network.load(from: output.file("workers3.safetensors")))
     }
 
     func testCoordinatorAndWorkersOnSeparateNetworkHosts() throws {
@@ -92,7 +130,7 @@ final class DistributedCommandTests: XCTestCase {
         let result = try Subprocess.capture(
             [
                 "/bin/bash", Self.repository.appendingPathComponent("Cluster/ssh.sh").path, hostfile.path,
-                "--data", data.url.path, "--epochs", "1", "--batch-size", "64", "--output", model.path,
+                "--data", data.url.path, "--epochs", "1", "--batch-size", "96", "--output", model.path,
             ],
             environment: [
                 "MNIST_SSH": "\(fakeSSH.path) -o BatchMode=yes", "MNIST_LOCAL_BIN": Products.mnist.path,
@@ -100,7 +138,7 @@ final class DistributedCommandTests: XCTestCase {
             ], timeout: 300)
         XCTAssertEqual(result.status, 0, result.standardError)
         XCTAssertTrue(result.standardError.contains("joined 3 of 3"), result.standardError)
-        XCTAssertTrue(result.standardError.contains("all 10 steps completed"), result.standardError)
+        XCTAssertTrue(result.standardError.contains("all 7 steps completed"), result.standardError)
         XCTAssertNoThrow(try Network.load(from: model))
         let lines = try String(contentsOf: calls, encoding: .utf8).split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.filter { $0.hasSuffix(" exec") }.sorted(), ["alpha exec", "alpha exec", "beta exec"])
@@ -119,7 +157,7 @@ final class DistributedCommandTests: XCTestCase {
         let port = 20_000 + Int(getpid() % 20_000)
         coordinator.arguments = [
             "coordinator", "--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--data", data.url.path,
-            "--epochs", "200", "--batch-size", "32", "--liveness", "2", "--output", model.path,
+            "--epochs", "200", "--batch-size", "64", "--liveness", "2", "--output", model.path,
         ]
         let errors = Pipe()
         coordinator.standardError = errors

@@ -68,6 +68,23 @@ final class EndToEndTests: XCTestCase {
             try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
     }
 
+    /// `mnist train --workers 3` writes the very file that the single process wrote, on the real data.
+    func testThreeWorkerProcessesWriteTheSameModelFileAsOneProcess() throws {
+        let model = try trainedModel()
+        let directory = try XCTUnwrap(Self.directory)
+        let result = try Subprocess.capture(
+            [
+                Products.mnist.path, "train", "--workers", "3", "--epochs", "1", "--output",
+                directory.file("workers3.safetensors").path, "--quiet",
+            ],
+            timeout: 900)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        let single = try Data(contentsOf: model).sha256Hex
+        let distributed = try Data(contentsOf: directory.file("workers3.safetensors")).sha256Hex
+        print("SHA-256: train \(single), train --workers 3 \(distributed)")
+        XCTAssertEqual(distributed, single)
+    }
+
     /// Test-set digits saved the way users save them must get the same prediction as the originals.
     func testPredictAgreesOnDigitsSavedAsUsersSaveThem() throws {
         let model = try trainedModel()

@@ -31,6 +31,7 @@ final class NodeTests: XCTestCase {
             endpoint: "tcp://127.0.0.1:*", workerCount: workerCount, batchSize: batchSize, totalSteps: totalSteps,
             seed: seed)
         configuration.joinTimeoutSeconds = Self.safety
+        configuration.stateMachine.microBatchSize = 4  // Batches of 20: 5 blocks, so up to 5 workers.
         adjust(&configuration)
         let model = ToyModelHost(parameters: ToySoftmax.initialWeights(pixels: data.pixelsPerImage, seed: seed))
         return CoordinatorNode(
@@ -76,7 +77,7 @@ final class NodeTests: XCTestCase {
 
     func testEveryStepAveragesToTheFullBatchGradient() throws {
         let data = TinyDataset.images(count: 90, seed: 3)
-        let plan = BatchPlan(sampleCount: 90, workerCount: 3, batchSize: 20, seed: 7)
+        let plan = BatchPlan(sampleCount: 90, batchSize: 20, seed: 7, microBatchSize: 4)
         let totalSteps = 2 * plan.stepsPerEpoch  // Two epochs; each ends with a short batch of 10.
         let run = try train(workerCount: 3, data: data, totalSteps: totalSteps, seed: 7)
 
@@ -98,7 +99,8 @@ final class NodeTests: XCTestCase {
 
         var worst = (relative: 0.0, step: -1)
         for (step, weights, averaged) in run.model.history {
-            let batch = plan.globalBatch(step: step)
+            let layout = plan.layoutOrder
+            let batch = plan.microBatches(step: step).flatMap { $0 }.map { layout[$0] }
             let reference = ToySoftmax.summedGradient(
                 weights: weights, pixels: data.pixelsPerImage, images: data.pixels, labels: data.labels,
                 indices: batch)
@@ -319,7 +321,7 @@ final class NodeTests: XCTestCase {
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
         let worker = makeWorker(
-            endpoint: endpoint, name: "confused", factory: { _, _, _ in throw ToySettingsError() })
+            endpoint: endpoint, name: "confused", factory: { _, _ in throw ToySettingsError() })
         let outcome = try XCTUnwrap(Background("confused") { worker.run() }.wait(seconds: Self.safety))
         XCTAssertFalse(outcome.isFinished)
         XCTAssertTrue(outcome.reason.contains("cannot build the model"), outcome.reason)

@@ -63,16 +63,17 @@ struct ToyModelHost: ModelHost {
     var evaluatedEpochs: [Int] = []
     var settingsBytes = ToySoftmax.settingsMagic
 
-    mutating func apply(averagedGradient: [Float], step: Int) {
-        history.append((step, parameters, averagedGradient))
-        for index in parameters.indices { parameters[index] -= learningRate * averagedGradient[index] }
+    mutating func apply(_ result: StepResult) -> Double {
+        history.append((result.step, parameters, result.averagedGradient))
+        for index in parameters.indices { parameters[index] -= learningRate * result.averagedGradient[index] }
+        return Double(learningRate)
     }
 
     func settings() -> [UInt8] { settingsBytes }
 
-    mutating func evaluateEpoch(epoch: Int) -> [String: Double] {
+    mutating func evaluateEpoch(epoch: Int) -> EpochEvaluation? {
         evaluatedEpochs.append(epoch)
-        return ["epoch": Double(epoch)]
+        return EpochEvaluation(accuracy: Double(epoch), meanLoss: 0)
     }
 }
 
@@ -86,7 +87,7 @@ struct ToyGradientComputer: GradientComputer {
     var beforeStep: (Int) -> Void = { _ in }
 
     static func factory(beforeStep: @escaping (Int) -> Void = { _ in }) -> GradientComputerFactory {
-        { settings, shard, _ in
+        { settings, shard in
             guard settings == ToySoftmax.settingsMagic else { throw ToySettingsError() }
             return ToyGradientComputer(shard: shard, beforeStep: beforeStep)
         }
@@ -94,12 +95,17 @@ struct ToyGradientComputer: GradientComputer {
 
     mutating func gradient(for assignment: StepAssignment) -> GradientReport {
         beforeStep(assignment.step)
-        let result = ToySoftmax.summedGradient(
-            weights: assignment.weights, pixels: shard.pixelsPerImage, images: shard.images, labels: shard.labels,
-            indices: assignment.sampleIndices.map(Int.init))
-        return GradientReport(
-            step: assignment.step, sampleCount: assignment.sampleIndices.count, lossSum: result.lossSum,
-            correctCount: result.correct, gradient: result.gradient.map { Float($0) })
+        // Each micro-batch is sent as its own piece (a leaf is a node of any tree), so the toy needs
+        // no tree of its own.
+        let pieces = assignment.microBatchIndices.map { microBatch, indices in
+            let result = ToySoftmax.summedGradient(
+                weights: assignment.weights, pixels: shard.pixelsPerImage, images: shard.images, labels: shard.labels,
+                indices: indices.map(Int.init))
+            return GradientPiece(
+                blocks: microBatch.block..<(microBatch.block + 1), sampleCount: indices.count,
+                correctCount: result.correct, lossSum: result.lossSum, gradient: result.gradient.map { Float($0) })
+        }
+        return GradientReport(step: assignment.step, pieces: pieces)
     }
 }
 

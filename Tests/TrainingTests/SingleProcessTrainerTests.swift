@@ -3,6 +3,7 @@
 import XCTest
 import Foundation
 import ConvNet
+import DataParallel
 import MNIST
 import TestSupport
 @testable import Training
@@ -156,49 +157,73 @@ final class SingleProcessTrainerTests: XCTestCase {
         XCTAssertEqual(Evaluation(network: loaded, images: data.test), evaluation)
     }
 
-    func testShardsWithOffsetsReproduceTheBatchGradientWithDropout() throws {
-        // Two workers holding samples 0..<8 and 8..<20 as their own shards (the second knows its
-        // first sample as training-set index 8), with the step's seed, add up to the single-process
-        // gradient: each sample gets the same dropout mask wherever it is computed.
+    /// Two nodes holding keys 0..<8 and 8..<20 (the second knows its first sample as key 8) answer
+    /// their micro-batches; added along the tree, the pieces have the bits of one node holding all 20,
+    /// dropout and augmentation included: each sample's randomness is keyed by its key.
+    func testShardsWithOffsetsReproduceTheBatchGradientBitForBit() throws {
         let images = Self.makeImages(count: 20, seed: 5)
-        let computer = BatchGradientComputer(
-            network: try Network(architecture: ModelPreset.classic.architecture, seed: 6))
-        let seed = TrainingSeeds.dropout(9, step: 3)
-        let whole = computer.computeSummedGradient(
-            images: images, indices: 0..<20, dropoutSeed: seed, augmentationSeed: nil)
-        let wholeGradient = computer.network.gradients
-        let first = computer.computeSummedGradient(
-            images: images, indices: 0..<8, dropoutSeed: seed, augmentationSeed: nil)
-        let firstGradient = computer.network.gradients
-        let secondShard = images.subset(8..<20)
-        let second = computer.computeSummedGradient(
-            images: secondShard, indices: 0..<12, dropoutSeed: seed, keyOffset: 8, augmentationSeed: nil)
-        XCTAssertEqual(first.lossSum + second.lossSum, whole.lossSum, accuracy: 1e-3)
-        assertClose(
-            zip(firstGradient, computer.network.gradients).map { $0 + $1 }, wholeGradient, absoluteTolerance: 1e-3,
-            relativeTolerance: 1e-4, "shards with dropout")
+        let tree = GradientTree(blockCount: 5)
+        func computer(_ keys: Range<Int>) throws -> MicroBatchComputer {
+            MicroBatchComputer(
+                network: try Network(architecture: ModelPreset.classic.architecture, seed: 0),
+                samples: images.subset(keys), firstKey: keys.lowerBound, seed: 9, augment: true, tree: tree)
+        }
+        let weights = try Network(architecture: ModelPreset.classic.architecture, seed: 6).parameters
+        // Five micro-batches of four samples, block b holding keys 4b..<4b+4, visited in a shuffled order.
+        let order: [UInt32] = [3, 1, 0, 2, 6, 7, 5, 4, 9, 8, 11, 10, 12, 15, 14, 13, 19, 16, 18, 17]
+        func assignment(blocks: Range<Int>) -> StepAssignment {
+            let first = 4 * UInt32(blocks.lowerBound)
+            return StepAssignment(
+                step: 3, epoch: 1, weights: weights,
+                sampleIndices: order[(4 * blocks.lowerBound)..<(4 * blocks.upperBound)].map { $0 - first },
+                microBatches: blocks.map { MicroBatch(block: $0, sampleCount: 4) })
+        }
+        let whole = try computer(0..<20).report(for: assignment(blocks: 0..<5))
+        let first = try computer(0..<8).report(for: assignment(blocks: 0..<2))
+        let second = try computer(8..<20).report(for: assignment(blocks: 2..<5))
+        XCTAssertEqual(first.pieces.map(\.blocks), [0..<2])
+        XCTAssertEqual(second.pieces.map(\.blocks), [2..<4, 4..<5])
+        let wholeSum = try XCTUnwrap(tree.sum(whole.pieces))
+        let splitSum = try XCTUnwrap(tree.sum(first.pieces + second.pieces))
+        XCTAssertEqual(splitSum.sampleCount, 20)
+        XCTAssertEqual(splitSum.lossSum, wholeSum.lossSum)
+        XCTAssertEqual(splitSum.gradient.map(\.bitPattern), wholeSum.gradient.map(\.bitPattern))
+        // Another key offset changes the randomness, so the test above could fail.
+        let shifted = MicroBatchComputer(
+            network: try Network(architecture: ModelPreset.classic.architecture, seed: 0),
+            samples: images.subset(8..<20), firstKey: 0, seed: 9, augment: true, tree: tree
+        ).report(for: assignment(blocks: 2..<5))
+        XCTAssertNotEqual(shifted.pieces.map(\.gradient), second.pieces.map(\.gradient))
     }
 
-    func testShardGradientsSumToTheBatchGradient() throws {
-        // What the coordinator relies on: summed gradients of two shards add up to the gradient
-        // of the whole batch (dropout off in this model so masks play no part).
-        let images = Self.makeImages(count: 20, seed: 3)
-        let architecture = Architecture(layers: [
-            .convolution(outputChannels: 4, kernelSize: 3, padding: .valid), .relu, .maxPool, .flatten,
-            .dense(outputs: 10),
-        ])
-        let computer = BatchGradientComputer(network: try Network(architecture: architecture, seed: 4))
-        let whole = computer.computeSummedGradient(
-            images: images, indices: 0..<20, dropoutSeed: 1, augmentationSeed: nil)
-        let wholeGradient = computer.network.gradients
-        let first = computer.computeSummedGradient(
-            images: images, indices: 0..<8, dropoutSeed: 1, augmentationSeed: nil)
-        let firstGradient = computer.network.gradients
-        let second = computer.computeSummedGradient(
-            images: images, indices: 8..<20, dropoutSeed: 1, augmentationSeed: nil)
-        XCTAssertEqual(first.lossSum + second.lossSum, whole.lossSum, accuracy: 1e-4)
-        assertClose(
-            zip(firstGradient, computer.network.gradients).map { $0 + $1 }, wholeGradient, absoluteTolerance: 1e-4,
-            "shard sum")
+    /// A micro-batch's gradient is the engine's plain single-threaded gradient of its samples.
+    func testAMicroBatchGradientIsThePlainGradientOfItsSamples() throws {
+        ComputeThreads.configure(threads: 1)
+        defer { ComputeThreads.configure(threads: 2) }
+        let images = Self.makeImages(count: 12, seed: 3)
+        let network = try Network(architecture: ModelPreset.classic.architecture, seed: 4)
+        let inputs = InputNormalization.normalized(images.pixels)
+        let keys = Array(100..<112)
+        var slab = [Float](repeating: .nan, count: 2 * network.parameterCount)
+        let statistics = inputs.withUnsafeBufferPointer { inputs in
+            images.labels.withUnsafeBufferPointer { labels in
+                keys.withUnsafeBufferPointer { keys in
+                    slab.withUnsafeMutableBufferPointer { slab in
+                        network.microBatchGradients(
+                            images: inputs, labels: labels, sampleKeys: keys, microBatches: [0..<5, 5..<12],
+                            dropoutSeed: 77, into: slab)
+                    }
+                }
+            }
+        }
+        for (index, range) in [0..<5, 5..<12].enumerated() {
+            network.zeroGradients()
+            let plain = network.accumulateGradients(
+                images: Array(inputs[(range.lowerBound * 784)..<(range.upperBound * 784)]),
+                labels: Array(images.labels[range]), dropoutSeed: 77, sampleKeys: Array(keys[range]))
+            XCTAssertEqual(statistics[index], plain)
+            let gradient = slab[(index * network.parameterCount)..<((index + 1) * network.parameterCount)]
+            XCTAssertEqual(gradient.map(\.bitPattern), network.gradients.map(\.bitPattern))
+        }
     }
 }

@@ -17,18 +17,20 @@ final class TrainingProgressTests: XCTestCase {
                 model: configuration.model, parameterCount: 9, trainCount: 30, testCount: 5, stepsPerEpoch: 2,
                 totalSteps: 4))
 
-        let first = progress.recordStep(
-            0, epoch: 0, statistics: BatchStatistics(lossSum: 8, correct: 12, count: 16), loss: 0.5, accuracy: 0.75,
-            learningRate: 0.1, epochSeconds: 2)
+        let first = progress.record(
+            step: 0, epoch: 0, statistics: BatchStatistics(lossSum: 8, correct: 12, count: 16), learningRate: 0.1,
+            epochSeconds: 2)
         XCTAssertEqual(
             first,
             BatchProgress(
                 epoch: 1, epochs: 2, step: 1, stepsPerEpoch: 2, globalStep: 1, totalSteps: 4, loss: 0.5,
                 accuracy: 0.75, learningRate: 0.1, imagesPerSecond: 8, trainingSeconds: 2))
-        let second = progress.recordStep(
-            1, epoch: 0, statistics: BatchStatistics(lossSum: 6, correct: 8, count: 14), loss: 6.0 / 14,
-            accuracy: 8.0 / 14, learningRate: 0.1, epochSeconds: 3)
+        let second = progress.record(
+            step: 1, epoch: 0, statistics: BatchStatistics(lossSum: 6, correct: 8, count: 14), learningRate: 0.1,
+            epochSeconds: 3)
         XCTAssertEqual(second.step, 2)
+        XCTAssertEqual(second.loss, 6.0 / 14)
+        XCTAssertEqual(second.accuracy, 8.0 / 14)
         XCTAssertEqual(second.imagesPerSecond, 10, "30 images in 3 s of the epoch")
         let summary = progress.finishEpoch(0, seconds: 3, testAccuracy: 0.9, evaluationSeconds: 7)
         XCTAssertEqual(
@@ -38,9 +40,9 @@ final class TrainingProgressTests: XCTestCase {
                 imagesPerSecond: 10, trainingSeconds: 3, evaluationSeconds: 7))
 
         // The second epoch starts its statistics afresh; its training time adds to the first's only.
-        let third = progress.recordStep(
-            2, epoch: 1, statistics: BatchStatistics(lossSum: 1, correct: 4, count: 4), loss: 0.25, accuracy: 1,
-            learningRate: 0.05, epochSeconds: 1)
+        let third = progress.record(
+            step: 2, epoch: 1, statistics: BatchStatistics(lossSum: 1, correct: 4, count: 4), learningRate: 0.05,
+            epochSeconds: 1)
         XCTAssertEqual(third.epoch, 2)
         XCTAssertEqual(third.step, 1)
         XCTAssertEqual(third.globalStep, 3)
@@ -66,7 +68,8 @@ final class TrainingProgressTests: XCTestCase {
             totalSteps: 4)
         func metrics(step: Int, count: Int, loss: Double, accuracy: Double) -> StepMetrics {
             StepMetrics(
-                step: step, epoch: step / 2, sampleCount: count, meanLoss: loss, accuracy: accuracy,
+                step: step, epoch: step / 2, sampleCount: count, lossSum: loss * Double(count),
+                correctCount: Int(accuracy * Double(count)), learningRate: 0.001 * Double(step + 1),
                 gatherSeconds: 0.5, applySeconds: 0.25)
         }
         XCTAssertEqual(
@@ -86,7 +89,8 @@ final class TrainingProgressTests: XCTestCase {
             }
             batches.append(batch)
             if step == 1 {
-                let events = tracker.translate(.epochCompleted(epoch: 0, metrics: ["test_accuracy": 0.9]))
+                let events = tracker.translate(
+                    .epochCompleted(epoch: 0, evaluation: EpochEvaluation(accuracy: 0.9, meanLoss: 0.3)))
                 guard case .epochCompleted(let summary) = try XCTUnwrap(events.first) else {
                     return XCTFail("\(events)")
                 }
@@ -102,7 +106,7 @@ final class TrainingProgressTests: XCTestCase {
         XCTAssertEqual(batches.map(\.globalStep), [1, 2, 3])
         XCTAssertEqual(batches.map(\.loss), [0.5, 0.25, 0.125])
         XCTAssertEqual(batches.map(\.accuracy), [0.75, 0.5, 1])
-        XCTAssertEqual(batches.map(\.learningRate), [0, 0, 0], "the coordinator's schedule is not reported per step")
+        XCTAssertEqual(batches.map(\.learningRate), [0.001, 0.002, 0.003], "the rate the optimizer used")
         XCTAssertEqual(tracker.summaries.count, 1)
         XCTAssertEqual(tracker.stepCount, 3)
         XCTAssertEqual(tracker.gatherSeconds, 1.5)

@@ -22,6 +22,7 @@ final class ProtocolOverSocketsTests: XCTestCase {
             labels: (0..<sampleCount).map { _ in UInt8.random(in: 0...9, using: &random) })
         var configuration = CoordinatorConfiguration(
             workerCount: 2, batchSize: 8, totalSteps: 6, seed: 11, settings: [7])
+        configuration.microBatchSize = 2
         configuration.livenessTicks = 5_000  // Ticks are loop turns here, not 100 ms.
         var coordinator = Coordinator(configuration: configuration, data: data)
         var workers = (0..<2).map { index -> Worker in
@@ -95,17 +96,8 @@ final class ProtocolOverSocketsTests: XCTestCase {
             let due = computations
             computations = []
             for (index, assignment) in due {
-                let shard = try XCTUnwrap(shards[index])
-                var sum = [Double](repeating: 0, count: assignment.weights.count)
-                for local in assignment.sampleIndices.map(Int.init) {
-                    let sample = SimulatedCluster.sampleGradient(
-                        pixels: shard.images[(local * pixels)..<((local + 1) * pixels)], label: shard.labels[local],
-                        weights: assignment.weights)
-                    for parameter in sum.indices { sum[parameter] += sample[parameter] }
-                }
-                let report = GradientReport(
-                    step: assignment.step, sampleCount: assignment.sampleIndices.count,
-                    lossSum: 0, correctCount: 0, gradient: sum.map { Float($0) })
+                let report = SimulatedCluster.syntheticReport(
+                    shard: try XCTUnwrap(shards[index]), assignment: assignment, tree: coordinator.tree)
                 try perform(workers[index].handle(.gradientComputed(report)), worker: index)
             }
             try perform(coordinator.handle(.tick))
@@ -121,15 +113,10 @@ final class ProtocolOverSocketsTests: XCTestCase {
         // Each step's mean equals the naive mean over the whole global batch.
         for (result, stepWeights) in completed {
             XCTAssertEqual(result.contributors.count, 2)
-            let batch = coordinator.plan.globalBatch(step: result.step)
-            XCTAssertEqual(result.sampleCount, batch.count)
-            var naive = [Double](repeating: 0, count: parameterCount)
-            for sample in batch {
-                let gradient = SimulatedCluster.sampleGradient(
-                    pixels: data.images[(sample * pixels)..<((sample + 1) * pixels)],
-                    label: data.labels[sample], weights: stepWeights)
-                for parameter in naive.indices { naive[parameter] += gradient[parameter] / Double(batch.count) }
-            }
+            let (naive, samples, _) = SimulatedCluster.naiveMeanGradient(
+                plan: coordinator.plan, data: data, step: result.step, weights: stepWeights,
+                blocks: Array(0..<coordinator.plan.blockCount))
+            XCTAssertEqual(result.sampleCount, samples)
             let worst = zip(result.averagedGradient, naive).map { abs(Double($0) - $1) }.max() ?? 0
             XCTAssertLessThan(worst, 1e-5, "step \(result.step): worst difference \(worst)")
         }

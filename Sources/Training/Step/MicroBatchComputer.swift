@@ -1,0 +1,134 @@
+// The gradients of a step's micro-batches on the samples one node holds: the work of a worker, and of
+// the single process (which holds every block). Inputs are normalised (and, when the run augments,
+// shifted) into a buffer reused from step to step; each micro-batch's gradient is computed by one
+// thread into its own slab (`Network.microBatchGradients`) and the micro-batches are added along the
+// fixed tree (`StepAssignment.pieces`), so the answer has the same bits on any node with any threads.
+import ConvNet
+import DataParallel
+import MNIST
+
+/// Computes `GradientReport`s for step assignments over a fixed set of samples.
+///
+/// Not thread-safe: one thread at a time (the network's lanes run inside a call).
+public final class MicroBatchComputer {
+    public let network: Network
+    /// The samples held, in key order: sample i is known as `firstKey + i`.
+    public let samples: LabeledImages
+    public let firstKey: Int
+    /// The run's seed and whether it augments: they key dropout and the shifts.
+    public let seed: UInt64
+    public let augment: Bool
+    /// The tree over the run's micro-batch positions.
+    public let tree: GradientTree
+    private var inputs = [Float]()
+    /// `[micro-batches, parameterCount]`: each micro-batch's gradient, then the tree's sums in place.
+    private var gradients = [Float]()
+
+    public init(
+        network: Network, samples: LabeledImages, firstKey: Int, seed: UInt64, augment: Bool, tree: GradientTree
+    ) {
+        self.network = network
+        self.samples = samples
+        self.firstKey = firstKey
+        self.seed = seed
+        self.augment = augment
+        self.tree = tree
+    }
+
+    /// The assignment's micro-batches at its weights, summed along the tree into the nodes its
+    /// blocks cover. The caller has checked that every index is below `samples.count`.
+    public func report(for assignment: StepAssignment) -> GradientReport {
+        network.parameters = assignment.weights
+        let indices = assignment.sampleIndices.map { Int($0) }
+        let keys = indices.map { firstKey + $0 }
+        prepareInputs(
+            indices: indices, keys: keys,
+            augmentationSeed: augment ? TrainingSeeds.augmentation(seed, epoch: assignment.epoch) : nil)
+        let labels = indices.map { samples.labels[$0] }
+        var ranges: [Range<Int>] = []
+        var start = 0
+        for microBatch in assignment.microBatches {
+            ranges.append(start..<(start + microBatch.sampleCount))
+            start += microBatch.sampleCount
+        }
+        let parameterCount = network.parameterCount
+        let needed = assignment.microBatches.count * parameterCount
+        if gradients.count < needed { gradients = [Float](repeating: 0, count: needed) }
+        let statistics = inputs.withUnsafeBufferPointer { images in
+            labels.withUnsafeBufferPointer { labels in
+                keys.withUnsafeBufferPointer { keys in
+                    gradients.withUnsafeMutableBufferPointer { slab in
+                        network.microBatchGradients(
+                            images: images, labels: labels, sampleKeys: keys, microBatches: ranges,
+                            dropoutSeed: TrainingSeeds.dropout(seed, step: assignment.step),
+                            into: slab)
+                    }
+                }
+            }
+        }
+        // The loss figures go along the tree as pieces; the gradients are added in place in the slab,
+        // by the same tree, and each node's sum is copied out once.
+        let leaves = zip(assignment.microBatches, statistics).map { microBatch, statistics in
+            GradientPiece(
+                blocks: microBatch.block..<(microBatch.block + 1), sampleCount: statistics.count,
+                correctCount: statistics.correct, lossSum: statistics.lossSum, gradient: [])
+        }
+        var pieces = assignment.pieces(fromLeaves: leaves, tree: tree)
+        var sums: [Range<Int>: Int] = [:]
+        gradients.withUnsafeMutableBufferPointer { slab in
+            guard let base = slab.baseAddress else { return }
+            var runStart = 0
+            for index in leaves.indices {
+                let isRunEnd =
+                    index + 1 == leaves.count || leaves[index + 1].blocks.lowerBound != leaves[index].blocks.upperBound
+                guard isRunEnd else { continue }
+                let run = leaves[runStart].blocks.lowerBound..<leaves[index].blocks.upperBound
+                for (node, offset) in tree.sumInPlace(base + runStart * parameterCount, count: parameterCount, run: run)
+                {
+                    sums[node] = runStart * parameterCount + offset
+                }
+                runStart = index + 1
+            }
+        }
+        for index in pieces.indices {
+            guard let offset = sums[pieces[index].blocks] else { continue }
+            pieces[index].gradient = Array(gradients[offset..<(offset + parameterCount)])
+        }
+        return GradientReport(step: assignment.step, pieces: pieces)
+    }
+
+    /// Fills `inputs` with the normalised images at `indices`; with an augmentation seed, image i is
+    /// shifted by (dx, dy) in -2...2 drawn from (seed, keys[i]), the uncovered border filled with the
+    /// normalised value of a 0 pixel.
+    private func prepareInputs(indices: [Int], keys: [Int], augmentationSeed: UInt64?) {
+        let rows = samples.rows, columns = samples.columns, perImage = samples.pixelsPerImage
+        let needed = indices.count * perImage
+        if inputs.count != needed { inputs = [Float](repeating: 0, count: needed) }
+        let table = InputNormalization.table
+        let background = table[0]
+        samples.pixels.withUnsafeBufferPointer { pixels in
+            inputs.withUnsafeMutableBufferPointer { output in
+                table.withUnsafeBufferPointer { table in
+                    for (position, index) in indices.enumerated() {
+                        let source = index * perImage, target = position * perImage
+                        guard let seed = augmentationSeed else {
+                            for offset in 0..<perImage { output[target + offset] = table[Int(pixels[source + offset])] }
+                            continue
+                        }
+                        let bits = SplitMix64.finalize(SplitMix64.derivedSeed(seed, UInt64(keys[position])))
+                        let shiftX = Int(bits % 5) - 2, shiftY = Int((bits >> 8) % 5) - 2
+                        for y in 0..<rows {
+                            let fromY = y - shiftY
+                            for x in 0..<columns {
+                                let fromX = x - shiftX
+                                let inside = fromY >= 0 && fromY < rows && fromX >= 0 && fromX < columns
+                                output[target + y * columns + x] =
+                                    inside ? table[Int(pixels[source + fromY * columns + fromX])] : background
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
