@@ -92,15 +92,22 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
     // MARK: One run
 
-    /// The state of one `run()`: the socket, the state machine and the step timing.
-    private struct Run {
+    /// The state of one `run()`: the socket, the state machine and the step timing. `NodeDriver` runs
+    /// its loop; this type only turns frames into events and performs the machine's actions.
+    private struct Run: NodeRole {
         let node: CoordinatorNode
         var completedSteps = 0
         var endpoint: String?
         var outcome: NodeOutcome?
         var stepBroadcastAt: (step: Int, time: Double)?
+        var machine: Coordinator
+        var router: Socket?
 
-        init(node: CoordinatorNode) { self.node = node }
+        init(node: CoordinatorNode) {
+            self.node = node
+            machine = Coordinator(
+                configuration: Self.protocolConfiguration(node), data: Self.trainingSamples(node.trainingSet))
+        }
 
         private var configuration: CoordinatorNodeConfiguration { node.configuration }
 
@@ -119,33 +126,48 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             try router.setRouterMandatory(true)
             let bound = try router.bind(configuration.endpoint)
             endpoint = bound
+            self.router = router
             emit(.listening(endpoint: bound))
-
-            var machine = Coordinator(configuration: protocolConfiguration(), data: trainingSamples())
-            try perform(machine.handle(.start(initialWeights: node.model.parameters)), on: router, machine: &machine)
-            var pacer = TickPacer(milliseconds: configuration.tickMilliseconds)
-            var stopDelivered = false
-            while outcome == nil {
-                if !stopDelivered, let reason = node.stop.reason {
-                    stopDelivered = true
-                    node.logger.notice("stop requested: \(reason)")
-                    try perform(machine.handle(.stop(reason: reason)), on: router, machine: &machine)
-                    if outcome == nil { outcome = .failed(reason: "stopped: \(reason)") }  // Not started yet.
-                    break
-                }
-                _ = try router.poll(.readable, timeoutMilliseconds: pacer.millisecondsUntilDue)
-                while outcome == nil, let frames = try router.receiveFrames() {
-                    try deliver(frames, on: router, machine: &machine)
-                }
-                for _ in 0..<pacer.dueTicks() where outcome == nil {
-                    try perform(machine.handle(.tick), on: router, machine: &machine)
-                }
-            }
-            flush(router)
-            return outcome ?? .failed(reason: "coordinator ended without an outcome")
+            try handle(.start(initialWeights: node.model.parameters))
+            return try NodeDriver.run(&self, tickMilliseconds: configuration.tickMilliseconds, stop: node.stop)
         }
 
-        private func protocolConfiguration() -> CoordinatorConfiguration {
+        // MARK: The role
+
+        var pollItems: [(socket: Socket, events: PollEvents)] { router.map { [($0, .readable)] } ?? [] }
+        var tickEvent: CoordinatorEvent { .tick }
+        var vanishReason: String? { nil }
+
+        func stopEvent(reason: String) -> CoordinatorEvent {
+            node.logger.notice("stop requested: \(reason)")
+            return .stop(reason: reason)
+        }
+
+        /// The next inbound multipart message (frame 0 is the routing id), decoded, or nil.
+        mutating func nextEvent() throws -> CoordinatorEvent? {
+            guard let router, let frames = try router.receiveFrames(), let id = frames.first else { return nil }
+            let peer = PeerID(id.bytes)
+            do {
+                return .received(
+                    try Message.decode(
+                        Array(frames.dropFirst()), supportedVersion: configuration.stateMachine.protocolVersion),
+                    from: peer)
+            } catch let error as MessageDecodingError {
+                node.logger.warning("undecodable message from \(peer): \(error)")
+                emit(.undecodable(peer: peer, error: error))
+                return .undecodable(error, from: peer)
+            }
+        }
+
+        mutating func handle(_ event: CoordinatorEvent) throws { try perform(machine.handle(event)) }
+
+        /// Keeps the socket open briefly so queued `shutdown` messages reach the workers.
+        func finish() {
+            if let router { NodeDriver.flush(router, milliseconds: configuration.shutdownFlushMilliseconds) }
+        }
+
+        private static func protocolConfiguration(_ node: CoordinatorNode) -> CoordinatorConfiguration {
+            let configuration = node.configuration
             var result = configuration.stateMachine
             result.settings = node.model.settings()
             let tickSeconds = Double(max(1, configuration.tickMilliseconds)) / 1000
@@ -154,34 +176,12 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             return result
         }
 
-        private func trainingSamples() -> TrainingSamples {
-            TrainingSamples(
-                pixelsPerImage: node.trainingSet.pixelsPerImage, images: node.trainingSet.pixels,
-                labels: node.trainingSet.labels)
-        }
-
-        /// Decodes one inbound multipart message (frame 0 is the routing id) and feeds it to the machine.
-        private mutating func deliver(_ frames: [Frame], on router: Socket, machine: inout Coordinator) throws {
-            guard let id = frames.first else { return }
-            let peer = PeerID(id.bytes)
-            let event: CoordinatorEvent
-            do {
-                event = .received(
-                    try Message.decode(
-                        Array(frames.dropFirst()), supportedVersion: configuration.stateMachine.protocolVersion),
-                    from: peer)
-            } catch let error as MessageDecodingError {
-                node.logger.warning("undecodable message from \(peer): \(error)")
-                emit(.undecodable(peer: peer, error: error))
-                event = .undecodable(error, from: peer)
-            }
-            try perform(machine.handle(event), on: router, machine: &machine)
+        private static func trainingSamples(_ images: LabeledImages) -> TrainingSamples {
+            TrainingSamples(pixelsPerImage: images.pixelsPerImage, images: images.pixels, labels: images.labels)
         }
 
         /// Performs the machine's actions in order; `stepCompleted` loops back through the model.
-        private mutating func perform(_ actions: [CoordinatorAction], on router: Socket, machine: inout Coordinator)
-            throws
-        {
+        private mutating func perform(_ actions: [CoordinatorAction]) throws {
             var pending = actions[...]
             while let action = pending.popFirst() {
                 switch action {
@@ -189,7 +189,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     if case .step(let assignment) = message, stepBroadcastAt?.step != assignment.step {
                         stepBroadcastAt = (assignment.step, monotonicSeconds())
                     }
-                    send(message, to: peer, on: router)
+                    send(message, to: peer)
                 case .workerJoined(let info, let joined, let expected):
                     let event = CoordinatorNodeEvent.workerJoined(
                         info, joined: joined, expected: expected, workers: machine.liveWorkers)
@@ -241,7 +241,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
         /// Sends without blocking; a vanished peer or a full queue is logged, not fatal: liveness and
         /// resends take care of it.
-        private func send(_ message: Message, to peer: PeerID, on router: Socket) {
+        private func send(_ message: Message, to peer: PeerID) {
+            guard let router else { return }
             do {
                 if try !router.send([Frame(peer.bytes)] + message.frames, wait: false) {
                     node.logger.warning("send queue to \(peer) is full; dropped a \(message.kind) message")
@@ -250,16 +251,6 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 node.logger.debug("\(message.kind) to \(peer) not sent: peer is gone")
             } catch {
                 node.logger.warning("\(message.kind) to \(peer) not sent: \(error)")
-            }
-        }
-
-        /// Keeps the socket open briefly so queued `shutdown` messages reach the workers.
-        private func flush(_ router: Socket) {
-            let deadline = monotonicSeconds() + Double(configuration.shutdownFlushMilliseconds) / 1000
-            while monotonicSeconds() < deadline {
-                let left = Int(((deadline - monotonicSeconds()) * 1000).rounded(.up))
-                _ = try? router.poll(.readable, timeoutMilliseconds: min(left, 50))
-                while let frames = try? router.receiveFrames() { _ = frames }  // Late gradients and goodbyes.
             }
         }
 

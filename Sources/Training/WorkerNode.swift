@@ -121,10 +121,19 @@ public final class WorkerNode: @unchecked Sendable {
 
     // MARK: One run
 
-    private struct Run {
+    /// The state of one `run()`: the sockets, the state machine and the compute queue. `NodeDriver`
+    /// runs its loop; this type only turns arrivals into events and performs the machine's actions.
+    private struct Run: NodeRole {
         let node: WorkerNode
         var outcome: NodeOutcome?
+        var machine: Worker
+        var context: Context?
         var dealer: Socket?
+        /// The compute queue wakes the polling thread through this inproc pair when a gradient is ready.
+        var wakeReceiver: Socket?
+        var wake: HandedOverSocket?
+        /// Events taken from the compute queue, not yet fed to the machine.
+        var computed: [WorkerEvent] = []
         var attempt = 0
         var generation = 0
         var sentGoodbye = false
@@ -133,7 +142,10 @@ public final class WorkerNode: @unchecked Sendable {
         let box = ComputeBox()
         let queue = DispatchQueue(label: "mnist.worker.compute")
 
-        init(node: WorkerNode) { self.node = node }
+        init(node: WorkerNode) {
+            self.node = node
+            machine = Worker(configuration: Self.protocolConfiguration(node.configuration))
+        }
 
         private var configuration: WorkerNodeConfiguration { node.configuration }
 
@@ -145,75 +157,75 @@ public final class WorkerNode: @unchecked Sendable {
 
         mutating func execute() throws -> NodeOutcome {
             let context = try Context()
-            // The compute queue wakes the polling thread through an inproc pair when a gradient is ready.
+            self.context = context
             let wakeAddress = "inproc://mnist-worker-wake-\(UInt64.random(in: 0...UInt64.max))"
             let wakeReceiver = try context.makeSocket(.pair)
             defer { wakeReceiver.close() }
             try wakeReceiver.bind(wakeAddress)
+            self.wakeReceiver = wakeReceiver
             let wakeSender = try context.makeSocket(.pair)
             try wakeSender.connect(wakeAddress)
             let handedOver = HandedOverSocket(wakeSender)
+            wake = handedOver
             defer { queue.async { handedOver.socket.close() } }  // Closed on the queue, after any compute.
+            defer { dealer?.close() }
 
-            var machine = Worker(configuration: protocolConfiguration())
-            try connect(context: context)
-            try perform(machine.handle(.start), machine: &machine, context: context, wake: handedOver)
-            var pacer = TickPacer(milliseconds: configuration.tickMilliseconds)
-            var stopDelivered = false
-            while outcome == nil {
-                if let reason = node.crash.reason {
-                    dealer?.close()
-                    return .failed(reason: reason)
-                }
-                if !stopDelivered, let reason = node.stop.reason {
-                    stopDelivered = true
-                    try perform(
-                        machine.handle(.abort(reason: "stopped: \(reason)")), machine: &machine, context: context,
-                        wake: handedOver)
-                    if outcome == nil { outcome = .failed(reason: "stopped: \(reason)") }
-                    break
-                }
-                guard let socket = dealer else { break }
-                _ = try Socket.poll(
-                    [(socket, .readable), (wakeReceiver, .readable)], timeoutMilliseconds: pacer.millisecondsUntilDue)
+            try connect()
+            try handle(.start)
+            return try NodeDriver.run(&self, tickMilliseconds: configuration.tickMilliseconds, stop: node.stop)
+        }
+
+        // MARK: The role
+
+        var pollItems: [(socket: Socket, events: PollEvents)] {
+            guard let dealer, let wakeReceiver else { return [] }
+            return [(dealer, .readable), (wakeReceiver, .readable)]
+        }
+        var tickEvent: WorkerEvent { .tick }
+        var vanishReason: String? { node.crash.reason }
+        func stopEvent(reason: String) -> WorkerEvent { .abort(reason: "stopped: \(reason)") }
+
+        /// Finished computations first (in order), then the next message from the coordinator.
+        mutating func nextEvent() throws -> WorkerEvent? {
+            if computed.isEmpty, let wakeReceiver {
                 while try wakeReceiver.receive() != nil {}
-                for result in box.take() where result.generation == generation && outcome == nil {
+                for result in box.take() where result.generation == generation {
                     lastComputeSeconds = result.seconds
                     node.emit(
                         .stepComputed(
                             step: result.report.step, sampleCount: result.report.sampleCount, seconds: result.seconds))
-                    try perform(
-                        machine.handle(.gradientComputed(result.report)), machine: &machine, context: context,
-                        wake: handedOver)
-                }
-                while outcome == nil, let current = dealer, let frames = try current.receiveFrames() {
-                    let event: WorkerEvent
-                    do {
-                        event = .received(
-                            try Message.decode(frames, supportedVersion: configuration.stateMachine.protocolVersion))
-                    } catch let error as MessageDecodingError {
-                        node.logger.warning("undecodable message from the coordinator: \(error)")
-                        event = .undecodable(error)
-                    }
-                    try perform(machine.handle(event), machine: &machine, context: context, wake: handedOver)
-                }
-                for _ in 0..<pacer.dueTicks() where outcome == nil {
-                    try perform(machine.handle(.tick), machine: &machine, context: context, wake: handedOver)
+                    computed.append(.gradientComputed(result.report))
                 }
             }
-            if sentGoodbye, let socket = dealer { flush(socket) }
-            dealer?.close()
-            return outcome ?? .failed(reason: "worker ended without an outcome")
+            if !computed.isEmpty { return computed.removeFirst() }
+            guard let dealer, let frames = try dealer.receiveFrames() else { return nil }
+            do {
+                return .received(
+                    try Message.decode(frames, supportedVersion: configuration.stateMachine.protocolVersion))
+            } catch let error as MessageDecodingError {
+                node.logger.warning("undecodable message from the coordinator: \(error)")
+                return .undecodable(error)
+            }
         }
 
-        private func protocolConfiguration() -> WorkerConfiguration {
+        mutating func handle(_ event: WorkerEvent) throws { try perform(machine.handle(event)) }
+
+        /// Keeps the socket open briefly so a queued `goodbye` leaves.
+        func finish() {
+            if sentGoodbye, let dealer {
+                NodeDriver.flush(dealer, milliseconds: configuration.goodbyeFlushMilliseconds)
+            }
+        }
+
+        private static func protocolConfiguration(_ configuration: WorkerNodeConfiguration) -> WorkerConfiguration {
             var result = configuration.stateMachine
             result.tickSecondsForMessages = Double(max(1, configuration.tickMilliseconds)) / 1000
             return result
         }
 
         /// Closes the current DEALER (if any) and connects a fresh one: a new peer for the coordinator.
-        private mutating func connect(context: Context) throws {
+        private mutating func connect() throws {
+            guard let context else { return }
             dealer?.close()
             let socket = try context.makeSocket(.dealer)
             try socket.setLinger(milliseconds: 0)
@@ -224,9 +236,7 @@ public final class WorkerNode: @unchecked Sendable {
             node.emit(event)
         }
 
-        private mutating func perform(
-            _ actions: [WorkerAction], machine: inout Worker, context: Context, wake: HandedOverSocket
-        ) throws {
+        private mutating func perform(_ actions: [WorkerAction]) throws {
             var pending = actions[...]
             while let action = pending.popFirst() {
                 switch action {
@@ -240,7 +250,7 @@ public final class WorkerNode: @unchecked Sendable {
                     generation += 1  // Whatever is being computed belongs to the lost session.
                 case .reconnect(let attempt):
                     self.attempt = attempt
-                    try connect(context: context)
+                    try connect()
                 case .welcomed(let index, let count):
                     let event = WorkerNodeEvent.welcomed(workerIndex: index, workerCount: count)
                     node.logger.info("\(event)")
@@ -263,13 +273,13 @@ public final class WorkerNode: @unchecked Sendable {
                     node.logger.info("\(event)")
                     node.emit(event)
                 case .computeGradient(let assignment):
-                    let box = self.box, generation = self.generation
+                    let box = self.box, generation = self.generation, wake = self.wake
                     let compute = {
                         let start = monotonicSeconds()
                         guard var report = box.computer?.gradient(for: assignment) else { return }
                         report.step = assignment.step
                         box.post(generation: generation, report: report, seconds: monotonicSeconds() - start)
-                        _ = try? wake.socket.send([[1]], wait: false)
+                        _ = try? wake?.socket.send([[1]], wait: false)
                     }
                     // A short step runs right here (the queue's sync runs it on this thread): two thread
                     // hand-offs fewer per step, and a step that wedges silences the heartbeats, so the
@@ -304,15 +314,6 @@ public final class WorkerNode: @unchecked Sendable {
             }
         }
 
-        /// Keeps the socket open briefly so a queued `goodbye` leaves.
-        private func flush(_ socket: Socket) {
-            let deadline = monotonicSeconds() + Double(configuration.goodbyeFlushMilliseconds) / 1000
-            while monotonicSeconds() < deadline {
-                let left = Int(((deadline - monotonicSeconds()) * 1000).rounded(.up))
-                _ = try? socket.poll(.readable, timeoutMilliseconds: min(left, 50))
-                while let frames = try? socket.receiveFrames() { _ = frames }
-            }
-        }
     }
 
     /// Moves a freshly built computer to the compute queue.
