@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // A synchronous data-parallel MNIST trainer whose coordinator and workers talk over ZeroMQ.
-// Modules depend downwards only: mnist -> Training -> {ConvNet, MNIST, DataParallel, ZeroMQ} -> C shims.
+// Modules depend downwards only: mnist -> Training -> {ConvNet, MNIST, DataParallel, ZeroMQ, Host} -> C shims.
 import PackageDescription
 
 /// Numeric kernels are compiled optimised in every configuration so that debug test runs
@@ -42,31 +42,34 @@ let package = Package(
         .target(name: "ConvNet", dependencies: ["COpenBLAS"], swiftSettings: engine),
         .target(
             name: "MNIST",
-            dependencies: ["CZlib", "CPNG", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CZlib", "CPNG", "Host", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: optimised),
+        // Processes, CPU counts and features, signals: the operating system outside math and sockets.
+        .target(name: "Host"),
         .target(name: "DataParallel", exclude: ["PROTOCOL.md"]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(
             name: "Training",
             dependencies: [
-                "ConvNet", "MNIST", "DataParallel", "ZeroMQ",
+                "ConvNet", "MNIST", "DataParallel", "ZeroMQ", "Host",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "mnist",
             dependencies: [
-                "Training", "MNIST", "ConvNet",
+                "Training", "MNIST", "ConvNet", "Host",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: command),
 
-        .target(name: "TestSupport", dependencies: ["MNIST", "DataParallel"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MNIST", "DataParallel", "Host"], path: "Tests/TestSupport"),
         .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "TestSupport"]),
-        .testTarget(name: "MNISTTests", dependencies: ["MNIST", "TestSupport"]),
+        .testTarget(name: "MNISTTests", dependencies: ["MNIST", "Host", "TestSupport"]),
+        .testTarget(name: "HostTests", dependencies: ["Host", "TestSupport"]),
         .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "DataParallel", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "ConvNet", "MNIST", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "ConvNet", "MNIST", "Host", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -47,7 +47,8 @@ final class Convolution: Layer {
     var outputChannelsLast = false
     /// Channels last only: the weights as `[O, K, K, C]`, and their gradient.
     private let permutedWeight = Scratch(), permutedWeightGradient = Scratch()
-    /// Inference by `WinogradConvolution`: transformed weights, patches and products.
+    /// The forward pass by `WinogradConvolution` (training and inference): transformed weights,
+    /// patches and products.
     private let winograd = WinogradScratch()
 
     init(

@@ -1,7 +1,8 @@
-// Inference forward of a pooled 3x3 convolution by Winograd's F(2x2, 3x3): each 2x2 block of
-// outputs (exactly one pooling window) is computed from its 4x4 input patch with 16 products per
-// channel pair instead of 36, as 16 matrix products of [tiles, C] x [C, O]. Training keeps im2col,
-// whose columns backward needs anyway.
+// The forward pass of a pooled 3x3 convolution by Winograd's F(2x2, 3x3), in training and in
+// inference: each 2x2 block of outputs (exactly one pooling window) is computed from its 4x4 input
+// patch with 16 products per channel pair instead of 36, as 16 matrix products of [tiles, C] x
+// [C, O]; in training the output transform also keeps each window's winner. Backward stays with
+// im2col (`Convolution.backward` builds its columns itself).
 //
 // With d the 4x4 input patch, g the 3x3 kernel and
 //   Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1],

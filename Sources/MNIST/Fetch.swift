@@ -4,6 +4,7 @@
 // Every result is checked against the pins before it is used, and written under a temporary name then
 // renamed, so an interrupted fetch never leaves a file that later passes for a good one.
 import Foundation
+import Host
 
 /// Fetches a dataset into a folder.
 public struct Fetcher {

@@ -1,8 +1,11 @@
-// Throughput figures for `mnist bench`: training images/s of a preset at a given batch size, and
-// inference images/s at the best of a few batch sizes. Uses random inputs, so it needs no data
-// set; it prints nothing (the CLI does). Not a test: no time limits.
+// Throughput figures for `mnist bench`: training images/s of a preset at a given batch size (the
+// training step exactly as `mnist train` runs it: inputs prepared and shifted, micro-batches, the
+// tree, the optimizer and the moving average), and inference images/s at the best of a few batch
+// sizes. Uses random pixels, so it needs no data set; it prints nothing (the CLI does). Not a test:
+// no time limits.
 import ConvNet
 import Foundation
+import Host
 import MNIST
 
 /// Measured throughput.
@@ -42,9 +45,8 @@ public enum Benchmark {
         let network = try Network(architecture: model.architecture, seed: 1)
         if let chunkSize { network.chunkSize = chunkSize }
         var generator = SplitMix64(seed: 2)
-        let largest = max(trainingBatchSize, inferenceBatchSizes.max() ?? 1)
+        let largest = inferenceBatchSizes.max() ?? 1
         let images = (0..<(largest * network.inputCount)).map { _ in generator.nextUnitFloat() * 2 - 0.5 }
-        let labels = (0..<largest).map { _ in UInt8(generator.nextInt(below: network.classCount)) }
         let clock = ContinuousClock()
 
         // The training step exactly as `mnist train` runs it (micro-batches, tree, optimizer, moving

@@ -3,6 +3,7 @@
 // setting names the flag it maps to, so errors can say which flag to fix.
 import ConvNet
 import Foundation
+import Host
 
 /// Everything that determines a training run. Codable: it is recorded in model-file metadata.
 ///

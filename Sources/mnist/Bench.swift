@@ -4,6 +4,7 @@
 import ArgumentParser
 import ConvNet
 import Foundation
+import Host
 import Training
 
 struct Bench: ParsableCommand {

@@ -1,6 +1,7 @@
 // The `mnist` command: a root command and its subcommand list. Each subcommand lives in its own file.
 import ArgumentParser
 import Foundation
+import Host
 import Training
 
 @main

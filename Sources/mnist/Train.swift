@@ -2,6 +2,7 @@
 import ArgumentParser
 import ConvNet
 import Foundation
+import Host
 import Logging
 import MNIST
 import Training

@@ -2,6 +2,7 @@
 import ArgumentParser
 import ConvNet
 import Foundation
+import Host
 import Training
 
 struct Worker: ParsableCommand {

@@ -1,6 +1,7 @@
 // `mnist fetch`'s sources: the pickle converter, the mirror path against a local HTTP server, files
 // already present, and the whole command on the real sources.
 import Foundation
+import Host
 import MNIST
 import TestSupport
 import XCTest

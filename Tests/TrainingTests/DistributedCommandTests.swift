@@ -4,6 +4,7 @@
 // ssh that runs the remote command here. Small datasets made here keep each run to seconds.
 import ConvNet
 import Foundation
+import Host
 import MNIST
 import TestSupport
 import Training

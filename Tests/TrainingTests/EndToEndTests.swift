@@ -3,6 +3,7 @@
 // One short training run (one epoch) is shared by the tests of this class.
 import ConvNet
 import Foundation
+import Host
 import MNIST
 import TestSupport
 import Training

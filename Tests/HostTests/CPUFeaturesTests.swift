@@ -1,7 +1,7 @@
 // The CPU check that keeps an engine built for x86-64-v3 from dying on SIGILL on an older CPU.
 import XCTest
 import Foundation
-import Training
+import Host
 
 final class CPUFeaturesTests: XCTestCase {
     func testMissingFeaturesAreNamed() {

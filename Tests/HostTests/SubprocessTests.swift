@@ -2,7 +2,7 @@
 // hands back the exit status and both streams, with extra environment variables and a timeout.
 // The children are /bin/sh one-liners; nothing here needs the network or the dataset.
 import Foundation
-import MNIST
+import Host
 import XCTest
 
 final class SubprocessTests: XCTestCase {

@@ -3,7 +3,7 @@
 import Foundation
 import XCTest
 
-@testable import Training
+@testable import Host
 
 final class AvailableCPUsTests: XCTestCase {
     func testCPUMaxGivesWholeCPUsRoundedUp() {

@@ -4,7 +4,7 @@
 import Foundation
 import XCTest
 
-@testable import Training
+@testable import Host
 
 #if canImport(Glibc)
     import Glibc

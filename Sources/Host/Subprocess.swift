@@ -10,6 +10,11 @@ public enum Subprocess {
         public let command: String
         public let reason: String
         public var description: String { "`\(command)` \(reason)" }
+
+        public init(command: String, reason: String) {
+            self.command = command
+            self.reason = reason
+        }
     }
 
     /// How a program ended and what it wrote.

@@ -1,6 +1,0 @@
-import ConvNet
-import MNIST
-import DataParallel
-import ZeroMQ
-// Placeholder.
-public enum TrainingInfo {}
