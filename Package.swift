@@ -71,5 +71,5 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "DataParallel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "ConvNet", "MNIST", "Host", "TestSupport"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -74,7 +74,7 @@ public enum BLAS {
             return
         }
         let partials = scratch.reserve((threads - 1) * m * n)
-        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+        concurrentlyPerform(iterations: threads) { thread in
             let first = k * thread / threads, last = k * (thread + 1) / threads
             let target = thread == 0 ? c : partials + (thread - 1) * m * n
             sgemm(

@@ -439,7 +439,7 @@ public final class Network {
             body(0, 0..<plan.count)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: plan.lanes) { lane in body(lane, plan.samples(ofLane: lane)) }
+        concurrentlyPerform(iterations: plan.lanes) { lane in body(lane, plan.samples(ofLane: lane)) }
     }
 }
 

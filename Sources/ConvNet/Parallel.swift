@@ -5,6 +5,8 @@ import Dispatch
 
 /// Process-wide thread settings for the engine.
 public enum ComputeThreads {
+    /// Set by `configure` before a run's work starts, read by the kernels: nonisolated(unsafe) because it
+    /// is never written while kernels run (a run configures it once, on its own thread, up front).
     nonisolated(unsafe) private static var kernelThreads = 2
 
     /// Threads for the element-wise kernels (im2col, col2im, pooling, ReLU, dropout). At least 1.
@@ -32,10 +34,22 @@ func parallelChunks(_ count: Int, threads: Int, minimumChunk: Int = 1, _ body: (
         if count > 0 { body(0..<count) }
         return
     }
-    DispatchQueue.concurrentPerform(iterations: tasks) { task in
+    concurrentlyPerform(iterations: tasks) { task in
         let low = count * task / tasks
         let high = count * (task + 1) / tasks
         if low < high { body(low..<high) }
+    }
+}
+
+/// `DispatchQueue.concurrentPerform` for the engine's kernels, whose bodies capture raw pointers and
+/// so are not `Sendable`. Sound because the call is synchronous (every iteration has finished when
+/// it returns, so nothing outlives the caller's buffers) and each kernel's iterations write disjoint
+/// parts of its output: the data-race freedom the compiler cannot see is the partition of the work.
+@inline(__always)
+func concurrentlyPerform(iterations: Int, _ body: (Int) -> Void) {
+    withoutActuallyEscaping(body) { body in
+        nonisolated(unsafe) let body = body
+        DispatchQueue.concurrentPerform(iterations: iterations) { body($0) }
     }
 }
 

@@ -17,6 +17,7 @@ import Foundation
 ///
 /// Thread safety: all methods may be called from any thread; `onLine` is called on a background queue,
 /// one complete line at a time (without the newline), already prefixed with `[worker i] `.
+// @unchecked Sendable: the process list and the exit statuses are read and written under `lock`.
 public final class LocalCluster: @unchecked Sendable {
     public let executable: URL
     public let workerCount: Int
@@ -140,6 +141,7 @@ public struct LocalClusterError: Error, CustomStringConvertible {
 }
 
 /// Splits a byte stream into UTF-8 lines (invalid bytes are repaired, never fatal).
+// @unchecked Sendable: `buffer` is read and written under `lock`.
 private final class LineSplitter: @unchecked Sendable {
     private let lock = NSLock()
     private var buffer = Data()
@@ -167,6 +169,7 @@ private final class LineSplitter: @unchecked Sendable {
 /// Watches SIGINT and SIGTERM and calls a handler on a queue instead of dying, so a launcher can stop
 /// the coordinator (`requestStop`) and then `terminate()` its children. The default dispositions are
 /// restored when the watch is cancelled or released.
+// @unchecked Sendable: the dispatch sources are immutable and the cancelled flag is under `lock`.
 public final class SignalWatch: @unchecked Sendable {
     private let signals: [Int32]
     private let sources: [DispatchSourceSignal]

@@ -113,6 +113,7 @@ public enum Subprocess {
             standardError: String(decoding: outputs.get(1), as: UTF8.self), didTimeOut: didTimeOut)
     }
 
+    // @unchecked Sendable: `values` is read and written under `lock`.
     private final class Outputs: @unchecked Sendable {
         private let lock = NSLock()
         private var values = [Data(), Data()]

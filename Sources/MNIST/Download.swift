@@ -47,6 +47,8 @@ public enum Download {
         return delegate.data
     }
 
+    // @unchecked Sendable: URLSession calls the delegate on its serial delegate queue, one call at a
+    // time; the caller reads `data`, `response` and `error` only after `done` was signalled.
     private final class Collector: NSObject, URLSessionDataDelegate, @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         let progress: (Int64, Int64?) -> Void

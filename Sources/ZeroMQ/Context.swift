@@ -27,6 +27,7 @@ public enum ZeroMQLibrary {
 /// sockets made from it may not. Every socket keeps its context alive, so the context is terminated
 /// only after its last socket is closed, and because every socket lingers 0 ms by default the
 /// termination never waits for unsent messages.
+// @unchecked Sendable: the handle is immutable and libzmq contexts are thread-safe (see above).
 public final class Context: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 

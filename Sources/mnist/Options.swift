@@ -84,6 +84,7 @@ struct StandardErrorLogHandler: LogHandler {
 }
 
 /// Writing to the terminal: whole lines, and a status line that redraws in place on a TTY.
+// @unchecked Sendable: `hasStatus` and every write happen under `lock`; the rest is immutable.
 final class Terminal: @unchecked Sendable {
     static let standardError = Terminal(descriptor: 2)
     let descriptor: Int32

@@ -31,7 +31,7 @@ final class ProgressRenderer {
                 terminal.writeLine(Self.line(summary))
             case .json:
                 print(Self.json(summary))
-                fflush(stdout)
+                fflush(nil)  // All output streams: stdout is shared mutable state to Swift 6.
             }
         }
     }

@@ -43,7 +43,7 @@ final class SafeTensorsTests: XCTestCase {
 
     private func assertRejected(_ bytes: [UInt8], _ label: String, file: StaticString = #filePath, line: UInt = #line) {
         let url = directory.appendingPathComponent("bad-\(label).safetensors")
-        FileManager.default.createFile(atPath: url.path, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: Data(bytes)))
         do {
             _ = try Network.load(from: url)
             XCTFail("\(label): loaded a damaged file", file: file, line: line)
@@ -81,7 +81,7 @@ final class SafeTensorsTests: XCTestCase {
                     truncatingIfNeeded: generator.next())
             }
             let url = directory.appendingPathComponent("random.safetensors")
-            FileManager.default.createFile(atPath: url.path, contents: Data(random))
+            XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: Data(random)))
             _ = try? Network.load(from: url)  // must not crash; may load if only data bytes changed
             _ = trial
         }

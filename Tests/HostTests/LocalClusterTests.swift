@@ -13,6 +13,7 @@ import XCTest
 final class LocalClusterTests: XCTestCase {
     let shell = URL(fileURLWithPath: "/bin/sh")
 
+    // @unchecked Sendable: `stored` is read and written under `lock`.
     final class Lines: @unchecked Sendable {
         private let lock = NSLock()
         private var stored: [String] = []

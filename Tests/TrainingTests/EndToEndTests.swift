@@ -10,8 +10,9 @@ import Training
 import XCTest
 
 final class EndToEndTests: XCTestCase {
-    private static var directory: TemporaryDirectory?
-    private static var trainResult: Subprocess.Outcome?
+    // nonisolated(unsafe): XCTest runs the tests of a class one after another on one thread.
+    nonisolated(unsafe) private static var directory: TemporaryDirectory?
+    nonisolated(unsafe) private static var trainResult: Subprocess.Outcome?
 
     /// Trains once, for the whole class: one epoch of the default preset.
     private func trainedModel() throws -> URL {

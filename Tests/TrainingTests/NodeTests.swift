@@ -139,6 +139,7 @@ final class NodeTests: XCTestCase {
         let coordinatorThread = Background("coordinator") { coordinator.run() }
         let endpoint = try listeningEndpoint(recorder)
 
+        // @unchecked Sendable: `node` is set before the worker's thread starts and only read after.
         final class Holder: @unchecked Sendable { var node: WorkerNode? }
         let doomed = Holder()
         let doomedWorker = makeWorker(

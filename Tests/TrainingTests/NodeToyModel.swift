@@ -110,11 +110,13 @@ struct ToyGradientComputer: GradientComputer {
 }
 
 /// Runs `body` on its own thread; `wait` returns its value, or nil if it is not done in time.
+// @unchecked Sendable: `value` is written once by the thread before `done` is signalled and read only
+// after a wait on `done` succeeded.
 final class Background<Value>: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var value: Value?
 
-    init(_ name: String, _ body: @escaping () -> Value) {
+    init(_ name: String, _ body: @escaping @Sendable () -> Value) {
         let thread = Thread { [self] in
             value = body()
             done.signal()
@@ -132,6 +134,7 @@ final class Background<Value>: @unchecked Sendable {
 }
 
 /// A thread-safe list of events, with a way to wait for one.
+// @unchecked Sendable: `stored` is read and written under `condition`'s lock.
 final class EventRecorder<Event>: @unchecked Sendable {
     private let condition = NSCondition()
     private var stored: [Event] = []

@@ -42,6 +42,8 @@ public struct CoordinatorNodeConfiguration: Sendable {
 /// Threads: `run()` owns the socket and calls the model and `onEvent` on the calling thread.
 /// `requestStop(reason:)` may be called from any thread (for example a SIGINT handler); the run then
 /// sends `shutdown` to every worker and returns `.failed` within about one tick plus the flush time.
+// @unchecked Sendable: `model` and the socket are used by the thread in `run()` only; the one call
+// from other threads, `requestStop`, goes through `StopRequest`, which is locked.
 public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
     public let configuration: CoordinatorNodeConfiguration
     /// The model host; after `run()` returns it holds the last applied step (safe to save).

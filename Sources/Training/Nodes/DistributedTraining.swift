@@ -125,6 +125,8 @@ public struct DistributedTrainingResult {
 }
 
 /// One coordinator run: binds, waits for the workers, trains, evaluates after every epoch.
+// @unchecked Sendable: the node and the relay are used by the thread in `run()`; the one call from
+// other threads, `requestStop`, goes to the node's locked `StopRequest`.
 public final class DistributedTraining: @unchecked Sendable {
     public let configuration: TrainingConfiguration
     private let data: MNISTData
@@ -212,6 +214,7 @@ public final class DistributedTraining: @unchecked Sendable {
 }
 
 /// Passes node events to the caller and to the progress translation (set once `run` starts).
+// @unchecked Sendable: both closures are set before `run()` starts, then called on its thread only.
 private final class EventRelay: @unchecked Sendable {
     var forward: (CoordinatorNodeEvent) -> Void = { _ in }
     var translate: (CoordinatorNodeEvent) -> Void = { _ in }

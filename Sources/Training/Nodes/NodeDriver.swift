@@ -9,6 +9,7 @@ import ZeroMQ
 func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 /// A stop request that any thread (a signal handler's queue, a test) may set and the node's thread reads.
+// @unchecked Sendable: `storedReason` is read and written under `lock`.
 final class StopRequest: @unchecked Sendable {
     private let lock = NSLock()
     private var storedReason: String?

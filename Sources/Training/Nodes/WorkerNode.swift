@@ -42,6 +42,8 @@ public struct WorkerNodeConfiguration: Sendable {
 /// runs on the node's private serial compute queue, on the calling thread itself while steps take less
 /// than a quarter of the heartbeat interval. `requestStop(reason:)` may be called from any
 /// thread: the worker sends `goodbye` (the coordinator then treats it as dead) and returns `.failed`.
+// @unchecked Sendable: the sockets live in `run()`'s own state; the calls from other threads,
+// `requestStop` and `simulateCrash`, go through `StopRequest`s, which are locked.
 public final class WorkerNode: @unchecked Sendable {
     public let configuration: WorkerNodeConfiguration
 
@@ -94,6 +96,8 @@ public final class WorkerNode: @unchecked Sendable {
 
     /// The gradient computer and its finished results, shared between the polling thread and the
     /// compute queue. `computer` is touched only on the compute queue; `results` under `lock`.
+    // @unchecked Sendable: `computer` is touched on the serial compute queue only, `results` under
+    // `lock` (see above).
     private final class ComputeBox: @unchecked Sendable {
         var computer: (any GradientComputer)?
         private let lock = NSLock()
@@ -114,6 +118,8 @@ public final class WorkerNode: @unchecked Sendable {
     }
 
     /// A socket that may move to the compute queue (used there only, after being handed over).
+    // @unchecked Sendable: a socket belongs to one thread; this one is handed to the compute queue
+    // once and used there only (closed there too, after the last compute).
     private final class HandedOverSocket: @unchecked Sendable {
         let socket: Socket
         init(_ socket: Socket) { self.socket = socket }
@@ -274,7 +280,7 @@ public final class WorkerNode: @unchecked Sendable {
                     node.emit(event)
                 case .computeGradient(let assignment):
                     let box = self.box, generation = self.generation, wake = self.wake
-                    let compute = {
+                    let compute: @Sendable () -> Void = {
                         let start = monotonicSeconds()
                         guard var report = box.computer?.gradient(for: assignment) else { return }
                         report.step = assignment.step
@@ -317,6 +323,7 @@ public final class WorkerNode: @unchecked Sendable {
     }
 
     /// Moves a freshly built computer to the compute queue.
+    // @unchecked Sendable: built on the polling thread, then used on the compute queue only.
     private final class ComputerHandOver: @unchecked Sendable {
         let computer: any GradientComputer
         init(_ computer: any GradientComputer) { self.computer = computer }
