@@ -131,6 +131,25 @@ public struct BatchPlan: Equatable, Sendable {
     }
 }
 
+/// The micro-batches of successive steps, with each epoch's block orders computed once.
+public struct StepBatches: Sendable {
+    public let plan: BatchPlan
+    private var epoch = -1
+    private var orders: [[Int]] = []
+
+    public init(plan: BatchPlan) { self.plan = plan }
+
+    /// The keys of every block's micro-batch in step `step` (`plan.microBatches(step:orders:)`).
+    public mutating func microBatches(step: Int) -> [ArraySlice<Int>] {
+        let epoch = plan.epoch(ofStep: step)
+        if epoch != self.epoch {
+            orders = (0..<plan.blockCount).map { plan.blockOrder(epoch: epoch, block: $0) }
+            self.epoch = epoch
+        }
+        return plan.microBatches(step: step, orders: orders)
+    }
+}
+
 /// SplitMix64: a tiny, well-mixed, seedable generator (Steele, Lea, Flood 2014). Fixed here forever
 /// so that a seed reproduces the same batches on every platform and release.
 struct SplitMix64 {

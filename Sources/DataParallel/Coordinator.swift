@@ -200,8 +200,7 @@ public struct Coordinator {
     private var received: [PeerID: GradientReport] = [:]
     /// The keys of each block's micro-batch in the current step.
     private var microBatches: [ArraySlice<Int>] = []
-    private var ordersEpoch = -1
-    private var orders: [[Int]] = []
+    private var batches: StepBatches
     public let tree: GradientTree
 
     public init(configuration: CoordinatorConfiguration, data: TrainingSamples) {
@@ -211,6 +210,7 @@ public struct Coordinator {
             sampleCount: max(1, data.count), batchSize: max(1, configuration.batchSize), seed: configuration.seed,
             microBatchSize: configuration.microBatchSize)
         self.tree = GradientTree(blockCount: plan.blockCount)
+        self.batches = StepBatches(plan: plan)
     }
 
     /// The workers currently alive, in index order.
@@ -445,12 +445,7 @@ public struct Coordinator {
             actions.append(.finished)
             return
         }
-        let epoch = plan.epoch(ofStep: step)
-        if epoch != ordersEpoch {
-            orders = (0..<plan.blockCount).map { plan.blockOrder(epoch: epoch, block: $0) }
-            ordersEpoch = epoch
-        }
-        microBatches = plan.microBatches(step: step, orders: orders)
+        microBatches = batches.microBatches(step: step)
         isGathering = true
         received = [:]
         for worker in sortedWorkers {

@@ -148,23 +148,29 @@ public struct StepAssignment: Equatable, Sendable {
             && microBatches.reduce(0, { $0 + $1.sampleCount }) == sampleIndices.count
     }
 
+    /// The micro-batches in runs of consecutive blocks: each run as the range of its positions in
+    /// `microBatches` and the blocks it covers. Each run is summed along the tree on its own.
+    public var contiguousRuns: [(positions: Range<Int>, blocks: Range<Int>)] {
+        var runs: [(positions: Range<Int>, blocks: Range<Int>)] = []
+        var start = 0
+        for index in microBatches.indices
+        where index + 1 == microBatches.count || microBatches[index + 1].block != microBatches[index].block + 1 {
+            runs.append((start..<(index + 1), microBatches[start].block..<(microBatches[index].block + 1)))
+            start = index + 1
+        }
+        return runs
+    }
+
     /// Adds the micro-batches' gradients (`leaves`, one per micro-batch, in order) along `tree` into the
     /// maximal nodes that each contiguous run of blocks covers: the pieces a worker sends.
     public func pieces(fromLeaves leaves: [GradientPiece], tree: GradientTree) -> [GradientPiece] {
         precondition(leaves.count == microBatches.count, "one leaf per micro-batch")
         var result: [GradientPiece] = []
-        var runStart = 0
-        for index in leaves.indices {
-            let isRunEnd =
-                index + 1 == leaves.count || leaves[index + 1].blocks.lowerBound != leaves[index].blocks.upperBound
-            guard isRunEnd else { continue }
-            let run = Array(leaves[runStart...index])
-            let blocks = run[0].blocks.lowerBound..<run[run.count - 1].blocks.upperBound
+        for (positions, blocks) in contiguousRuns {
             for node in tree.nodes(covering: blocks) {
-                let inside = run.filter { node.contains($0.blocks.lowerBound) }
-                if let sum = tree.sum(inside, into: node) { result.append(sum) }
+                let inside = leaves[positions].filter { node.contains($0.blocks.lowerBound) }
+                if let sum = tree.sum(Array(inside), into: node) { result.append(sum) }
             }
-            runStart = index + 1
         }
         return result
     }

@@ -77,17 +77,11 @@ public final class MicroBatchComputer {
         var sums: [Range<Int>: Int] = [:]
         gradients.withUnsafeMutableBufferPointer { slab in
             guard let base = slab.baseAddress else { return }
-            var runStart = 0
-            for index in leaves.indices {
-                let isRunEnd =
-                    index + 1 == leaves.count || leaves[index + 1].blocks.lowerBound != leaves[index].blocks.upperBound
-                guard isRunEnd else { continue }
-                let run = leaves[runStart].blocks.lowerBound..<leaves[index].blocks.upperBound
-                for (node, offset) in tree.sumInPlace(base + runStart * parameterCount, count: parameterCount, run: run)
-                {
-                    sums[node] = runStart * parameterCount + offset
+            for (positions, blocks) in assignment.contiguousRuns {
+                let start = positions.lowerBound * parameterCount
+                for (node, offset) in tree.sumInPlace(base + start, count: parameterCount, run: blocks) {
+                    sums[node] = start + offset
                 }
-                runStart = index + 1
             }
         }
         for index in pieces.indices {

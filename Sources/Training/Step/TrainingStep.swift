@@ -94,14 +94,14 @@ public final class TrainingStep {
     /// The network whose `parameters` are the weights being trained.
     public let network: Network
     public private(set) var update: ParameterUpdate
-    private var ordersEpoch = -1
-    private var orders: [[Int]] = []
+    private var batches: StepBatches
 
     /// A fresh run over `sampleCount` training samples (validate `configuration` first).
     public init(configuration: TrainingConfiguration, sampleCount: Int) throws {
         self.configuration = configuration
         plan = BatchPlan(sampleCount: sampleCount, batchSize: configuration.batchSize, seed: configuration.seed)
         tree = GradientTree(blockCount: plan.blockCount)
+        batches = StepBatches(plan: plan)
         network = try Network(
             architecture: configuration.preset.architecture, seed: TrainingSeeds.initialisation(configuration.seed))
         update = ParameterUpdate(
@@ -143,12 +143,8 @@ public final class TrainingStep {
     /// and the learning rate used.
     public func runLocally(step: Int, computer: MicroBatchComputer) -> (result: StepResult, learningRate: Float) {
         let epoch = plan.epoch(ofStep: step)
-        if epoch != ordersEpoch {
-            orders = (0..<plan.blockCount).map { plan.blockOrder(epoch: epoch, block: $0) }
-            ordersEpoch = epoch
-        }
         let assignment = plan.assignment(
-            step: step, blocks: 0..<plan.blockCount, microBatches: plan.microBatches(step: step, orders: orders),
+            step: step, blocks: 0..<plan.blockCount, microBatches: batches.microBatches(step: step),
             weights: network.parameters)
         let report = computer.report(for: assignment)
         let result = StepResult(
