@@ -329,10 +329,14 @@ public final class Network {
     ///   - microBatches: the samples of each micro-batch, consecutive ranges of 0..<N.
     ///   - gradients: `[microBatches.count, parameterCount]` (at least): micro-batch i's summed gradient is
     ///     written (not added) at offset `i * parameterCount`.
+    ///   - afterLane: called by each lane, on its thread, with the contiguous range of micro-batch
+    ///     positions it computed, once they are all written: a place to start adding them up while
+    ///     the other lanes still compute. It must touch only those micro-batches' slabs.
     /// - Returns: per micro-batch, its loss sum and correct count (dropout active).
     public func microBatchGradients(
         images: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<UInt8>, sampleKeys: UnsafeBufferPointer<Int>,
-        microBatches: [Range<Int>], dropoutSeed: UInt64, into gradientSlab: UnsafeMutableBufferPointer<Float>
+        microBatches: [Range<Int>], dropoutSeed: UInt64, into gradientSlab: UnsafeMutableBufferPointer<Float>,
+        afterLane: (Range<Int>) -> Void = { _ in }
     ) -> [BatchStatistics] {
         let count = labels.count
         precondition(gradientSlab.count >= microBatches.count * parameterCount, "one gradient slab per micro-batch")
@@ -380,6 +384,7 @@ public final class Network {
                         }
                         statisticsList[index] = summary
                     }
+                    afterLane(assigned)
                 }
             }
         }

@@ -105,20 +105,30 @@ public struct StepResult: Equatable, Sendable {
 extension StepResult {
     /// Finishes the tree over the reports' pieces and averages: the same additions in the same order
     /// whoever computed which micro-batch. Pieces missing from the tree are left out.
+    ///
+    /// Handing over the reports (`consume`) lets the mean be taken in place when one piece is the root.
     public init(
-        step: Int, epoch: Int, reports: [GradientReport], tree: GradientTree, parameterCount: Int,
+        step: Int, epoch: Int, reports: consuming [GradientReport], tree: GradientTree, parameterCount: Int,
         contributors: [PeerID] = []
     ) {
-        let pieces = reports.flatMap(\.pieces)
+        var pieces = reports.flatMap(\.pieces)
+        reports = []
         let complete = pieces.reduce(0) { $0 + $1.blocks.count } == tree.blockCount
-        let root =
-            (complete ? tree.sum(pieces) : tree.partialSum(pieces))
-            ?? GradientPiece(
-                blocks: 0..<tree.blockCount, sampleCount: 0, correctCount: 0, lossSum: 0,
-                gradient: [Float](repeating: 0, count: parameterCount))
+        var root: GradientPiece
+        if pieces.count == 1, pieces[0].blocks == 0..<tree.blockCount, tree.isNode(pieces[0].blocks) {
+            root = pieces.removeLast()  // The root itself: no tree to finish.
+        } else {
+            root =
+                (complete ? tree.sum(pieces) : tree.partialSum(pieces))
+                ?? GradientPiece(
+                    blocks: 0..<tree.blockCount, sampleCount: 0, correctCount: 0, lossSum: 0,
+                    gradient: [Float](repeating: 0, count: parameterCount))
+        }
+        pieces = []
+        let (samples, lossSum, correct) = (root.sampleCount, root.lossSum, root.correctCount)
         self.init(
-            step: step, epoch: epoch, sampleCount: root.sampleCount, lossSum: root.lossSum,
-            correctCount: root.correctCount, averagedGradient: GradientTree.mean(of: root), contributors: contributors)
+            step: step, epoch: epoch, sampleCount: samples, lossSum: lossSum, correctCount: correct,
+            averagedGradient: GradientTree.mean(of: consume root), contributors: contributors)
     }
 }
 

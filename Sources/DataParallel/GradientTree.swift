@@ -149,31 +149,41 @@ public struct GradientTree: Sendable, Equatable {
     /// that cover the run (`nodes(covering:)`): the same additions as `sum`, without allocating.
     /// Leaf `blocks.lowerBound + j` is `count` values at `slab + j * count`; each node's sum is left in
     /// the place of its first leaf. Returns the nodes with the slab offsets (in values) of their sums.
-    public func sumInPlace(_ slab: UnsafeMutablePointer<Float>, count: Int, run blocks: Range<Int>) -> [(
-        blocks: Range<Int>, offset: Int
-    )] {
+    /// Nodes in `summed` already hold their sums in place (a lane added them up early) and are taken
+    /// as they are.
+    public func sumInPlace(
+        _ slab: UnsafeMutablePointer<Float>, count: Int, run blocks: Range<Int>, summed: Set<Range<Int>> = []
+    ) -> [(blocks: Range<Int>, offset: Int)] {
         nodes(covering: blocks).map { node in
-            sumInPlace(slab - blocks.lowerBound * count, count: count, node: node, level: levelOf(node))
+            sumInPlace(slab - blocks.lowerBound * count, count: count, node: node, level: levelOf(node), summed: summed)
             return (node, (node.lowerBound - blocks.lowerBound) * count)
         }
     }
 
     /// Leaves addressed by block: leaf b at `base + b * count`.
-    private func sumInPlace(_ base: UnsafeMutablePointer<Float>, count: Int, node range: Range<Int>, level: Int) {
-        guard level > 0 else { return }
+    private func sumInPlace(
+        _ base: UnsafeMutablePointer<Float>, count: Int, node range: Range<Int>, level: Int, summed: Set<Range<Int>>
+    ) {
+        guard level > 0, !summed.contains(range) else { return }
         let left = node(level: level - 1, index: (range.lowerBound >> level) << 1)
         let right = node(level: level - 1, index: ((range.lowerBound >> level) << 1) + 1)
-        sumInPlace(base, count: count, node: left, level: level - 1)
+        sumInPlace(base, count: count, node: left, level: level - 1, summed: summed)
         guard !right.isEmpty else { return }
-        sumInPlace(base, count: count, node: right, level: level - 1)
+        sumInPlace(base, count: count, node: right, level: level - 1, summed: summed)
         let total = base + left.lowerBound * count, addend = base + right.lowerBound * count
         for index in 0..<count { total[index] += addend[index] }
     }
 
     /// The mean gradient of a root sum: each value times 1 / sampleCount (all zeros for no samples).
     /// The one averaging function of every training mode.
-    public static func mean(of sum: GradientPiece) -> [Float] {
+    /// Scales in place when the caller hands over the last reference to the gradient.
+    public static func mean(of sum: consuming GradientPiece) -> [Float] {
         let scale = sum.sampleCount > 0 ? 1 / Float(sum.sampleCount) : 0
-        return sum.gradient.map { $0 * scale }
+        var gradient = sum.gradient
+        sum.gradient = []
+        gradient.withUnsafeMutableBufferPointer { values in
+            for index in values.indices { values[index] *= scale }
+        }
+        return gradient
     }
 }

@@ -54,18 +54,38 @@ public final class MicroBatchComputer {
         let parameterCount = network.parameterCount
         let needed = assignment.microBatches.count * parameterCount
         if gradients.count < needed { gradients = [Float](repeating: 0, count: needed) }
+        // Each lane adds up the tree nodes inside its own micro-batches as soon as it has computed
+        // them; what is left of the tree is added below. The same additions, in the same order.
+        let runs = assignment.contiguousRuns
+        var laneSums = [Range<Int>?](repeating: nil, count: assignment.microBatches.count)
         let statistics = inputs.withUnsafeBufferPointer { images in
             labels.withUnsafeBufferPointer { labels in
                 keys.withUnsafeBufferPointer { keys in
                     gradients.withUnsafeMutableBufferPointer { slab in
-                        network.microBatchGradients(
-                            images: images, labels: labels, sampleKeys: keys, microBatches: ranges,
-                            dropoutSeed: TrainingSeeds.dropout(seed, step: assignment.step),
-                            into: slab)
+                        laneSums.withUnsafeMutableBufferPointer { laneSums in
+                            network.microBatchGradients(
+                                images: images, labels: labels, sampleKeys: keys, microBatches: ranges,
+                                dropoutSeed: TrainingSeeds.dropout(seed, step: assignment.step), into: slab,
+                                afterLane: { lane in
+                                    guard let base = slab.baseAddress else { return }
+                                    for (positions, blocks) in runs {
+                                        let mine = positions.clamped(to: lane)
+                                        guard !mine.isEmpty else { continue }
+                                        let first = blocks.lowerBound + mine.lowerBound - positions.lowerBound
+                                        let own = first..<(first + mine.count)
+                                        let start = mine.lowerBound * parameterCount
+                                        for (node, _) in tree.sumInPlace(base + start, count: parameterCount, run: own)
+                                        {
+                                            laneSums[positions.lowerBound + node.lowerBound - blocks.lowerBound] = node
+                                        }
+                                    }
+                                })
+                        }
                     }
                 }
             }
         }
+        let summed = Set(laneSums.compactMap { $0 })
         // The loss figures go along the tree as pieces; the gradients are added in place in the slab,
         // by the same tree, and each node's sum is copied out once.
         let leaves = zip(assignment.microBatches, statistics).map { microBatch, statistics in
@@ -79,7 +99,9 @@ public final class MicroBatchComputer {
             guard let base = slab.baseAddress else { return }
             for (positions, blocks) in assignment.contiguousRuns {
                 let start = positions.lowerBound * parameterCount
-                for (node, offset) in tree.sumInPlace(base + start, count: parameterCount, run: blocks) {
+                for (node, offset) in tree.sumInPlace(
+                    base + start, count: parameterCount, run: blocks, summed: summed)
+                {
                     sums[node] = start + offset
                 }
             }

@@ -148,7 +148,7 @@ public final class TrainingStep {
             weights: network.parameters)
         let report = computer.report(for: assignment)
         let result = StepResult(
-            step: step, epoch: epoch, reports: [report], tree: tree, parameterCount: network.parameterCount)
+            step: step, epoch: epoch, reports: [consume report], tree: tree, parameterCount: network.parameterCount)
         return (result, apply(result))
     }
 }
