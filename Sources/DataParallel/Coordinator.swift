@@ -236,8 +236,8 @@ public struct Coordinator {
             guard phase == .idle else { break }
             guard (1...plan.blockCount).contains(configuration.workerCount), data.count > 0 else {
                 fail(
-                    "\(configuration.workerCount) workers cannot share \(plan.blockCount) micro-batches of "
-                        + "\(configuration.batchSize) samples: use 1...\(plan.blockCount) workers or a larger batch",
+                    "\(configuration.workerCount) workers cannot share the \(plan.blockCount) micro-batches of a "
+                        + "batch of \(configuration.batchSize): use 1...\(plan.blockCount) workers or a larger batch",
                     into: &actions)
                 break
             }
