@@ -13,6 +13,11 @@ extension Network {
     /// The model-file format version written by this code.
     public static let modelFormatVersion = "1"
 
+    /// Tensors whose names start with this are a checkpoint's training state (weights, optimizer
+    /// moments, moving average), not part of the model: `load` skips them, so a checkpoint is also a
+    /// model file.
+    public static let trainingStatePrefix = "checkpoint."
+
     /// Every tensor of the parameter slab with its PyTorch name and shape.
     public var namedTensors: [NamedTensor] {
         layout.tensors.map { NamedTensor(name: $0.name, shape: $0.shape, values: Array(parameters[$0.range])) }
@@ -47,7 +52,7 @@ extension Network {
             throw ModelFileError(path: path, reason: "architecture in the metadata cannot be built: \(error)")
         }
         var byName = [String: NamedTensor]()
-        for tensor in tensors { byName[tensor.name] = tensor }
+        for tensor in tensors where !tensor.name.hasPrefix(trainingStatePrefix) { byName[tensor.name] = tensor }
         for view in network.layout.tensors {
             guard let tensor = byName.removeValue(forKey: view.name) else {
                 throw ModelFileError(path: path, reason: "tensor \(view.name) is missing")

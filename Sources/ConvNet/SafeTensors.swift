@@ -82,11 +82,26 @@ public enum SafeTensors {
             try? FileManager.default.removeItem(at: temporary)
             throw ModelFileError(path: path, reason: "cannot write: \(error.localizedDescription)")
         }
-        // rename(2) replaces the target atomically: readers see the old file or the new one.
+        // On disk before it replaces anything (a crash must leave the old file or the whole new one),
+        // then rename(2) replaces the target atomically: readers see the old file or the new one.
+        let descriptor = open(temporary.path, O_RDONLY)
+        let synced = descriptor >= 0 && fsync(descriptor) == 0
+        if descriptor >= 0 { close(descriptor) }
+        guard synced else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw ModelFileError(path: path, reason: "cannot flush the new file to disk: \(reason)")
+        }
         guard rename(temporary.path, path) == 0 else {
             let reason = String(cString: strerror(errno))
             try? FileManager.default.removeItem(at: temporary)
             throw ModelFileError(path: path, reason: "cannot move the finished file into place: \(reason)")
+        }
+        // The rename itself is durable once the folder is flushed.
+        let folder = open(directory.path, O_RDONLY)
+        if folder >= 0 {
+            _ = fsync(folder)
+            close(folder)
         }
     }
 

@@ -208,3 +208,26 @@ public final class SignalWatch: @unchecked Sendable {
 
     deinit { cancel() }
 }
+
+/// A stop request that any thread (a signal handler's queue, a test) may set and a working thread reads.
+// @unchecked Sendable: `storedReason` is read and written under `lock`.
+public final class StopRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storedReason: String?
+
+    public init() {}
+
+    /// Records the first reason; later requests keep the first one.
+    public func request(_ reason: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if storedReason == nil { storedReason = reason }
+    }
+
+    /// The reason, if a stop was requested.
+    public var reason: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return storedReason
+    }
+}

@@ -13,19 +13,25 @@ public enum ModelMetadataKey {
     public static let model = "model"
 }
 
+extension ModelMetadataKey {
+    /// The metadata every file of a run carries: the input normalisation, the configuration, the preset.
+    static func common(configuration: TrainingConfiguration) -> [String: String] {
+        [
+            inputMean: "\(InputNormalization.mean)",
+            inputStandardDeviation: "\(InputNormalization.standardDeviation)",
+            inputLayout: "NCHW [N,1,28,28], value = (pixel/255 - input_mean) / input_std",
+            trainingConfiguration: configuration.jsonString(),
+            model: configuration.model,
+        ]
+    }
+}
+
 extension Network {
     /// Writes the network atomically to `url` with the input normalisation, the training
     /// configuration (JSON) and the test accuracy in the metadata.
     public func save(to url: URL, configuration: TrainingConfiguration, testAccuracy: Double) throws {
-        try save(
-            to: url,
-            metadata: [
-                ModelMetadataKey.inputMean: "\(InputNormalization.mean)",
-                ModelMetadataKey.inputStandardDeviation: "\(InputNormalization.standardDeviation)",
-                ModelMetadataKey.inputLayout: "NCHW [N,1,28,28], value = (pixel/255 - input_mean) / input_std",
-                ModelMetadataKey.trainingConfiguration: configuration.jsonString(),
-                ModelMetadataKey.testAccuracy: String(format: "%.4f", testAccuracy),
-                ModelMetadataKey.model: configuration.model,
-            ])
+        var metadata = ModelMetadataKey.common(configuration: configuration)
+        metadata[ModelMetadataKey.testAccuracy] = String(format: "%.4f", testAccuracy)
+        try save(to: url, metadata: metadata)
     }
 }

@@ -37,7 +37,16 @@ public struct SingleProcessTrainer {
 
     /// Runs every epoch, evaluating the test set after each, and reports progress to `onEvent`
     /// on the calling thread.
-    public func train(data: MNISTData, onEvent: (TrainingEvent) -> Void = { _ in }) throws -> TrainingResult {
+    ///
+    /// - Parameters:
+    ///   - checkpoints: where and how often to write a checkpoint, and the one to continue from (its
+    ///     configuration and data already checked by the caller, `Checkpoint.mismatch`). Nil: none.
+    ///   - stopReason: asked between steps; a reason ends the run after writing a checkpoint (when
+    ///     `checkpoints` is given) by throwing `TrainingInterrupted`.
+    public func train(
+        data: MNISTData, checkpoints: CheckpointPolicy? = nil, onEvent: (TrainingEvent) -> Void = { _ in },
+        stopReason: () -> String? = { nil }
+    ) throws -> TrainingResult {
         let configuration = self.configuration
         ComputeThreads.configure(threads: configuration.threads)
         let train = data.train
@@ -51,6 +60,12 @@ public struct SingleProcessTrainer {
                 flag: "data",
                 message: "images are \(train.rows)x\(train.columns), the model takes \(network.inputCount) pixels")
         }
+        if let resume = checkpoints?.resume { step.restore(resume) }
+        let fingerprint = checkpoints.map { $0.dataFingerprint ?? Checkpoint.fingerprint(of: train) } ?? ""
+        func writeCheckpoint() throws {
+            guard let checkpoints else { return }
+            try step.checkpoint(dataFingerprint: fingerprint).write(to: checkpoints.url, architecture: network)
+        }
         let stepsPerEpoch = step.plan.stepsPerEpoch
         let computer = MicroBatchComputer(
             network: try Network(architecture: network.architecture, seed: 0), samples: step.samplesInKeyOrder(train),
@@ -61,31 +76,74 @@ public struct SingleProcessTrainer {
             progress.started(
                 parameterCount: network.parameterCount, trainCount: train.count, testCount: data.test.count))
         let clock = ContinuousClock()
-        var evaluation = Evaluation(
-            network: network, images: LabeledImages(rows: train.rows, columns: train.columns, pixels: [], labels: []))
-        for epoch in 0..<configuration.epochs {
+        var evaluation: Evaluation?
+        let every = checkpoints?.everySteps ?? stepsPerEpoch
+        for epoch in (step.stepsDone / stepsPerEpoch)..<configuration.epochs {
             let epochStart = clock.now
-            for index in 0..<stepsPerEpoch {
+            for index in (step.stepsDone - epoch * stepsPerEpoch)..<stepsPerEpoch {
+                if let reason = stopReason() {
+                    try writeCheckpoint()
+                    throw TrainingInterrupted(
+                        reason: reason, step: step.stepsDone, totalSteps: step.totalSteps, checkpoint: checkpoints?.url)
+                }
                 let (result, rate) = step.runLocally(step: epoch * stepsPerEpoch + index, computer: computer)
                 onEvent(
                     .batchCompleted(
                         progress.record(
                             step: result.step, epoch: epoch, statistics: result.statistics, learningRate: Double(rate),
                             epochSeconds: (clock.now - epochStart).seconds)))
+                if step.stepsDone % every == 0, step.stepsDone < step.totalSteps { try writeCheckpoint() }
             }
             let epochSeconds = (clock.now - epochStart).seconds
             let evaluationStart = clock.now
-            evaluation = network.withParameters(step.modelParameters) {
+            let evaluated = network.withParameters(step.modelParameters) {
                 Evaluation(network: network, images: data.test)
             }
+            evaluation = evaluated
             onEvent(
                 .epochCompleted(
                     progress.finishEpoch(
-                        epoch, seconds: epochSeconds, testAccuracy: evaluation.accuracy,
+                        epoch, seconds: epochSeconds, testAccuracy: evaluated.accuracy,
                         evaluationSeconds: (clock.now - evaluationStart).seconds)))
         }
         network.parameters = step.modelParameters
-        return TrainingResult(network: network, epochs: progress.summaries, testEvaluation: evaluation)
+        return TrainingResult(
+            network: network, epochs: progress.summaries,
+            testEvaluation: evaluation ?? Evaluation(network: network, images: data.test))
+    }
+}
+
+/// Where a run writes its checkpoints, how often, and the one it continues from.
+public struct CheckpointPolicy {
+    public var url: URL
+    /// Steps between checkpoints; nil: once per epoch. A checkpoint is also written when the run is
+    /// stopped.
+    public var everySteps: Int?
+    /// The checkpoint to continue from, if any.
+    public var resume: Checkpoint?
+    /// The training data's fingerprint, when the caller has it already (`Checkpoint.fingerprint`).
+    public var dataFingerprint: String?
+
+    public init(url: URL, everySteps: Int? = nil, resume: Checkpoint? = nil, dataFingerprint: String? = nil) {
+        self.url = url
+        self.everySteps = everySteps.map { max(1, $0) }
+        self.resume = resume
+        self.dataFingerprint = dataFingerprint
+    }
+}
+
+/// A run stopped before its last step (a signal, a stop request); its state is in `checkpoint`.
+public struct TrainingInterrupted: Error, CustomStringConvertible {
+    public var reason: String
+    /// Steps done when it stopped, of `totalSteps`.
+    public var step: Int
+    public var totalSteps: Int
+    /// Where the checkpoint was written (nil: none was kept).
+    public var checkpoint: URL?
+
+    public var description: String {
+        "\(reason) after step \(step) of \(totalSteps)"
+            + (checkpoint.map { "; the checkpoint \($0.path) holds the run: the same command continues it" } ?? "")
     }
 }
 

@@ -72,6 +72,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         public let flag: String
         public let message: String
         public var description: String { "\(flag): \(message)" }
+
+        public init(flag: String, message: String) {
+            self.flag = flag
+            self.message = message
+        }
     }
 
     /// Throws `ValidationError` for the first setting out of range.

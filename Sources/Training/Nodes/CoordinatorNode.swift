@@ -5,6 +5,7 @@
 // nothing of ConvNet: the model is any `ModelHost`.
 import DataParallel
 import Foundation
+import Host
 import Logging
 import MNIST
 import ZeroMQ

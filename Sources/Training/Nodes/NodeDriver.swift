@@ -3,31 +3,11 @@
 // state machines' ticks. No protocol logic here: that is in the state machines.
 import DataParallel
 import Foundation
+import Host
 import ZeroMQ
 
 /// Seconds on a monotonic clock (unaffected by wall-clock changes); only differences mean anything.
 func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-
-/// A stop request that any thread (a signal handler's queue, a test) may set and the node's thread reads.
-// @unchecked Sendable: `storedReason` is read and written under `lock`.
-final class StopRequest: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storedReason: String?
-
-    /// Records the first reason; later requests keep the first one.
-    func request(_ reason: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        if storedReason == nil { storedReason = reason }
-    }
-
-    /// The reason, if a stop was requested.
-    var reason: String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return storedReason
-    }
-}
 
 /// Delivers ticks at a fixed wall-time interval: `dueTicks()` says how many ticks passed since the
 /// last call (0 or more; after a long pause at most `maximumCatchUp`, so a stalled node does not

@@ -6,6 +6,7 @@
 // depends on ConvNet.
 import DataParallel
 import Foundation
+import Host
 import Logging
 import ZeroMQ
 

@@ -43,6 +43,14 @@ public struct ParameterUpdate: Sendable {
         self.totalSteps = totalSteps
     }
 
+    /// Puts back the optimizer's state and the moving average of a checkpoint taken after `step` updates.
+    mutating func restore(firstMoment: [Float], secondMoment: [Float], step: Int, average: [Float]) {
+        optimizer.firstMoment = firstMoment
+        optimizer.secondMoment = secondMoment
+        optimizer.step = step
+        self.average = average
+    }
+
     /// The weights to evaluate and save: the moving average when one is kept, else `parameters`.
     public func model(of parameters: [Float]) -> [Float] {
         average.isEmpty ? parameters : average
@@ -117,6 +125,25 @@ public final class TrainingStep {
 
     /// The learning rate the next `apply` will use.
     public var nextLearningRate: Float { update.nextLearningRate }
+
+    /// Steps applied so far.
+    public var stepsDone: Int { update.step }
+
+    /// Everything a resumed run needs to continue exactly from here.
+    public func checkpoint(dataFingerprint: String) -> Checkpoint {
+        Checkpoint(
+            step: update.step, configuration: configuration, dataFingerprint: dataFingerprint,
+            weights: network.parameters, firstMoment: update.optimizer.firstMoment,
+            secondMoment: update.optimizer.secondMoment, average: update.average)
+    }
+
+    /// Continues from `checkpoint` (whose configuration the caller has checked against this run's).
+    public func restore(_ checkpoint: Checkpoint) {
+        network.parameters = checkpoint.weights
+        update.restore(
+            firstMoment: checkpoint.firstMoment, secondMoment: checkpoint.secondMoment, step: checkpoint.step,
+            average: checkpoint.average)
+    }
 
     /// Applies a finished step's mean gradient with the optimizer, then updates the moving average.
     /// Returns the learning rate used.

@@ -1,0 +1,142 @@
+// Checkpoints of `mnist train` in one process, as users meet them: a run stopped by SIGINT or killed
+// with SIGKILL and started again with the same command writes the same model file, byte for byte, as
+// the run that was never stopped; a checkpoint of another configuration is refused naming the flag;
+// `--fresh` starts over; the checkpoint is a model file for `evaluate`. Real processes, small data.
+import ConvNet
+import Foundation
+import Host
+import MNIST
+import TestSupport
+import XCTest
+
+@testable import Training
+
+final class CheckpointTests: XCTestCase {
+    /// 640 training and 160 test images; 5 steps per epoch at batch 128.
+    private func smallDataset() throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory("checkpoint-data")
+        try TinyDataset.write(
+            train: TinyDataset.images(count: 640, seed: 31), test: TinyDataset.images(count: 160, seed: 32),
+            to: directory.url)
+        return directory
+    }
+
+    private func arguments(data: TemporaryDirectory, output: URL, extra: [String] = []) -> [String] {
+        [
+            "train", "--data", data.url.path, "--epochs", "30", "--batch-size", "128", "--seed", "5",
+            "--checkpoint-every", "1", "--output", output.path, "--log-format", "json",
+        ] + extra
+    }
+
+    private func sha(_ url: URL) throws -> String { try Data(contentsOf: url).sha256Hex }
+
+    /// Starts `mnist` with `arguments`, waits until its checkpoint exists, sends `signal`, and returns
+    /// its status.
+    private func interrupt(_ arguments: [String], checkpoint: URL, signal: Int32) throws -> Int32 {
+        let process = Process()
+        process.executableURL = Products.mnist
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: checkpoint.path), Date() < deadline, process.isRunning {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        Thread.sleep(forTimeInterval: 0.2)  // A few more steps, so it stops mid-epoch somewhere.
+        kill(process.processIdentifier, signal)
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        print("mnist train, stopped by signal \(signal): \(log)")
+        return process.terminationStatus
+    }
+
+    func testAnInterruptedRunResumesToTheSameModelFile() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("checkpoint-out")
+        let reference = output.file("reference.safetensors")
+        let uninterrupted = try Subprocess.capture(
+            [Products.mnist.path] + arguments(data: data, output: reference), timeout: 300)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.standardError)
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: Checkpoint.defaultURL(forOutput: reference).path),
+            "a finished run removes its checkpoint")
+
+        for signal in [SIGINT, SIGKILL] {
+            let model = output.file("model-\(signal).safetensors")
+            let checkpoint = Checkpoint.defaultURL(forOutput: model)
+            let status = try interrupt(
+                arguments(data: data, output: model), checkpoint: checkpoint, signal: signal)
+            XCTAssertEqual(status, signal == SIGINT ? 130 : SIGKILL, "signal \(signal)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: model.path), "no model from an interrupted run")
+            let state = try Checkpoint.read(
+                from: checkpoint,
+                parameterCount: try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0)
+                    .parameterCount)
+            XCTAssertGreaterThan(state.step, 0)
+            XCTAssertLessThan(state.step, 150, "signal \(signal): the run was stopped before its end")
+            // The checkpoint is a model file too.
+            let evaluation = try Subprocess.capture(
+                [Products.mnist.path, "evaluate", "--model", checkpoint.path, "--data", data.url.path], timeout: 120)
+            XCTAssertEqual(evaluation.status, 0, evaluation.standardError)
+
+            let resumed = try Subprocess.capture(
+                [Products.mnist.path] + arguments(data: data, output: model), timeout: 300)
+            XCTAssertEqual(resumed.status, 0, resumed.standardError)
+            XCTAssertTrue(resumed.standardError.contains("continuing from the checkpoint"), resumed.standardError)
+            print("signal \(signal): stopped after step \(state.step) of 150, resumed")
+            XCTAssertEqual(try sha(model), try sha(reference), "signal \(signal): resumed run wrote another model")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: checkpoint.path))
+        }
+    }
+
+    func testACheckpointOfAnotherRunIsRefusedAndFreshStartsOver() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("checkpoint-other")
+        let model = output.file("model.safetensors")
+        let checkpoint = Checkpoint.defaultURL(forOutput: model)
+        _ = try interrupt(arguments(data: data, output: model), checkpoint: checkpoint, signal: SIGINT)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint.path))
+        let other = try Subprocess.capture(
+            [Products.mnist.path] + arguments(data: data, output: model, extra: ["--learning-rate", "0.02"]),
+            timeout: 120)
+        XCTAssertNotEqual(other.status, 0)
+        XCTAssertTrue(
+            other.standardError.contains("--learning-rate 0.01 in the checkpoint, 0.02 now"), other.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: model.path))
+        let fresh = try Subprocess.capture(
+            [Products.mnist.path]
+                + arguments(data: data, output: model, extra: ["--learning-rate", "0.02", "--fresh"]),
+            timeout: 300)
+        XCTAssertEqual(fresh.status, 0, fresh.standardError)
+        XCTAssertFalse(fresh.standardError.contains("continuing"), fresh.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: checkpoint.path))
+    }
+
+    /// A checkpoint read back is the state that was written; a model file is not a checkpoint.
+    func testACheckpointRoundTrips() throws {
+        var configuration = TrainingConfiguration()
+        configuration.optimizer = .adam
+        let step = try TrainingStep(configuration: configuration, sampleCount: 256)
+        var random = TestGenerator(seed: 4)
+        let count = step.network.parameterCount
+        let state = Checkpoint(
+            step: 17, configuration: configuration, dataFingerprint: "abc", weights: random.uniformArray(count),
+            firstMoment: random.uniformArray(count), secondMoment: random.uniformArray(count),
+            average: random.uniformArray(count))
+        let directory = try TemporaryDirectory("checkpoint-unit")
+        let url = directory.file("c.safetensors")
+        try state.write(to: url, architecture: step.network)
+        XCTAssertEqual(try Checkpoint.read(from: url, parameterCount: count), state)
+        let (model, _) = try Network.load(from: url)
+        XCTAssertEqual(model.parameters, state.average, "the model in a checkpoint is the moving average")
+        XCTAssertNotNil(state.mismatch(configuration: TrainingConfiguration(), dataFingerprint: "other"))
+        XCTAssertNil(state.mismatch(configuration: configuration, dataFingerprint: "abc"))
+
+        try step.network.save(to: directory.file("m.safetensors"), configuration: configuration, testAccuracy: 0.5)
+        XCTAssertThrowsError(try Checkpoint.read(from: directory.file("m.safetensors"), parameterCount: count)) {
+            XCTAssertTrue("\($0)".contains("not a checkpoint"), "\($0)")
+        }
+    }
+}
