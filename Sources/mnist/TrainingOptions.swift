@@ -109,5 +109,12 @@ struct OutputOptions: ParsableArguments {
         guard FileManager.default.isWritableFile(atPath: folder.path) else {
             throw ValidationError("--output: the folder \(folder.path) is not writable")
         }
+        // An existing folder, device or pipe is never replaced by a model: refuse it before training.
+        if let type = try? FileManager.default.attributesOfItem(atPath: output)[.type] as? FileAttributeType,
+            type != .typeRegular
+        {
+            let what = type == .typeDirectory ? "a folder" : "not a regular file"
+            throw ValidationError("--output: \(output) is \(what); name a file to write the model to")
+        }
     }
 }

@@ -114,6 +114,23 @@ final class CheckpointTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: checkpoint.path))
     }
 
+    /// A folder or a device named as the model or the checkpoint is refused before any training.
+    func testFoldersAndDevicesAreRefusedAsOutputs() throws {
+        let data = try smallDataset()
+        let folder = try TemporaryDirectory("checkpoint-folder")
+        for (flag, path) in [
+            ("--output", folder.url.path), ("--output", "/dev/null"), ("--checkpoint", folder.url.path),
+        ] {
+            var command = [Products.mnist.path, "train", "--data", data.url.path, "--epochs", "1"]
+            command +=
+                flag == "--output" ? ["--output", path] : ["--output", folder.file("m.safetensors").path, flag, path]
+            let result = try Subprocess.capture(command, timeout: 60)
+            XCTAssertNotEqual(result.status, 0, "\(flag) \(path)")
+            XCTAssertTrue(result.standardError.contains("\(flag): \(path) is"), result.standardError)
+            XCTAssertFalse(result.standardOutput.contains("epoch"), "no training for \(flag) \(path)")
+        }
+    }
+
     /// A checkpoint read back is the state that was written; a model file is not a checkpoint.
     func testACheckpointRoundTrips() throws {
         var configuration = TrainingConfiguration()
