@@ -59,9 +59,10 @@ public struct GradientTree: Sendable, Equatable {
     }
 
     /// The maximal nodes that together cover the contiguous run `blocks`, in order: what a worker
-    /// holding that run sends (usually one node).
+    /// holding that run sends (usually one node). None when the run lies outside the tree (a step that
+    /// names blocks the run does not have: the answer then covers nothing and is refused).
     public func nodes(covering blocks: Range<Int>) -> [Range<Int>] {
-        precondition(blocks.lowerBound >= 0 && blocks.upperBound <= blockCount, "blocks outside the tree")
+        guard blocks.lowerBound >= 0, blocks.upperBound <= blockCount else { return [] }
         var result: [Range<Int>] = []
         var lower = blocks.lowerBound
         while lower < blocks.upperBound {

@@ -88,6 +88,7 @@ final class GradientTreeTests: XCTestCase {
         XCTAssertEqual(five.nodes(covering: 0..<5), [0..<5])
         XCTAssertEqual(five.nodes(covering: 4..<5), [4..<5])
         XCTAssertEqual(five.nodes(covering: 2..<5), [2..<4, 4..<5])
+        XCTAssertEqual(five.nodes(covering: 3..<7), [], "a run outside the tree has no nodes")
         XCTAssertTrue(five.isNode(0..<5) && five.isNode(4..<5) && five.isNode(0..<4))
         XCTAssertFalse(five.isNode(1..<3) || five.isNode(3..<5) || five.isNode(0..<6))
     }

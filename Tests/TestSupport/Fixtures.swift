@@ -32,6 +32,15 @@ public enum TinyDataset {
         return LabeledImages(rows: rows, columns: columns, pixels: pixels, labels: (0..<count).map { UInt8($0 % 10) })
     }
 
+    /// A fresh temporary folder holding a small unpinned data set for the commands' `--data`: 640
+    /// training and 160 test images drawn from `seed` and `seed + 1`.
+    public static func folder(_ label: String, seed: UInt64) throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory(label)
+        try write(
+            train: images(count: 640, seed: seed), test: images(count: 160, seed: seed + 1), to: directory.url)
+        return directory
+    }
+
     /// Writes a training and a test set as the four standard raw files into `folder`, returning
     /// pins that match them (so a fetch of this tiny set can be verified like the real one).
     @discardableResult

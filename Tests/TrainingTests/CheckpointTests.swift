@@ -13,13 +13,7 @@ import XCTest
 
 final class CheckpointTests: XCTestCase {
     /// 640 training and 160 test images; 5 steps per epoch at batch 128.
-    private func smallDataset() throws -> TemporaryDirectory {
-        let directory = try TemporaryDirectory("checkpoint-data")
-        try TinyDataset.write(
-            train: TinyDataset.images(count: 640, seed: 31), test: TinyDataset.images(count: 160, seed: 32),
-            to: directory.url)
-        return directory
-    }
+    private func smallDataset() throws -> TemporaryDirectory { try TinyDataset.folder("checkpoint-data", seed: 31) }
 
     private func arguments(data: TemporaryDirectory, output: URL, extra: [String] = []) -> [String] {
         [

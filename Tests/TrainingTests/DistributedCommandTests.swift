@@ -15,13 +15,7 @@ final class DistributedCommandTests: XCTestCase {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// A small unpinned dataset: 640 training and 160 test images.
-    private func smallDataset() throws -> TemporaryDirectory {
-        let directory = try TemporaryDirectory("dist-data")
-        try TinyDataset.write(
-            train: TinyDataset.images(count: 640, seed: 11), test: TinyDataset.images(count: 160, seed: 12),
-            to: directory.url)
-        return directory
-    }
+    private func smallDataset() throws -> TemporaryDirectory { try TinyDataset.folder("dist-data", seed: 11) }
 
     /// A run is a pure function of data, configuration and seed: the same model file, byte for byte,
     /// in one process with 2 or 1 threads, with 1 or 3 local worker processes, and from a coordinator
