@@ -51,6 +51,10 @@ public enum WorkerEvent: Sendable {
     case gradientComputed(GradientReport)
     /// The caller cannot go on (bad settings, model mismatch, interrupt): tell the coordinator and stop.
     case abort(reason: String)
+    /// The coordinator's own liveness window (from its settings): the coordinator may fall silent
+    /// this long (an evaluation, a checkpoint) before it counts as lost. The larger of this and
+    /// `WorkerConfiguration.livenessTicks` applies from now on.
+    case coordinatorLivenessWindow(ticks: Int)
 }
 
 /// Something the caller must do or may report.
@@ -97,6 +101,8 @@ public struct Worker {
     public let configuration: WorkerConfiguration
     public private(set) var phase = Phase.idle
     private var silentTicks = 0
+    /// Ticks of silence after which the coordinator is lost (see `coordinatorLivenessWindow`).
+    private var livenessTicks: Int
     private var ticksSinceHeartbeat = 0
     private var reconnectAttempts = 0
     private var sessionsStarted: UInt64 = 0
@@ -105,6 +111,7 @@ public struct Worker {
 
     public init(configuration: WorkerConfiguration) {
         self.configuration = configuration
+        livenessTicks = configuration.livenessTicks
     }
 
     private var hello: Message {
@@ -137,6 +144,8 @@ public struct Worker {
             lastReport = report
             phase = .ready
             actions.append(.send(.gradient(report)))
+        case .coordinatorLivenessWindow(let ticks):
+            livenessTicks = max(configuration.livenessTicks, ticks)
         case .abort(let reason):
             guard !isOver else { break }
             phase = .failed
@@ -248,7 +257,7 @@ public struct Worker {
         silentTicks += 1
         let window =
             phase == .awaitingShard
-            ? max(configuration.livenessTicks, configuration.shardTimeoutTicks) : configuration.livenessTicks
+            ? max(livenessTicks, configuration.shardTimeoutTicks) : livenessTicks
         if silentTicks > window {
             reconnectAttempts += 1
             guard reconnectAttempts <= configuration.maximumReconnectAttempts else {
@@ -256,7 +265,7 @@ public struct Worker {
                 actions.append(
                     .failed(
                         reason:
-                            "coordinator silent: no message for \(describeTicks(configuration.livenessTicks, configuration.tickSecondsForMessages)), "
+                            "coordinator silent: no message for \(describeTicks(livenessTicks, configuration.tickSecondsForMessages)), "
                             + "\(configuration.maximumReconnectAttempts) reconnects failed; is it running?"))
                 return
             }

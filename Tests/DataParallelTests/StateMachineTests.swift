@@ -270,6 +270,25 @@ final class WorkerTests: XCTestCase {
         XCTAssertTrue(reason.contains("coordinator silent"), reason)
     }
 
+    /// The coordinator's liveness window from its settings stretches the worker's (4 ticks here), so
+    /// a coordinator that pauses longer than the worker's own window is not given up on; a smaller
+    /// one does not shrink it.
+    func testTheCoordinatorsLivenessWindowAppliesWhenLonger() {
+        func ticksUntilLost(_ window: Int?) -> Int {
+            var worker = makeReadyWorker()
+            if let window { XCTAssertEqual(worker.handle(.coordinatorLivenessWindow(ticks: window)), []) }
+            for tick in 1...100 {
+                if worker.handle(.tick).contains(where: { if case .coordinatorLost = $0 { true } else { false } }) {
+                    return tick
+                }
+            }
+            return -1
+        }
+        XCTAssertEqual(ticksUntilLost(nil), 5, "the worker's own window: lost on the 5th silent tick")
+        XCTAssertEqual(ticksUntilLost(30), 31)
+        XCTAssertEqual(ticksUntilLost(2), 5, "a smaller window from the coordinator does not shrink it")
+    }
+
     func testHeartbeatsFlowAndAnyTrafficKeepsTheCoordinatorAlive() {
         var worker = makeReadyWorker()
         var heartbeats = 0

@@ -17,11 +17,17 @@ public struct WorkerSettings: Codable, Equatable, Sendable {
     public var architecture: String
     /// Micro-batch positions of the run (`BatchPlan.blockCount`): the leaves of the reduction tree.
     public var blockCount: Int
+    /// The coordinator's liveness window in seconds (`--liveness`): workers wait at least this long
+    /// for a silent coordinator too. Absent: the worker's own window.
+    public var livenessSeconds: Double?
 
-    public init(configuration: TrainingConfiguration, architecture: String, blockCount: Int) {
+    public init(
+        configuration: TrainingConfiguration, architecture: String, blockCount: Int, livenessSeconds: Double? = nil
+    ) {
         self.configuration = configuration
         self.architecture = architecture
         self.blockCount = blockCount
+        self.livenessSeconds = livenessSeconds
     }
 
     public func encoded() -> [UInt8] {
@@ -45,12 +51,17 @@ public struct WorkerSettings: Codable, Equatable, Sendable {
 public struct NetworkHost: ModelHost {
     public let step: TrainingStep
     private let testSet: LabeledImages
+    /// Sent to the workers in the settings (`WorkerSettings.livenessSeconds`).
+    private let livenessSeconds: Double?
     /// The evaluation after the most recent epoch.
     public private(set) var lastEvaluation: Evaluation?
 
-    public init(configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int) throws {
+    public init(
+        configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int, livenessSeconds: Double? = nil
+    ) throws {
         step = try TrainingStep(configuration: configuration, sampleCount: trainCount)
         self.testSet = testSet
+        self.livenessSeconds = livenessSeconds
     }
 
     public var network: Network { step.network }
@@ -62,7 +73,7 @@ public struct NetworkHost: ModelHost {
     public func settings() -> [UInt8] {
         WorkerSettings(
             configuration: configuration, architecture: network.architecture.jsonString(),
-            blockCount: step.plan.blockCount
+            blockCount: step.plan.blockCount, livenessSeconds: livenessSeconds
         )
         .encoded()
     }
@@ -81,6 +92,7 @@ public struct NetworkHost: ModelHost {
 /// The worker's half: its micro-batches of each global batch, at the step's weights.
 public final class NetworkGradientComputer: GradientComputer {
     private let computer: MicroBatchComputer
+    public let coordinatorLivenessSeconds: Double?
 
     /// Builds the network the coordinator describes; throws a clear error for settings it cannot use.
     public init(settings bytes: [UInt8], shard: Shard) throws {
@@ -101,6 +113,7 @@ public final class NetworkGradientComputer: GradientComputer {
             samples: LabeledImages(rows: side, columns: side, pixels: shard.images, labels: shard.labels),
             firstKey: shard.firstKey, seed: settings.configuration.seed, augment: settings.configuration.augment,
             tree: GradientTree(blockCount: settings.blockCount))
+        coordinatorLivenessSeconds = settings.livenessSeconds
     }
 
     public func gradient(for assignment: StepAssignment) -> GradientReport { computer.report(for: assignment) }
@@ -151,7 +164,9 @@ public final class DistributedTraining: @unchecked Sendable {
         self.configuration = configuration
         self.data = data
         ComputeThreads.configure(threads: configuration.threads)
-        let host = try NetworkHost(configuration: configuration, testSet: data.test, trainCount: data.train.count)
+        let host = try NetworkHost(
+            configuration: configuration, testSet: data.test, trainCount: data.train.count,
+            livenessSeconds: livenessSeconds)
         stepsPerEpoch = host.step.plan.stepsPerEpoch
         totalSteps = host.step.totalSteps
         guard workerCount <= host.step.plan.blockCount else {

@@ -60,6 +60,14 @@ public protocol GradientComputer {
     /// `assignment.weights`), the sum of their losses, how many were classified correctly, and
     /// `sampleCount == assignment.sampleIndices.count`. An empty assignment gives zeros.
     mutating func gradient(for assignment: StepAssignment) -> GradientReport
+
+    /// How long the coordinator may fall silent before the worker counts it as lost, from its
+    /// settings (nil: the worker's own window).
+    var coordinatorLivenessSeconds: Double? { get }
+}
+
+extension GradientComputer {
+    public var coordinatorLivenessSeconds: Double? { nil }
 }
 
 /// Builds a worker's `GradientComputer` from the coordinator's settings bytes and the worker's shard.

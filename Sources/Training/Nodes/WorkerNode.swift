@@ -266,6 +266,12 @@ public final class WorkerNode: @unchecked Sendable {
                     generation += 1
                     do {
                         let computer = try node.makeGradientComputer(shard.settings, shard)
+                        if let seconds = computer.coordinatorLivenessSeconds, seconds.isFinite, seconds > 0 {
+                            let ticks = Int(
+                                (seconds * 1000 / Double(max(1, configuration.tickMilliseconds))).rounded(.up))
+                            pending.append(
+                                contentsOf: machine.handle(.coordinatorLivenessWindow(ticks: min(ticks, 1 << 30))))
+                        }
                         let box = self.box
                         let handOver = ComputerHandOver(computer)
                         queue.async { box.computer = handOver.computer }
