@@ -557,7 +557,8 @@ public struct Coordinator {
 
 /// "N ticks", or "N ticks (S.s s)" when the caller said how long a tick is.
 func describeTicks(_ ticks: Int, _ tickSeconds: Double?) -> String {
-    guard let tickSeconds else { return "\(ticks) ticks" }
-    let tenths = Int((Double(ticks) * tickSeconds * 10).rounded())
+    let product = tickSeconds.map { Double(ticks) * $0 * 10 }
+    guard let product, product.isFinite, abs(product) < 1e15 else { return "\(ticks) ticks" }
+    let tenths = Int(product.rounded())
     return "\(ticks) ticks (\(tenths / 10).\(tenths % 10) s)"
 }

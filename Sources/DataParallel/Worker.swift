@@ -22,6 +22,10 @@ public struct WorkerConfiguration: Sendable {
     public var maximumBackoffTicks = 320
     /// Reconnects tried in a row without being welcomed before the worker gives up.
     public var maximumReconnectAttempts = 8
+    /// Ticks without any message from the coordinator after which the worker stops reconnecting and
+    /// fails, whatever the attempts (`mnist worker --reconnect-timeout`, 10 minutes by default, sets
+    /// this and lifts the attempt limit, so workers outlast a coordinator's restart).
+    public var reconnectTimeoutTicks = Int.max
     /// Distinguishes this process from earlier ones with the same transport identity; set it to a random
     /// number per process. Each reconnect adds one, giving the `session` of the hello.
     public var incarnation: UInt64 = 0
@@ -105,6 +109,8 @@ public struct Worker {
     private var livenessTicks: Int
     private var ticksSinceHeartbeat = 0
     private var reconnectAttempts = 0
+    /// Ticks since the last message from the coordinator, across reconnects.
+    private var ticksSinceContact = 0
     private var sessionsStarted: UInt64 = 0
     private var shardSampleCount: Int?
     private var lastReport: GradientReport?
@@ -166,6 +172,7 @@ public struct Worker {
             break
         }
         silentTicks = 0
+        ticksSinceContact = 0
         switch message {
         case .heartbeat:
             break
@@ -240,6 +247,7 @@ public struct Worker {
         case .idle, .finished, .failed:
             return
         case .backingOff(let ticksLeft):
+            ticksSinceContact += 1
             guard ticksLeft <= 1 else {
                 phase = .backingOff(ticksLeft: ticksLeft - 1)
                 return
@@ -255,18 +263,26 @@ public struct Worker {
             break
         }
         silentTicks += 1
+        ticksSinceContact += 1
         let window =
             phase == .awaitingShard
             ? max(livenessTicks, configuration.shardTimeoutTicks) : livenessTicks
         if silentTicks > window {
             reconnectAttempts += 1
-            guard reconnectAttempts <= configuration.maximumReconnectAttempts else {
+            guard reconnectAttempts <= configuration.maximumReconnectAttempts,
+                ticksSinceContact < configuration.reconnectTimeoutTicks
+            else {
                 phase = .failed
+                let seconds = configuration.tickSecondsForMessages
                 actions.append(
                     .failed(
                         reason:
-                            "coordinator silent: no message for \(describeTicks(livenessTicks, configuration.tickSecondsForMessages)), "
-                            + "\(configuration.maximumReconnectAttempts) reconnects failed; is it running?"))
+                            "coordinator silent: no message for \(describeTicks(ticksSinceContact, seconds)), "
+                            + "\(reconnectAttempts - 1) reconnects failed"
+                            + (configuration.reconnectTimeoutTicks < Int.max
+                                ? " (reconnect timeout \(describeTicks(configuration.reconnectTimeoutTicks, seconds)))"
+                                : "")
+                            + "; is it running?"))
                 return
             }
             let shift = min(reconnectAttempts - 1, 30)

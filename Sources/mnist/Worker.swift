@@ -27,10 +27,20 @@ struct Worker: ParsableCommand {
     @Option(help: "A name for this worker in the coordinator's logs (default: host-pid).")
     var name = "\(ProcessInfo.processInfo.hostName)-\(getpid())"
 
+    @Option(
+        help: ArgumentHelp(
+            "Seconds to keep reconnecting, with backoff, while no coordinator answers (1-86400).",
+            discussion: "Long enough by default for a coordinator to be restarted, or scheduled later.",
+            valueName: "seconds"))
+    var reconnectTimeout = 600.0
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         try validateEndpoint(connect, flag: "--connect")
+        guard reconnectTimeout.isFinite, (1...86400).contains(reconnectTimeout) else {
+            throw ValidationError("--reconnect-timeout: must be 1...86400 seconds, got \(reconnectTimeout)")
+        }
         guard (1...256).contains(threads) else { throw ValidationError("--threads: must be 1...256, got \(threads)") }
     }
 
@@ -38,8 +48,12 @@ struct Worker: ParsableCommand {
         let logger = logging.makeLogger(label: "mnist.worker")
         let threads = self.threads
         var times = WorkerStepTimes()
+        var configuration = WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads)
+        configuration.stateMachine.maximumReconnectAttempts = .max  // The time budget decides.
+        configuration.stateMachine.reconnectTimeoutTicks = Int(
+            (reconnectTimeout * 1000 / Double(configuration.tickMilliseconds)).rounded(.up))
         let node = WorkerNode(
-            configuration: WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads),
+            configuration: configuration,
             makeGradientComputer: { settings, shard in
                 try NetworkGradientComputer(settings: settings, shard: shard)
             },

@@ -270,6 +270,33 @@ final class WorkerTests: XCTestCase {
         XCTAssertTrue(reason.contains("coordinator silent"), reason)
     }
 
+    /// Reconnecting goes on, with backoff, until no message has come for the reconnect timeout.
+    func testReconnectingStopsAtTheReconnectTimeout() {
+        var configuration = WorkerConfiguration(name: "w", threads: 1)
+        configuration.livenessTicks = 4
+        configuration.initialBackoffTicks = 2
+        configuration.maximumBackoffTicks = 5
+        configuration.reconnectTimeoutTicks = 60
+        configuration.maximumReconnectAttempts = .max
+        var worker = Worker(configuration: configuration)
+        _ = worker.handle(.start)
+        var failedAt: Int?
+        var reconnects = 0
+        for tick in 1...300 where failedAt == nil {
+            for action in worker.handle(.tick) {
+                if case .reconnect = action { reconnects += 1 }
+                if case .failed(let reason) = action {
+                    failedAt = tick
+                    XCTAssertTrue(reason.contains("reconnect timeout 60 ticks"), reason)
+                }
+            }
+        }
+        let tick = try? XCTUnwrap(failedAt)
+        XCTAssertGreaterThanOrEqual(tick ?? 0, 60, "gave up before the timeout")
+        XCTAssertLessThanOrEqual(tick ?? .max, 60 + 5 + 5, "a window and a backoff at most past the timeout")
+        XCTAssertGreaterThan(reconnects, 5, "it kept reconnecting, with backoff, until then")
+    }
+
     /// The coordinator's liveness window from its settings stretches the worker's (4 ticks here), so
     /// a coordinator that pauses longer than the worker's own window is not given up on; a smaller
     /// one does not shrink it.
