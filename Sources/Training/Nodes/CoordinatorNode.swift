@@ -196,16 +196,13 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 case .workerJoined(let info, let joined, let expected):
                     let event = CoordinatorNodeEvent.workerJoined(
                         info, joined: joined, expected: expected, workers: machine.liveWorkers)
-                    node.logger.info("\(event)")
-                    emit(event)
+                    report(event, at: .info)
                 case .workerRefused(let peer, let name, let reason):
                     let event = CoordinatorNodeEvent.workerRefused(peer: peer, name: name, reason: reason)
-                    node.logger.warning("\(event)")
-                    emit(event)
+                    report(event, at: .warning)
                 case .trainingStarted(let workers):
                     let event = CoordinatorNodeEvent.trainingStarted(workers: workers)
-                    node.logger.info("\(event)")
-                    emit(event)
+                    report(event, at: .info)
                 case .stepCompleted(let result):
                     let gathered = monotonicSeconds()
                     let gatherSeconds = stepBroadcastAt.map { gathered - $0.time } ?? 0
@@ -222,18 +219,15 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     if (result.step + 1) % stepsPerEpoch == 0 || result.step + 1 == totalSteps {
                         let evaluation = node.model.evaluateEpoch(epoch: result.epoch)
                         let event = CoordinatorNodeEvent.epochCompleted(epoch: result.epoch, evaluation: evaluation)
-                        node.logger.debug("\(event)")
-                        emit(event)
+                        report(event, at: .debug)
                     }
                     pending.append(contentsOf: machine.handle(.weightsUpdated(node.model.parameters)))
                 case .workerDied(let info, let step, let reason):
                     let event = CoordinatorNodeEvent.workerDied(info, step: step, reason: reason)
-                    node.logger.error("\(event)")
-                    emit(event)
+                    report(event, at: .error)
                 case .ignored(let peer, let kind, let reason):
                     let event = CoordinatorNodeEvent.ignored(peer: peer, kind: kind, reason: reason)
-                    node.logger.debug("\(event)")
-                    emit(event)
+                    report(event, at: .debug)
                 case .finished:
                     outcome = .finished(reason: "all \(configuration.stateMachine.totalSteps) steps completed")
                 case .failed(let reason):
@@ -258,5 +252,11 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         }
 
         private func emit(_ event: CoordinatorNodeEvent) { node.onEvent(event) }
+
+        /// Logs `event` at `level` and hands it to the caller.
+        private func report(_ event: CoordinatorNodeEvent, at level: Logger.Level) {
+            node.logger.log(level: level, "\(event)")
+            emit(event)
+        }
     }
 }

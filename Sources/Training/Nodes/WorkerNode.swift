@@ -239,8 +239,7 @@ public final class WorkerNode: @unchecked Sendable {
             try socket.connect(configuration.endpoint)
             dealer = socket
             let event = WorkerNodeEvent.connecting(endpoint: configuration.endpoint, attempt: attempt)
-            node.logger.info("\(event)")
-            node.emit(event)
+            node.report(event, at: .info)
         }
 
         private mutating func perform(_ actions: [WorkerAction]) throws {
@@ -252,16 +251,14 @@ public final class WorkerNode: @unchecked Sendable {
                 case .coordinatorLost(let silentTicks, let backoff, let attempt):
                     let event = WorkerNodeEvent.coordinatorLost(
                         silentTicks: silentTicks, reconnectInTicks: backoff, attempt: attempt)
-                    node.logger.warning("\(event)")
-                    node.emit(event)
+                    node.report(event, at: .warning)
                     generation += 1  // Whatever is being computed belongs to the lost session.
                 case .reconnect(let attempt):
                     self.attempt = attempt
                     try connect()
                 case .welcomed(let index, let count):
                     let event = WorkerNodeEvent.welcomed(workerIndex: index, workerCount: count)
-                    node.logger.info("\(event)")
-                    node.emit(event)
+                    node.report(event, at: .info)
                 case .shardReceived(let shard):
                     generation += 1
                     do {
@@ -283,8 +280,7 @@ public final class WorkerNode: @unchecked Sendable {
                         continue
                     }
                     let event = WorkerNodeEvent.shardReceived(sampleCount: shard.sampleCount)
-                    node.logger.info("\(event)")
-                    node.emit(event)
+                    node.report(event, at: .info)
                 case .computeGradient(let assignment):
                     let box = self.box, generation = self.generation, wake = self.wake
                     let compute: @Sendable () -> Void = {
@@ -337,4 +333,10 @@ public final class WorkerNode: @unchecked Sendable {
     }
 
     private func emit(_ event: WorkerNodeEvent) { onEvent(event) }
+
+    /// Logs `event` at `level` and hands it to the caller.
+    private func report(_ event: WorkerNodeEvent, at level: Logger.Level) {
+        logger.log(level: level, "\(event)")
+        emit(event)
+    }
 }
