@@ -7,6 +7,9 @@
 #   MNIST_SSH (the ssh command and its options, default "ssh -o BatchMode=yes"; e.g. add "-p 2222 -i key").
 # The remote hosts need the `mnist` binary and its shared libraries, not the data. Everything started is
 # stopped on exit, Ctrl-C included; workers also leave by themselves when the coordinator goes silent.
+# A host that drops out costs nothing but its share of the speed (its data moves to the others); start
+# `mnist worker --connect tcp://ADVERTISE:PORT` anywhere to add one mid-run. An interrupted run keeps a
+# checkpoint beside --output: the same command continues it to the same model file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -103,19 +103,34 @@ public struct BatchPlan: Equatable, Sendable {
         return microBatches(step: step, orders: orders).map(Array.init)
     }
 
-    /// The assignment of step `step` for whoever holds `blocks` (whose first key is shard index 0),
-    /// given the step's `microBatches`: the one way both the coordinator and a single process turn a
-    /// step into work.
-    public func assignment(
-        step: Int, blocks: Range<Int>, microBatches: [ArraySlice<Int>], weights: [Float]
+    /// The assignment of step `step` for the micro-batches of `blocks` (in increasing order), given the
+    /// step's `microBatches`: the one way both the coordinator and a single process turn a step into work.
+    public func assignment<Blocks: Sequence<Int>>(
+        step: Int, blocks: Blocks, microBatches: [ArraySlice<Int>], weights: [Float]
     ) -> StepAssignment {
-        let firstKey = keyRange(blocks: blocks).lowerBound
-        var indices: [UInt32] = []
-        indices.reserveCapacity(blocks.reduce(0) { $0 + microBatches[$1].count })
-        for block in blocks { indices.append(contentsOf: microBatches[block].map { UInt32($0 - firstKey) }) }
+        var keys: [UInt32] = []
+        var parts: [MicroBatch] = []
+        for block in blocks {
+            keys.append(contentsOf: microBatches[block].map { UInt32($0) })
+            parts.append(MicroBatch(block: block, sampleCount: microBatches[block].count))
+        }
         return StepAssignment(
-            step: step, epoch: epoch(ofStep: step), weights: weights, sampleIndices: indices,
-            microBatches: blocks.map { MicroBatch(block: $0, sampleCount: microBatches[$0].count) })
+            step: step, epoch: epoch(ofStep: step), weights: weights, sampleKeys: keys, microBatches: parts)
+    }
+
+    /// The keys of the blocks `blocks`, as contiguous runs (one per run of consecutive blocks).
+    public func keyRuns<Blocks: Sequence<Int>>(blocks: Blocks) -> [(blocks: Range<Int>, keys: Range<Int>)] {
+        var runs: [(blocks: Range<Int>, keys: Range<Int>)] = []
+        for block in blocks.sorted() {
+            if let last = runs.last, last.blocks.upperBound == block {
+                runs[runs.count - 1] = (
+                    last.blocks.lowerBound..<(block + 1), last.keys.lowerBound..<blockRange(block).upperBound
+                )
+            } else {
+                runs.append((block..<(block + 1), blockRange(block)))
+            }
+        }
+        return runs
     }
 
     /// A Fisher–Yates shuffle of `values` (from the last element down), drawing from `generator`.

@@ -1,18 +1,12 @@
 // The coordinator's protocol logic as a pure state machine: events in, actions out.
-// It admits workers, sends each its shard (a contiguous run of the plan's blocks), runs synchronous
-// steps (each worker answers with its micro-batches' gradients summed along the fixed tree, which
-// the coordinator finishes and averages) and watches worker liveness in ticks. It never reads a clock, never
-// touches a socket and knows nothing of the model: weights and gradients are flat [Float] slabs,
-// and the caller applies the optimizer between `stepCompleted` and `weightsUpdated`.
-
-/// What the coordinator does when a worker dies during training.
-public enum WorkerDeathPolicy: Sendable, Equatable {
-    /// Stop the run with `.failed` naming the worker and the step, so the caller can save the model.
-    case stop
-    /// Drop the worker and carry on; its blocks leave the later global batches (so the run is no
-    /// longer the undisturbed one).
-    case continueWithoutWorker
-}
+// It admits workers, gives each a share of the plan's blocks (sending their samples once), runs
+// synchronous steps (each block's micro-batch is computed by a worker holding the block; the answers,
+// summed along the fixed tree, are finished and averaged here) and keeps the run going through faults:
+// a worker that dies, hangs or answers wrongly loses its blocks to the others (or to a spare) and the
+// micro-batches it owed are computed again elsewhere, so every step still adds the same micro-batches
+// in the same order. It never reads a clock, never touches a socket and knows nothing of the model:
+// weights and gradients are flat [Float] slabs, and the caller applies the optimizer between
+// `stepCompleted` and `weightsUpdated`.
 
 /// The settings of a coordinator run. Durations are in ticks (see `ProtocolInfo.recommendedTickMilliseconds`).
 public struct CoordinatorConfiguration: Sendable {
@@ -24,10 +18,17 @@ public struct CoordinatorConfiguration: Sendable {
     public var microBatchSize = BatchPlan.defaultMicroBatchSize
     /// Steps to run; the caller derives it from epochs with `BatchPlan.stepsPerEpoch`.
     public var totalSteps: Int
+    /// The first step to run: 0, or the steps a checkpoint had done (its weights come with `start`).
+    public var firstStep = 0
     /// Seeds the batch order (`BatchPlan`).
     public var seed: UInt64
     /// Opaque bytes sent to every worker with its shard (model shape, hyperparameters...).
     public var settings: [UInt8]
+    /// Training goes on while at least this many workers hold blocks; fewer fail the run.
+    public var minimumWorkers = 1
+    /// Workers that join while every slot is taken wait as spares, up to this many (nil: `workerCount`);
+    /// a spare takes the slot and the blocks of the next worker lost.
+    public var maximumSpares: Int?
     /// Ticks to wait for all workers to join and report ready before failing.
     public var joinTimeoutTicks = 600
     /// A worker silent (no message of any kind) for more than this many ticks is dead.
@@ -36,8 +37,11 @@ public struct CoordinatorConfiguration: Sendable {
     public var heartbeatIntervalTicks = 10
     /// Ticks after which an unanswered shard or step request is sent again (covers lost messages).
     public var resendTicks = 100
-    /// What to do when a worker dies during training.
-    public var workerDeathPolicy = WorkerDeathPolicy.stop
+    /// A worker that has not answered a step request for this many ticks (while its heartbeats still
+    /// arrive) is evicted and its micro-batches computed elsewhere. Nil: derived from the answers seen,
+    /// ten times the slowest so far, never under `minimumStepTimeoutTicks`.
+    public var stepTimeoutTicks: Int?
+    public var minimumStepTimeoutTicks = 100
     /// The protocol version this coordinator speaks (tests set another one to provoke a mismatch).
     public var protocolVersion = ProtocolInfo.version
     /// The caller's tick length in seconds, used only to put durations into human words in failure
@@ -75,27 +79,42 @@ public struct TrainingSamples: Sendable, Equatable {
 public struct WorkerInfo: Equatable, Sendable, CustomStringConvertible {
     public var peer: PeerID
     public var name: String
-    /// The worker's slot, 0..<workerCount; it decides the worker's shard.
-    public var index: Int
+    /// The worker's slot, 0..<workerCount, or nil while it waits as a spare.
+    public var slot: Int?
     public var threads: Int
-    /// The blocks of the plan this worker holds.
-    public var blocks: Range<Int>
-    public var shardSampleCount: Int
+    /// The blocks whose micro-batches it computes each step (its share of the data), in order.
+    public var blocks: [Int]
 
-    public var description: String { "worker \(index) \"\(name)\" (\(peer))" }
+    public var description: String {
+        slot.map { "worker \($0) \"\(name)\" (\(peer))" } ?? "spare \"\(name)\" (\(peer))"
+    }
+}
+
+/// Blocks as short text: "0-3, 6".
+public func describeBlocks(_ blocks: [Int]) -> String {
+    var parts: [String] = []
+    var index = 0
+    let sorted = blocks.sorted()
+    while index < sorted.count {
+        var end = index
+        while end + 1 < sorted.count, sorted[end + 1] == sorted[end] + 1 { end += 1 }
+        parts.append(end == index ? "\(sorted[index])" : "\(sorted[index])-\(sorted[end])")
+        index = end + 1
+    }
+    return parts.isEmpty ? "none" : parts.joined(separator: ", ")
 }
 
 /// The outcome of one synchronous step, ready for the optimizer.
 public struct StepResult: Equatable, Sendable {
     public var step: Int
     public var epoch: Int
-    /// Samples that contributed (the global batch minus samples of dead workers).
+    /// Samples in the global batch.
     public var sampleCount: Int
     public var lossSum: Double
     public var correctCount: Int
     /// The tree's root divided by `sampleCount` (`GradientTree.mean`; all zeros if it is 0): `[parameterCount]`.
     public var averagedGradient: [Float]
-    /// The workers whose gradients were applied, in worker-index order; exactly one entry per live worker.
+    /// The workers whose answers were used, each once, in the order of their first block.
     public var contributors: [PeerID]
 
     /// Mean loss per sample (0 when no sample contributed).
@@ -144,62 +163,101 @@ public enum CoordinatorEvent: Sendable {
     case tick
     /// The caller applied the optimizer after `stepCompleted`; these are the weights for the next step.
     case weightsUpdated([Float])
-    /// The caller wants to stop (interrupt): shut every worker down.
-    case stop(reason: String)
+    /// The caller wants to stop (interrupt). With `releaseWorkers` every worker is told to shut down;
+    /// without, they are left to find the coordinator gone and wait for it to come back (a restart
+    /// that resumes from a checkpoint).
+    case stop(reason: String, releaseWorkers: Bool)
 }
 
 /// Something the caller must do or may report.
 public enum CoordinatorAction: Equatable, Sendable {
     /// Encode `message` and send it to `peer`.
     case send(Message, to: PeerID)
-    /// A worker was admitted; `joined` of `expected` slots are now taken.
-    case workerJoined(WorkerInfo, joined: Int, expected: Int)
+    /// A worker was admitted (to a slot, or as a spare); `joined` of `expected` slots are now taken.
+    case workerJoined(WorkerInfo, joined: Int, expected: Int, step: Int)
+    /// The blocks changed hands at `step` (`why`: a worker joined, died...); `workers` are the members
+    /// with their new shares. Blocks move with their samples; until they arrive, the micro-batches
+    /// are computed where the samples are.
+    case sharesChanged([WorkerInfo], step: Int, why: String)
     /// A peer was refused (the reason was also sent to it in a `refuse` message).
     case workerRefused(PeerID, name: String, reason: String)
     /// Every worker holds its shard; step 0 is being sent.
     case trainingStarted([WorkerInfo])
     /// Every live worker answered the step: apply the optimizer, then deliver `weightsUpdated`.
     case stepCompleted(StepResult)
-    /// A worker was declared dead (silent past the liveness window, left, rejoined, or misbehaved).
+    /// A worker was declared dead (silent past the liveness window, left, reconnected, evicted for not
+    /// answering, or answered wrongly); what it owed is computed by others.
     case workerDied(WorkerInfo, step: Int, reason: String)
     /// A message was ignored (unknown sender, stale or duplicate gradient...): worth a debug log line.
     case ignored(from: PeerID, kind: MessageKind?, reason: String)
     /// All steps are done and every worker was told to shut down.
     case finished
-    /// The run cannot continue; the caller should save the model so far and exit non-zero.
+    /// The run cannot continue; the caller should write a checkpoint and exit non-zero.
     case failed(reason: String)
 }
 
 /// The coordinator state machine. Drive it with `handle(_:)` and perform the returned actions in order.
 ///
-/// Invariants (tested against a simulated cluster): steps complete in order 0, 1, 2...; each completed
-/// step uses exactly one gradient from every live worker and none from anyone else; a gradient for
-/// another step, a duplicate, or one from an unknown peer is ignored; a worker silent for more than
-/// `livenessTicks` ticks is declared dead on the next tick.
+/// Invariants (tested against a simulated cluster with seeded faults): steps complete in order from
+/// `firstStep`; each completed step adds every block's micro-batch exactly once, computed at the step's
+/// weights by a worker holding the block, so its result has the same bits as one node computing every
+/// block, whoever joined, died or was evicted meanwhile; a gradient for another step, a duplicate, or one
+/// from an unknown peer is ignored; a worker silent for more than `livenessTicks` ticks is declared dead
+/// on the next tick.
 public struct Coordinator {
     public enum Phase: Equatable, Sendable {
         case idle, joining, training, finished, failed
     }
 
+    /// A step request sent to a worker and not answered yet.
+    private struct Request {
+        var blocks: [Int]
+        var ticksSinceSent = 0
+        var ticksOutstanding = 0
+    }
+
+    /// Samples sent to a worker and not acknowledged yet.
+    private struct Transfer {
+        var blocks: Range<Int>
+        var keys: Range<Int>
+        var ticksSinceSent = 0
+    }
+
     private struct WorkerState {
-        var info: WorkerInfo
-        var session: UInt64
+        var peer: PeerID
+        var name: String
+        var threads: Int
+        var slot: Int?
+        var session: Session
+        /// Admission order: spares are promoted first come, first served.
+        var admission: Int
         var silentTicks = 0
-        var isReady = false
-        var ticksSinceRequest = 0
+        /// Blocks whose samples the worker has acknowledged.
+        var held: Set<Int> = []
+        var hasAcknowledged = false
+        var transfers: [Transfer] = []
+        var requests: [Request] = []
     }
 
     public let configuration: CoordinatorConfiguration
     public let plan: BatchPlan
+    public let tree: GradientTree
     public private(set) var phase = Phase.idle
     /// The step being gathered, or the next one while the caller applies the optimizer.
     public private(set) var step = 0
 
-    private var data: TrainingSamples
-    /// `plan.layoutOrder`, computed when the first shard is cut.
+    /// The whole training set: blocks are sent again whenever they change hands.
+    private let data: TrainingSamples
+    /// `plan.layoutOrder`, computed when the first samples are sent.
     private var layoutOrder: [Int] = []
     private var workers: [PeerID: WorkerState] = [:]
     private var departed: Set<PeerID> = []
+    /// Worker processes evicted for hanging or answering wrongly, with why: they are not let back in
+    /// (a restarted process is a new one and is welcome).
+    private var banned: [UInt64: String] = [:]
+    private var admissions = 0
+    /// The member that computes each block from now on (nil: none yet).
+    private var owner: [PeerID?]
     private var ticksSinceStart = 0
     private var ticksSinceHeartbeat = 0
     /// The weights of the step being gathered; released once it completes, so that the caller's
@@ -207,11 +265,14 @@ public struct Coordinator {
     private var weights: [Float] = []
     private var parameterCount = 0
     private var isGathering = false
-    private var received: [PeerID: GradientReport] = [:]
+    /// This step's answers so far, and per block who answered it and who was asked.
+    private var pieces: [GradientPiece] = []
+    private var answeredBy: [PeerID?]
+    private var askedOf: [PeerID?]
+    private var slowestAnswerTicks = 0
     /// The keys of each block's micro-batch in the current step.
     private var microBatches: [ArraySlice<Int>] = []
     private var batches: StepBatches
-    public let tree: GradientTree
 
     public init(configuration: CoordinatorConfiguration, data: TrainingSamples) {
         self.configuration = configuration
@@ -221,12 +282,35 @@ public struct Coordinator {
             microBatchSize: configuration.microBatchSize)
         self.tree = GradientTree(blockCount: plan.blockCount)
         self.batches = StepBatches(plan: plan)
+        owner = Array(repeating: nil, count: plan.blockCount)
+        answeredBy = Array(repeating: nil, count: plan.blockCount)
+        askedOf = Array(repeating: nil, count: plan.blockCount)
     }
 
-    /// The workers currently alive, in index order.
-    public var liveWorkers: [WorkerInfo] { sortedWorkers.map(\.info) }
+    /// The workers holding slots, in slot order, with their shares.
+    public var liveWorkers: [WorkerInfo] { members.map(info) }
 
-    private var sortedWorkers: [WorkerState] { workers.values.sorted { $0.info.index < $1.info.index } }
+    /// The workers waiting as spares, first come first.
+    public var spareWorkers: [WorkerInfo] { spares.map(info) }
+
+    private var members: [WorkerState] {
+        workers.values.filter { $0.slot != nil }.sorted { ($0.slot ?? 0) < ($1.slot ?? 0) }
+    }
+
+    private var spares: [WorkerState] {
+        workers.values.filter { $0.slot == nil }.sorted { $0.admission < $1.admission }
+    }
+
+    private func info(_ worker: WorkerState) -> WorkerInfo {
+        WorkerInfo(
+            peer: worker.peer, name: worker.name, slot: worker.slot, threads: worker.threads,
+            blocks: owner.indices.filter { owner[$0] == worker.peer })
+    }
+
+    /// The step timeout in force: configured, or ten times the slowest answer so far.
+    private var stepTimeoutTicks: Int {
+        configuration.stepTimeoutTicks ?? max(configuration.minimumStepTimeoutTicks, 10 * slowestAnswerTicks)
+    }
 
     /// Feeds one event; returns the actions to perform, in order.
     public mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorAction] {
@@ -234,16 +318,23 @@ public struct Coordinator {
         switch event {
         case .start(let initialWeights):
             guard phase == .idle else { break }
-            guard (1...plan.blockCount).contains(configuration.workerCount), data.count > 0 else {
+            let count = configuration.workerCount
+            guard (1...plan.blockCount).contains(count), data.count > 0 else {
                 fail(
-                    "\(configuration.workerCount) workers cannot share the \(plan.blockCount) micro-batches of a "
+                    "\(count) workers cannot share the \(plan.blockCount) micro-batches of a "
                         + "batch of \(configuration.batchSize): use 1...\(plan.blockCount) workers or a larger batch",
                     into: &actions)
                 break
             }
+            guard (1...count).contains(configuration.minimumWorkers) else {
+                fail("the minimum of \(configuration.minimumWorkers) workers must be 1...\(count)", into: &actions)
+                break
+            }
             weights = initialWeights
             parameterCount = initialWeights.count
+            step = max(0, configuration.firstStep)
             phase = .joining
+            if step >= configuration.totalSteps { beginStep(into: &actions) }
         case .received(let message, let peer):
             receive(message, from: peer, into: &actions)
         case .undecodable(let error, let peer):
@@ -261,9 +352,14 @@ public struct Coordinator {
             weights = newWeights
             step += 1
             beginStep(into: &actions)
-        case .stop(let reason):
+        case .stop(let reason, let releaseWorkers):
             guard phase == .joining || phase == .training else { break }
-            fail("stopped at step \(step): \(reason)", into: &actions)
+            if releaseWorkers {
+                fail("stopped at step \(step): \(reason)", into: &actions)
+            } else {
+                phase = .failed
+                actions.append(.failed(reason: "stopped at step \(step): \(reason)"))
+            }
         }
         return actions
     }
@@ -276,7 +372,7 @@ public struct Coordinator {
             return
         }
         if case .hello(let version, let name, let threads, let session) = message {
-            hello(from: peer, version: version, name: name, threads: threads, session: session, into: &actions)
+            hello(from: peer, version: version, name: name, threads: threads, session: Session(session), into: &actions)
             return
         }
         guard workers[peer] != nil else {
@@ -288,8 +384,8 @@ public struct Coordinator {
         switch message {
         case .heartbeat:
             break
-        case .ready(let sampleCount):
-            ready(from: peer, sampleCount: sampleCount, into: &actions)
+        case .ready(let firstKey, let sampleCount):
+            ready(from: peer, firstKey: firstKey, sampleCount: sampleCount, into: &actions)
         case .gradient(let report):
             gradient(report, from: peer, into: &actions)
         case .goodbye(let reason):
@@ -300,12 +396,12 @@ public struct Coordinator {
     }
 
     private mutating func hello(
-        from peer: PeerID, version: UInt16, name: String, threads: Int, session: UInt64,
+        from peer: PeerID, version: UInt16, name: String, threads: Int, session: Session,
         into actions: inout [CoordinatorAction]
     ) {
         if let known = workers[peer], known.session == session {
             workers[peer]?.silentTicks = 0
-            actions.append(.ignored(from: peer, kind: .hello, reason: "duplicate hello (session \(session))"))
+            actions.append(.ignored(from: peer, kind: .hello, reason: "duplicate hello (session \(session.value))"))
             return
         }
         guard version == configuration.protocolVersion else {
@@ -316,43 +412,70 @@ public struct Coordinator {
                 into: &actions)
             return
         }
-        if phase == .training {
-            if workers[peer] != nil {
-                workerDied(peer, reason: "said hello again mid-run, so it lost its shard and step", into: &actions)
+        if let why = banned[session.process] {
+            refuse(peer, name: name, reason: "this worker process was \(why); restart it to rejoin", into: &actions)
+            return
+        }
+        // The same process on another socket: the newer session replaces the older one at once, and a
+        // hello from an older socket that arrives late is ignored.
+        if let earlier = workers.values.first(where: { $0.peer != peer && $0.session.process == session.process }) {
+            guard Int16(bitPattern: session.reconnects &- earlier.session.reconnects) > 0 else {
+                actions.append(
+                    .ignored(from: peer, kind: .hello, reason: "stale hello from an earlier socket of \(info(earlier))")
+                )
+                return
             }
+            workerDied(earlier.peer, reason: "reconnected on a new socket", into: &actions)
+        }
+        if workers[peer] != nil {
+            workerDied(peer, reason: "started over (a new session on the same socket)", into: &actions)
+        }
+        guard phase == .joining || phase == .training else { return }
+        let taken = Set(workers.values.compactMap(\.slot))
+        let slot = (0..<configuration.workerCount).first { !taken.contains($0) }
+        let spareLimit = configuration.maximumSpares ?? configuration.workerCount
+        guard slot != nil || spares.count < spareLimit else {
             refuse(
-                peer, name: name, reason: "training is under way (step \(step)); workers cannot join a running job",
+                peer, name: name,
+                reason: "cluster is full: all \(configuration.workerCount) worker slots and \(spareLimit) spare "
+                    + "places are taken",
                 into: &actions)
             return
         }
-        let index: Int
-        if let existing = workers[peer] {
-            index = existing.info.index  // The worker restarted while joining: give it its slot again.
-        } else {
-            let taken = Set(workers.values.map(\.info.index))
-            guard let free = (0..<configuration.workerCount).first(where: { !taken.contains($0) }) else {
-                refuse(
-                    peer, name: name,
-                    reason: "cluster is full: all \(configuration.workerCount) worker slots are taken",
-                    into: &actions)
-                return
-            }
-            index = free
-        }
-        let blocks = plan.shardBlocks(worker: index, of: configuration.workerCount)
-        let info = WorkerInfo(
-            peer: peer, name: name, index: index, threads: threads, blocks: blocks,
-            shardSampleCount: plan.keyRange(blocks: blocks).count)
-        workers[peer] = WorkerState(info: info, session: session)
+        admissions += 1
+        workers[peer] = WorkerState(
+            peer: peer, name: name, threads: threads, slot: slot, session: session, admission: admissions)
         departed.remove(peer)
-        actions.append(.workerJoined(info, joined: workers.count, expected: configuration.workerCount))
-        actions.append(.send(.welcome(workerIndex: index, workerCount: configuration.workerCount), to: peer))
-        actions.append(.send(shardMessage(for: index), to: peer))
+        if let slot, phase == .joining {
+            for block in plan.shardBlocks(worker: slot, of: configuration.workerCount) { owner[block] = peer }
+        }
+        guard let worker = workers[peer] else { return }
+        actions.append(
+            .workerJoined(info(worker), joined: members.count, expected: configuration.workerCount, step: step))
+        actions.append(
+            .send(
+                .welcome(workerIndex: slot ?? configuration.workerCount, workerCount: configuration.workerCount),
+                to: peer))
+        if phase == .training, slot != nil {
+            rebalance(why: "\(info(worker)) joined", into: &actions)
+        } else {
+            sendTransfers(to: peer, into: &actions)
+        }
     }
 
-    /// The worker's blocks: the samples of its key range, in key order.
-    private mutating func shardMessage(for index: Int) -> Message {
-        let keys = plan.keyRange(blocks: plan.shardBlocks(worker: index, of: configuration.workerCount))
+    /// Sends `peer` the samples of the blocks it owns but does not hold yet, one shard per run of blocks.
+    private mutating func sendTransfers(to peer: PeerID, into actions: inout [CoordinatorAction]) {
+        guard let worker = workers[peer] else { return }
+        let inFlight = Set(worker.transfers.flatMap { Array($0.blocks) })
+        let missing = owner.indices.filter { owner[$0] == peer && !worker.held.contains($0) && !inFlight.contains($0) }
+        for run in plan.keyRuns(blocks: missing) {
+            workers[peer]?.transfers.append(Transfer(blocks: run.blocks, keys: run.keys))
+            actions.append(.send(shardMessage(keys: run.keys), to: peer))
+        }
+    }
+
+    /// The samples of a run of keys, in key order.
+    private mutating func shardMessage(keys: Range<Int>) -> Message {
         if layoutOrder.isEmpty { layoutOrder = plan.layoutOrder }
         let pixels = data.pixelsPerImage
         var images = [UInt8](repeating: 0, count: keys.count * pixels)
@@ -374,23 +497,40 @@ public struct Coordinator {
         actions.append(.send(.refuse(protocolVersion: configuration.protocolVersion, reason: reason), to: peer))
     }
 
-    private mutating func ready(from peer: PeerID, sampleCount: Int, into actions: inout [CoordinatorAction]) {
-        guard let worker = workers[peer], phase == .joining, !worker.isReady else {
-            actions.append(.ignored(from: peer, kind: .ready, reason: "duplicate ready"))
+    private mutating func ready(
+        from peer: PeerID, firstKey: Int, sampleCount: Int, into actions: inout [CoordinatorAction]
+    ) {
+        guard let worker = workers[peer] else { return }
+        guard let index = worker.transfers.firstIndex(where: { $0.keys.lowerBound == firstKey }) else {
+            actions.append(.ignored(from: peer, kind: .ready, reason: "duplicate ready for keys from \(firstKey)"))
             return
         }
-        guard sampleCount == worker.info.shardSampleCount else {
+        let transfer = worker.transfers[index]
+        guard sampleCount == transfer.keys.count else {
             workerDied(
-                peer, reason: "reported \(sampleCount) samples, its shard has \(worker.info.shardSampleCount)",
+                peer,
+                reason: "reported \(sampleCount) samples from key \(firstKey), it was sent \(transfer.keys.count)",
                 into: &actions)
             return
         }
-        workers[peer]?.isReady = true
-        if workers.count == configuration.workerCount, workers.values.allSatisfy(\.isReady) {
+        workers[peer]?.transfers.remove(at: index)
+        workers[peer]?.held.formUnion(transfer.blocks)
+        workers[peer]?.hasAcknowledged = true
+        switch phase {
+        case .joining:
+            let everyoneReady =
+                members.count == configuration.workerCount
+                && owner.indices.allSatisfy { block in
+                    owner[block].flatMap { workers[$0] }?.held.contains(block) == true
+                }
+            guard everyoneReady else { return }
             phase = .training
-            data = TrainingSamples(pixelsPerImage: data.pixelsPerImage, images: [], labels: [])  // Shards are out.
             actions.append(.trainingStarted(liveWorkers))
             beginStep(into: &actions)
+        case .training:
+            if isGathering { requestMissing(into: &actions) }
+        default:
+            break
         }
     }
 
@@ -405,38 +545,51 @@ public struct Coordinator {
             )
             return
         }
-        guard received[peer] == nil else {
-            actions.append(.ignored(from: peer, kind: .gradient, reason: "duplicate gradient for step \(step)"))
-            return
-        }
         guard let worker = workers[peer] else { return }
-        if let problem = problem(with: report, owed: worker.info.blocks) {
-            workerDied(peer, reason: "answered step \(step) wrongly: \(problem)", into: &actions)
+        let blocks = report.pieces.flatMap { Array($0.blocks) }.sorted()
+        guard let index = worker.requests.firstIndex(where: { $0.blocks == blocks }) else {
+            if !blocks.isEmpty, blocks.allSatisfy({ (0..<plan.blockCount).contains($0) && answeredBy[$0] == peer }) {
+                actions.append(.ignored(from: peer, kind: .gradient, reason: "duplicate gradient for step \(step)"))
+            } else {
+                let asked = worker.requests.map { describeBlocks($0.blocks) }.joined(separator: "; ")
+                workerDied(
+                    peer,
+                    reason: "evicted: it answered step \(step) for blocks \(describeBlocks(blocks)); it was asked for "
+                        + (asked.isEmpty ? "none" : asked),
+                    ban: true, into: &actions)
+            }
             return
         }
-        received[peer] = report
+        let request = worker.requests[index]
+        if let problem = problem(with: report, owed: request.blocks) {
+            workerDied(peer, reason: "evicted: it answered step \(step) wrongly: \(problem)", ban: true, into: &actions)
+            return
+        }
+        workers[peer]?.requests.remove(at: index)
+        slowestAnswerTicks = max(slowestAnswerTicks, request.ticksOutstanding)
+        pieces.append(contentsOf: report.pieces)
+        for block in blocks {
+            answeredBy[block] = peer
+            askedOf[block] = nil
+        }
         completeStepIfGathered(into: &actions)
     }
 
     /// What is wrong with a report for blocks `owed`, or nil: its pieces must be disjoint nodes of the
     /// tree covering exactly those blocks, each with this step's sample count and a full gradient.
-    private func problem(with report: GradientReport, owed: Range<Int>) -> String? {
-        var covered = 0
+    private func problem(with report: GradientReport, owed: [Int]) -> String? {
+        let owedSet = Set(owed)
         for piece in report.pieces {
             guard tree.isNode(piece.blocks) else { return "blocks \(piece.blocks) are not a node of the tree" }
-            guard owed.contains(piece.blocks.lowerBound), piece.blocks.upperBound <= owed.upperBound else {
-                return "blocks \(piece.blocks) are not among its blocks \(owed)"
+            guard piece.blocks.allSatisfy(owedSet.contains) else {
+                return
+                    "blocks \(describeBlocks(Array(piece.blocks))) are not among the blocks \(describeBlocks(owed)) it was asked for"
             }
             let expected = piece.blocks.reduce(0) { $0 + microBatches[$1].count }
             guard piece.sampleCount == expected, piece.gradient.count == parameterCount else {
                 return "\(piece.gradient.count) gradient values for \(piece.sampleCount) samples of blocks "
                     + "\(piece.blocks); expected \(parameterCount) values for \(expected) samples"
             }
-            covered += piece.blocks.count
-        }
-        let distinct = Set(report.pieces.flatMap { Array($0.blocks) })
-        guard covered == owed.count, distinct.count == owed.count else {
-            return "its pieces cover blocks \(distinct.sorted()), it owes \(owed)"
         }
         return nil
     }
@@ -446,43 +599,104 @@ public struct Coordinator {
     private mutating func beginStep(into actions: inout [CoordinatorAction]) {
         guard step < configuration.totalSteps else {
             phase = .finished
-            for worker in sortedWorkers {
+            for worker in members + spares {
                 actions.append(
                     .send(
-                        .shutdown(reason: "training finished after \(configuration.totalSteps) steps"),
-                        to: worker.info.peer))
+                        .shutdown(reason: "training finished after \(configuration.totalSteps) steps"), to: worker.peer)
+                )
             }
             actions.append(.finished)
             return
         }
         microBatches = batches.microBatches(step: step)
         isGathering = true
-        received = [:]
-        for worker in sortedWorkers {
-            workers[worker.info.peer]?.ticksSinceRequest = 0
-            actions.append(.send(stepMessage(for: worker.info.index), to: worker.info.peer))
+        pieces = []
+        answeredBy = Array(repeating: nil, count: plan.blockCount)
+        askedOf = Array(repeating: nil, count: plan.blockCount)
+        for peer in workers.keys { workers[peer]?.requests = [] }
+        requestMissing(into: &actions)
+    }
+
+    /// Asks for every block of the step that is neither answered nor asked for: of its owner when the
+    /// owner holds its samples, else of another member that holds them; a block nobody holds waits for
+    /// its samples to reach its owner (`ready`).
+    private mutating func requestMissing(into actions: inout [CoordinatorAction]) {
+        var asks: [PeerID: [Int]] = [:]
+        let holders = members
+        for block in 0..<plan.blockCount where answeredBy[block] == nil && askedOf[block] == nil {
+            let computer: PeerID?
+            if let owner = owner[block], workers[owner]?.held.contains(block) == true {
+                computer = owner
+            } else {
+                computer = holders.first { $0.held.contains(block) }?.peer
+            }
+            guard let computer else { continue }
+            asks[computer, default: []].append(block)
+            askedOf[block] = computer
+        }
+        for worker in holders {
+            guard let blocks = asks[worker.peer] else { continue }
+            workers[worker.peer]?.requests.append(Request(blocks: blocks))
+            actions.append(.send(stepMessage(blocks: blocks), to: worker.peer))
         }
     }
 
-    private func stepMessage(for index: Int) -> Message {
-        .step(
-            plan.assignment(
-                step: step, blocks: plan.shardBlocks(worker: index, of: configuration.workerCount),
-                microBatches: microBatches, weights: weights))
+    private func stepMessage(blocks: [Int]) -> Message {
+        .step(plan.assignment(step: step, blocks: blocks, microBatches: microBatches, weights: weights))
     }
 
     private mutating func completeStepIfGathered(into actions: inout [CoordinatorAction]) {
-        guard phase == .training, isGathering, !workers.isEmpty,
-            workers.keys.allSatisfy({ received[$0] != nil })
-        else { return }
-        let reports = sortedWorkers.compactMap { received[$0.info.peer] }
+        guard phase == .training, isGathering, answeredBy.allSatisfy({ $0 != nil }) else { return }
+        var contributors: [PeerID] = []
+        for case let peer? in answeredBy where !contributors.contains(peer) { contributors.append(peer) }
         let result = StepResult(
-            step: step, epoch: plan.epoch(ofStep: step), reports: reports, tree: tree, parameterCount: parameterCount,
-            contributors: sortedWorkers.compactMap { received[$0.info.peer] != nil ? $0.info.peer : nil })
+            step: step, epoch: plan.epoch(ofStep: step), reports: [GradientReport(step: step, pieces: pieces)],
+            tree: tree, parameterCount: parameterCount, contributors: contributors)
         isGathering = false
-        received = [:]
+        pieces = []
         weights = []
+        for peer in workers.keys { workers[peer]?.requests = [] }
         actions.append(.stepCompleted(result))
+    }
+
+    // MARK: Membership
+
+    /// Gives every block without an owner to a member, then evens out the shares (at most one block
+    /// apart), preferring moves that need no samples sent; sends the samples that must move.
+    private mutating func rebalance(why: String, into actions: inout [CoordinatorAction]) {
+        let holders = members
+        guard !holders.isEmpty else { return }
+        let before = owner
+        func count(_ peer: PeerID) -> Int { owner.reduce(0) { $0 + ($1 == peer ? 1 : 0) } }
+        func adjacent(_ block: Int, _ peer: PeerID) -> Bool {
+            (block > 0 && owner[block - 1] == peer) || (block + 1 < owner.count && owner[block + 1] == peer)
+        }
+        for block in owner.indices where owner[block] == nil {
+            let best = holders.min { a, b in
+                let left = (count(a.peer), a.held.contains(block) ? 0 : 1, adjacent(block, a.peer) ? 0 : 1, a.slot ?? 0)
+                let right = (
+                    count(b.peer), b.held.contains(block) ? 0 : 1, adjacent(block, b.peer) ? 0 : 1, b.slot ?? 0
+                )
+                return left < right
+            }
+            owner[block] = best?.peer
+        }
+        while true {
+            let counts = holders.map { ($0, count($0.peer)) }
+            guard let most = counts.max(by: { $0.1 < $1.1 }), let least = counts.min(by: { $0.1 < $1.1 }),
+                most.1 - least.1 > 1
+            else { break }
+            let candidates = owner.indices.filter { owner[$0] == most.0.peer }
+            let block =
+                candidates.first { least.0.held.contains($0) } ?? candidates.first { adjacent($0, least.0.peer) }
+                ?? candidates.last
+            guard let block else { break }
+            owner[block] = least.0.peer
+        }
+        if owner != before {
+            actions.append(.sharesChanged(liveWorkers, step: step, why: why))
+        }
+        for worker in holders { sendTransfers(to: worker.peer, into: &actions) }
     }
 
     // MARK: Time and death
@@ -493,62 +707,107 @@ public struct Coordinator {
         ticksSinceHeartbeat += 1
         let sendHeartbeat = ticksSinceHeartbeat >= configuration.heartbeatIntervalTicks
         if sendHeartbeat { ticksSinceHeartbeat = 0 }
-        for worker in sortedWorkers {
-            let peer = worker.info.peer
+        let seconds = configuration.tickSecondsForMessages
+        for worker in members + spares {
+            let peer = worker.peer
             guard workers[peer] != nil, phase == .joining || phase == .training else { continue }
             workers[peer]?.silentTicks += 1
             if worker.silentTicks + 1 > configuration.livenessTicks {
                 workerDied(
                     peer,
-                    reason: "silent for \(describeTicks(worker.silentTicks + 1, configuration.tickSecondsForMessages)) "
-                        + "(liveness window \(describeTicks(configuration.livenessTicks, configuration.tickSecondsForMessages)))",
+                    reason: "silent for \(describeTicks(worker.silentTicks + 1, seconds)) "
+                        + "(liveness window \(describeTicks(configuration.livenessTicks, seconds)))",
                     into: &actions)
                 continue
             }
             if sendHeartbeat { actions.append(.send(.heartbeat, to: peer)) }
-            let awaiting = phase == .joining ? !worker.isReady : (isGathering && received[peer] == nil)
-            guard awaiting else { continue }
-            workers[peer]?.ticksSinceRequest += 1
-            if worker.ticksSinceRequest + 1 >= configuration.resendTicks {
-                workers[peer]?.ticksSinceRequest = 0
-                if phase == .joining {
-                    // The welcome may be what was lost: a worker ignores a shard before its welcome.
+            for index in worker.transfers.indices {
+                workers[peer]?.transfers[index].ticksSinceSent += 1
+                guard worker.transfers[index].ticksSinceSent + 1 >= configuration.resendTicks else { continue }
+                workers[peer]?.transfers[index].ticksSinceSent = 0
+                // The welcome may be what was lost: a worker ignores samples before its welcome.
+                if !worker.hasAcknowledged {
                     actions.append(
                         .send(
-                            .welcome(workerIndex: worker.info.index, workerCount: configuration.workerCount),
-                            to: peer))
-                    actions.append(.send(shardMessage(for: worker.info.index), to: peer))
-                } else {
-                    actions.append(.send(stepMessage(for: worker.info.index), to: peer))
+                            .welcome(
+                                workerIndex: worker.slot ?? configuration.workerCount,
+                                workerCount: configuration.workerCount), to: peer))
                 }
+                actions.append(.send(shardMessage(keys: worker.transfers[index].keys), to: peer))
+            }
+            guard phase == .training, isGathering else { continue }
+            for index in worker.requests.indices {
+                workers[peer]?.requests[index].ticksOutstanding += 1
+                workers[peer]?.requests[index].ticksSinceSent += 1
+            }
+            guard let requests = workers[peer]?.requests else { continue }
+            if let late = requests.first(where: { $0.ticksOutstanding > stepTimeoutTicks }) {
+                workerDied(
+                    peer,
+                    reason: "evicted: no answer to step \(step) (blocks \(describeBlocks(late.blocks))) within "
+                        + "\(describeTicks(stepTimeoutTicks, seconds)) (step timeout), though its heartbeats arrived",
+                    ban: true, into: &actions)
+                continue
+            }
+            for (index, request) in requests.enumerated() where request.ticksSinceSent >= configuration.resendTicks {
+                workers[peer]?.requests[index].ticksSinceSent = 0
+                actions.append(.send(stepMessage(blocks: request.blocks), to: peer))
             }
         }
-        if phase == .joining && ticksSinceStart > configuration.joinTimeoutTicks {
-            let joined = sortedWorkers.map { "\($0.info)\($0.isReady ? " ready" : " still loading its shard")" }
+        if phase == .training && members.count < configuration.minimumWorkers {
             fail(
-                "only \(workers.count) of \(configuration.workerCount) workers joined and got ready within "
-                    + "\(describeTicks(configuration.joinTimeoutTicks, configuration.tickSecondsForMessages)) (joined: \(joined.isEmpty ? "none" : joined.joined(separator: ", ")))",
+                "\(members.count) worker\(members.count == 1 ? "" : "s") left at step \(step), fewer than the minimum "
+                    + "of \(configuration.minimumWorkers)",
+                into: &actions)
+        }
+        if phase == .joining && ticksSinceStart > configuration.joinTimeoutTicks {
+            let joined = members.map { worker in
+                "\(info(worker))\(worker.transfers.isEmpty ? " ready" : " still loading its shard")"
+            }
+            fail(
+                "only \(members.count) of \(configuration.workerCount) workers joined and got ready within "
+                    + "\(describeTicks(configuration.joinTimeoutTicks, seconds)) (joined: \(joined.isEmpty ? "none" : joined.joined(separator: ", ")))",
                 into: &actions)
         }
     }
 
-    private mutating func workerDied(_ peer: PeerID, reason: String, into actions: inout [CoordinatorAction]) {
-        guard let worker = workers.removeValue(forKey: peer) else { return }
+    /// Declares `peer` dead; with `ban`, its process may not come back (`banned`).
+    private mutating func workerDied(
+        _ peer: PeerID, reason: String, ban: Bool = false, into actions: inout [CoordinatorAction]
+    ) {
+        guard let worker = workers[peer] else { return }
+        if ban { banned[worker.session.process] = "\(reason) at step \(step)" }
+        let described = info(worker)
+        workers.removeValue(forKey: peer)
         departed.insert(peer)
-        received[peer] = nil
-        actions.append(.workerDied(worker.info, step: step, reason: reason))
-        if phase == .joining { return }  // Its slot is free again for the next hello.
-        if configuration.workerDeathPolicy == .stop || workers.isEmpty {
-            actions.append(.send(.shutdown(reason: "coordinator stopping: \(worker.info) died"), to: peer))
-            fail("\(worker.info) died at step \(step): \(reason)", into: &actions)
-        } else {
-            completeStepIfGathered(into: &actions)
+        actions.append(.workerDied(described, step: step, reason: reason))
+        for block in owner.indices where owner[block] == peer { owner[block] = nil }
+        for block in askedOf.indices where askedOf[block] == peer { askedOf[block] = nil }
+        guard let slot = worker.slot, phase == .joining || phase == .training else { return }
+        if let spare = spares.first {
+            workers[spare.peer]?.slot = slot
+            let blocks =
+                phase == .joining
+                ? Array(plan.shardBlocks(worker: slot, of: configuration.workerCount)) : described.blocks
+            for block in blocks { owner[block] = spare.peer }
+            actions.append(.send(.welcome(workerIndex: slot, workerCount: configuration.workerCount), to: spare.peer))
+            if let promoted = workers[spare.peer] {
+                actions.append(
+                    .workerJoined(
+                        info(promoted), joined: members.count, expected: configuration.workerCount, step: step))
+            }
         }
+        guard phase == .training else {  // While joining, the slot is the spare's, or free for the next hello.
+            for member in members { sendTransfers(to: member.peer, into: &actions) }
+            return
+        }
+        rebalance(why: "\(described) died", into: &actions)
+        if isGathering { requestMissing(into: &actions) }
     }
 
     private mutating func fail(_ reason: String, into actions: inout [CoordinatorAction]) {
-        for worker in sortedWorkers {
-            actions.append(.send(.shutdown(reason: "coordinator stopping: \(reason)"), to: worker.info.peer))
+        for worker in members + spares {
+            actions.append(.send(.shutdown(reason: "coordinator stopping: \(reason)"), to: worker.peer))
         }
         phase = .failed
         actions.append(.failed(reason: reason))

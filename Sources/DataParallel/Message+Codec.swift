@@ -93,20 +93,21 @@ extension Message {
             header.c = UInt64(shard.settings.count)
             header.d = UInt64(clamping: shard.firstKey)
             return [.bytes(header.bytes), .bytes(shard.images), .bytes(shard.labels), .bytes(shard.settings)]
-        case .ready(let sampleCount):
+        case .ready(let firstKey, let sampleCount):
             header.a = UInt64(clamping: sampleCount)
+            header.d = UInt64(clamping: firstKey)
             return [.bytes(header.bytes)]
         case .step(let assignment):
             header.step = UInt64(clamping: assignment.step)
             header.a = UInt64(clamping: assignment.epoch)
             header.b = UInt64(assignment.weights.count)
-            header.c = UInt64(assignment.sampleIndices.count)
+            header.c = UInt64(assignment.sampleKeys.count)
             header.d = UInt64(assignment.microBatches.count)
             let microBatches = assignment.microBatches.flatMap {
                 [UInt32(clamping: $0.block), UInt32(clamping: $0.sampleCount)]
             }
             return [
-                .bytes(header.bytes), .floats(assignment.weights), .uint32s(assignment.sampleIndices),
+                .bytes(header.bytes), .floats(assignment.weights), .uint32s(assignment.sampleKeys),
                 .uint32s(microBatches),
             ]
         case .gradient(let report):
@@ -171,7 +172,7 @@ extension Message {
         case .welcome:
             try reader.requireZero(step: true, c: true, d: true)
             let count = try reader.int(header.b, "workerCount (b)")
-            guard header.a < header.b else {
+            guard header.a <= header.b else {  // workerIndex == workerCount: admitted as a spare.
                 throw MessageDecodingError.valueOutOfRange(kind: kind, field: "workerIndex (a)", value: header.a)
             }
             return .welcome(workerIndex: Int(header.a), workerCount: count)
@@ -195,8 +196,10 @@ extension Message {
                     pixelsPerImage: pixels, images: reader.bytes(frame: 1), labels: reader.bytes(frame: 2),
                     settings: reader.bytes(frame: 3), firstKey: firstKey))
         case .ready:
-            try reader.requireZero(step: true, b: true, c: true, d: true)
-            return .ready(sampleCount: try reader.int(header.a, "sampleCount (a)"))
+            try reader.requireZero(step: true, b: true, c: true)
+            return .ready(
+                firstKey: try reader.int(header.d, "firstKey (d)"),
+                sampleCount: try reader.int(header.a, "sampleCount (a)"))
         case .step:
             let step = try reader.int(header.step, "step")
             let epoch = try reader.int(header.a, "epoch (a)")
@@ -207,8 +210,8 @@ extension Message {
                 frame: 1, bytes: try reader.byteCount(weightCount, times: 4, field: "weights"),
                 field: "weights")
             try reader.requireSize(
-                frame: 2, bytes: try reader.byteCount(indexCount, times: 4, field: "sampleIndices"),
-                field: "sampleIndices")
+                frame: 2, bytes: try reader.byteCount(indexCount, times: 4, field: "sampleKeys"),
+                field: "sampleKeys")
             try reader.requireSize(
                 frame: 3, bytes: try reader.byteCount(microBatchCount, times: 8, field: "microBatches"),
                 field: "microBatches")
@@ -218,7 +221,7 @@ extension Message {
             }
             let assignment = StepAssignment(
                 step: step, epoch: epoch, weights: WireBytes.values(from: frames[1], as: Float.self),
-                sampleIndices: WireBytes.values(from: frames[2], as: UInt32.self), microBatches: microBatches)
+                sampleKeys: WireBytes.values(from: frames[2], as: UInt32.self), microBatches: microBatches)
             guard assignment.isWellFormed else {
                 throw MessageDecodingError.valueOutOfRange(
                     kind: kind, field: "microBatches (not increasing, or counts differ from the indices)",

@@ -6,7 +6,7 @@
 public enum ProtocolInfo {
     /// The protocol version this build speaks. Bump it when any frame layout or meaning changes.
     /// `hello` and `refuse` keep their layout across every version so that a mismatch can be reported.
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     /// The four bytes every header frame starts with: ASCII "MNDP" (MNIST data parallel).
     public static let magic: [UInt8] = [0x4D, 0x4E, 0x44, 0x50]
     /// The size of the header frame in bytes; every message starts with exactly one such frame.
@@ -95,7 +95,7 @@ public struct Shard: Equatable, Sendable {
 }
 
 /// One micro-batch a worker owes in a step: which block of the tree it is, and how many of the
-/// step's `sampleIndices` (the next ones, in order) it takes.
+/// step's `sampleKeys` (the next ones, in order) it takes.
 public struct MicroBatch: Equatable, Sendable {
     /// The micro-batch's position in the reduction tree (`GradientTree`), 0..<blockCount.
     public var block: Int
@@ -117,35 +117,38 @@ public struct StepAssignment: Equatable, Sendable {
     public var epoch: Int
     /// The current weights, one flat slab: `[parameterCount]`.
     public var weights: [Float]
-    /// Indices into the worker's shard (0-based, local to the shard): the micro-batches' samples one
-    /// after the other, each micro-batch in its visiting order.
-    public var sampleIndices: [UInt32]
-    /// The micro-batches, in increasing block order; their `sampleCount`s add up to `sampleIndices.count`.
+    /// The keys (`BatchPlan`) of the micro-batches' samples one after the other, each micro-batch in its
+    /// visiting order. Every key lies in a shard the worker holds.
+    public var sampleKeys: [UInt32]
+    /// The micro-batches, in increasing block order; their `sampleCount`s add up to `sampleKeys.count`.
     public var microBatches: [MicroBatch]
 
-    public init(step: Int, epoch: Int, weights: [Float], sampleIndices: [UInt32], microBatches: [MicroBatch]) {
+    public init(step: Int, epoch: Int, weights: [Float], sampleKeys: [UInt32], microBatches: [MicroBatch]) {
         self.step = step
         self.epoch = epoch
         self.weights = weights
-        self.sampleIndices = sampleIndices
+        self.sampleKeys = sampleKeys
         self.microBatches = microBatches
     }
 
-    /// Each micro-batch with its shard-local sample indices.
+    /// Each micro-batch with its sample keys.
     public var microBatchIndices: [(microBatch: MicroBatch, indices: ArraySlice<UInt32>)] {
         var start = 0
         return microBatches.map { microBatch in
-            let end = min(sampleIndices.count, start + microBatch.sampleCount)
+            let end = min(sampleKeys.count, start + microBatch.sampleCount)
             defer { start = end }
-            return (microBatch, sampleIndices[start..<end])
+            return (microBatch, sampleKeys[start..<end])
         }
     }
 
-    /// Whether the micro-batches are in strictly increasing block order and account for every index.
+    /// The blocks of the micro-batches, in order: what identifies a request within its step.
+    public var blocks: [Int] { microBatches.map(\.block) }
+
+    /// Whether the micro-batches are in strictly increasing block order and account for every key.
     public var isWellFormed: Bool {
         zip(microBatches, microBatches.dropFirst()).allSatisfy { $0.block < $1.block }
             && microBatches.allSatisfy { $0.block >= 0 && $0.sampleCount >= 0 }
-            && microBatches.reduce(0, { $0 + $1.sampleCount }) == sampleIndices.count
+            && microBatches.reduce(0, { $0 + $1.sampleCount }) == sampleKeys.count
     }
 
     /// The micro-batches in runs of consecutive blocks: each run as the range of its positions in
@@ -198,16 +201,21 @@ public struct GradientReport: Equatable, Sendable {
 public enum Message: Equatable, Sendable {
     /// Worker → coordinator, the first message of a worker: who it is and which protocol it speaks.
     /// `session` changes whenever the worker starts over (new process or reconnect), so the coordinator
-    /// can tell a duplicated hello (same session: ignored) from a worker that lost its state.
+    /// can tell a duplicated hello (same session: ignored) from a worker that lost its state. Its upper
+    /// 48 bits name the worker process (random per process), its lower 16 bits count the process's
+    /// reconnects (`Session`): a newer session of the same process replaces the older one at once.
     case hello(protocolVersion: UInt16, workerName: String, threads: Int, session: UInt64)
-    /// Coordinator → worker: accepted as worker `workerIndex` of `workerCount`.
+    /// Coordinator → worker: accepted as worker `workerIndex` of `workerCount`, or as a spare when
+    /// `workerIndex == workerCount` (sent again with a slot when the spare takes one).
     case welcome(workerIndex: Int, workerCount: Int)
     /// Coordinator → worker: not accepted (version mismatch, cluster full, training under way).
     case refuse(protocolVersion: UInt16, reason: String)
-    /// Coordinator → worker: the worker's part of the training set plus opaque settings.
+    /// Coordinator → worker: blocks of the training set (a contiguous run of keys) plus opaque settings.
+    /// A worker receives one at join and more when membership changes; it keeps them all.
     case shard(Shard)
-    /// Worker → coordinator: the shard arrived and the worker can compute; echoes the sample count.
-    case ready(sampleCount: Int)
+    /// Worker → coordinator: the shard whose keys start at `firstKey` arrived and the worker can compute
+    /// on it; echoes the shard's first key and sample count.
+    case ready(firstKey: Int, sampleCount: Int)
     /// Coordinator → worker: compute the summed gradient of these samples at these weights.
     case step(StepAssignment)
     /// Worker → coordinator: the answer to `step`.
@@ -234,6 +242,22 @@ public enum Message: Equatable, Sendable {
         case .goodbye: .goodbye
         }
     }
+}
+
+/// The `session` of a hello: the worker process (upper 48 bits, random per process) and the number of
+/// the process's reconnects (lower 16 bits). A higher count from the same process is a newer session.
+public struct Session: Equatable, Sendable {
+    public var process: UInt64
+    public var reconnects: UInt16
+
+    public init(process: UInt64, reconnects: UInt16) {
+        self.process = process & 0xFFFF_FFFF_FFFF
+        self.reconnects = reconnects
+    }
+
+    public init(_ value: UInt64) { self.init(process: value >> 16, reconnects: UInt16(truncatingIfNeeded: value)) }
+
+    public var value: UInt64 { process << 16 | UInt64(reconnects) }
 }
 
 /// The identity of a peer as the transport sees it (for ZeroMQ: the ROUTER routing id of a worker).

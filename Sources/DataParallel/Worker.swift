@@ -26,8 +26,8 @@ public struct WorkerConfiguration: Sendable {
     /// fails, whatever the attempts (`mnist worker --reconnect-timeout`, 10 minutes by default, sets
     /// this and lifts the attempt limit, so workers outlast a coordinator's restart).
     public var reconnectTimeoutTicks = Int.max
-    /// Distinguishes this process from earlier ones with the same transport identity; set it to a random
-    /// number per process. Each reconnect adds one, giving the `session` of the hello.
+    /// Names this worker process (its lower 48 bits); set it to a random number per process. With the
+    /// count of reconnects it makes the `session` of the hello (`Session`).
     public var incarnation: UInt64 = 0
     /// The protocol version this worker speaks (tests set another one to provoke a mismatch).
     public var protocolVersion = ProtocolInfo.version
@@ -71,9 +71,10 @@ public enum WorkerAction: Equatable, Sendable {
     case reconnect(attempt: Int)
     /// The coordinator accepted this worker.
     case welcomed(workerIndex: Int, workerCount: Int)
-    /// Keep this shard (and build the model from its settings); `ready` has been queued after it.
+    /// Keep this shard's samples beside any held before (the first one also builds the model from its
+    /// settings); `ready` has been queued after it.
     case shardReceived(Shard)
-    /// Compute the summed gradient of `sampleIndices` of the shard at `weights`, then deliver
+    /// Compute the summed gradient of `sampleKeys` of the shard at `weights`, then deliver
     /// `gradientComputed` with the same step. Ticks should keep coming meanwhile.
     case computeGradient(StepAssignment)
     /// A message was ignored; worth a debug log line.
@@ -112,8 +113,18 @@ public struct Worker {
     /// Ticks since the last message from the coordinator, across reconnects.
     private var ticksSinceContact = 0
     private var sessionsStarted: UInt64 = 0
-    private var shardSampleCount: Int?
-    private var lastReport: GradientReport?
+    /// The key ranges of the shards held.
+    private var held: [Range<Int>] = []
+    private var pixelsPerImage: Int?
+    /// Welcomed as a spare: the coordinator's heartbeats are not held up behind a shard, so the plain
+    /// liveness window applies until a slot (and the samples) come.
+    private var isSpare = false
+    /// The newest step asked for, the answers given for it (by blocks), the request being computed
+    /// and those waiting behind it (a step may ask for more blocks after another worker is lost).
+    private var currentStep = -1
+    private var answered: [[Int]: GradientReport] = [:]
+    private var computingBlocks: [Int]?
+    private var waiting: [StepAssignment] = []
 
     public init(configuration: WorkerConfiguration) {
         self.configuration = configuration
@@ -123,7 +134,11 @@ public struct Worker {
     private var hello: Message {
         .hello(
             protocolVersion: configuration.protocolVersion, workerName: configuration.name,
-            threads: configuration.threads, session: configuration.incarnation &+ sessionsStarted)
+            threads: configuration.threads,
+            session: Session(
+                process: configuration.incarnation, reconnects: UInt16(truncatingIfNeeded: sessionsStarted)
+            )
+            .value)
     }
 
     /// Feeds one event; returns the actions to perform, in order.
@@ -142,14 +157,20 @@ public struct Worker {
         case .tick:
             tick(into: &actions)
         case .gradientComputed(let report):
-            guard case .computing(let step) = phase, step == report.step else {
+            guard case .computing(let step) = phase, step == report.step, let blocks = computingBlocks else {
                 actions.append(
                     .ignored(kind: .gradient, reason: "computed gradient for step \(report.step) is no longer wanted"))
                 break
             }
-            lastReport = report
+            computingBlocks = nil
             phase = .ready
-            actions.append(.send(.gradient(report)))
+            if step == currentStep {
+                answered[blocks] = report
+                actions.append(.send(.gradient(report)))
+            } else {
+                actions.append(.ignored(kind: .gradient, reason: "computed gradient for step \(step) is stale"))
+            }
+            startNext(into: &actions)
         case .coordinatorLivenessWindow(let ticks):
             livenessTicks = max(configuration.livenessTicks, ticks)
         case .abort(let reason):
@@ -177,13 +198,18 @@ public struct Worker {
         case .heartbeat:
             break
         case .welcome(let index, let count):
-            guard phase == .connecting else {
+            switch phase {
+            case .connecting:
+                phase = .awaitingShard
+                reconnectAttempts = 0
+                ticksSinceHeartbeat = 0
+            case .awaitingShard where isSpare && index < count:
+                break  // A spare given a slot: its samples follow.
+            default:
                 actions.append(.ignored(kind: .welcome, reason: "already welcomed"))
                 return
             }
-            phase = .awaitingShard
-            reconnectAttempts = 0
-            ticksSinceHeartbeat = 0
+            isSpare = index >= count
             actions.append(.welcomed(workerIndex: index, workerCount: count))
         case .refuse(let version, let reason):
             phase = .failed
@@ -196,13 +222,22 @@ public struct Worker {
                 actions.append(.ignored(kind: .shard, reason: "shard before welcome"))
                 return
             }
-            if phase == .awaitingShard || shardSampleCount != shard.sampleCount {
-                shardSampleCount = shard.sampleCount
-                lastReport = nil
+            let keys = shard.firstKey..<(shard.firstKey + shard.sampleCount)
+            if !held.contains(keys) {
+                guard held.allSatisfy({ !$0.overlaps(keys) }),
+                    pixelsPerImage ?? shard.pixelsPerImage == shard.pixelsPerImage
+                else {
+                    actions.append(
+                        .ignored(kind: .shard, reason: "keys \(keys) overlap the samples held, or images changed size"))
+                    return
+                }
+                held.append(keys)
+                pixelsPerImage = shard.pixelsPerImage
                 actions.append(.shardReceived(shard))
                 if phase == .awaitingShard { phase = .ready }
             }
-            actions.append(.send(.ready(sampleCount: shard.sampleCount)))  // Also answers a resent shard.
+            // Also answers a resent shard.
+            actions.append(.send(.ready(firstKey: shard.firstKey, sampleCount: shard.sampleCount)))
         case .step(let assignment):
             step(assignment, into: &actions)
         case .shutdown(let reason):
@@ -214,32 +249,47 @@ public struct Worker {
     }
 
     private mutating func step(_ assignment: StepAssignment, into actions: inout [WorkerAction]) {
-        let computing: Int?
         switch phase {
-        case .ready: computing = nil
-        case .computing(let step): computing = step
+        case .ready, .computing: break
         default:
             actions.append(.ignored(kind: .step, reason: "step \(assignment.step) before the shard arrived"))
             return
         }
-        if let last = lastReport, last.step == assignment.step {
-            actions.append(.send(.gradient(last)))  // The coordinator lost our answer: send it again.
-        } else if computing == assignment.step {
-            actions.append(.ignored(kind: .step, reason: "step \(assignment.step) is being computed"))
-        } else if let last = lastReport, assignment.step < last.step {
+        let blocks = assignment.blocks
+        if assignment.step < currentStep {
             actions.append(
-                .ignored(kind: .step, reason: "stale step \(assignment.step), already answered \(last.step)"))
-        } else if let count = shardSampleCount,
-            let bad = assignment.sampleIndices.first(where: { Int($0) >= count })
+                .ignored(kind: .step, reason: "stale step \(assignment.step), already asked for \(currentStep)"))
+            return
+        }
+        if assignment.step > currentStep {
+            currentStep = assignment.step
+            answered = [:]
+            waiting = []
+        }
+        if let report = answered[blocks] {
+            actions.append(.send(.gradient(report)))  // The coordinator lost our answer: send it again.
+        } else if (phase == .computing(step: assignment.step) && computingBlocks == blocks)
+            || waiting.contains(where: { $0.blocks == blocks })
         {
+            actions.append(.ignored(kind: .step, reason: "step \(assignment.step) is being computed"))
+        } else if let bad = assignment.sampleKeys.first(where: { key in !held.contains { $0.contains(Int(key)) } }) {
             phase = .failed
-            let reason = "step \(assignment.step) asks for sample \(bad) but the shard holds \(count)"
+            let reason = "step \(assignment.step) asks for sample key \(bad), which is in none of the shards held"
             actions.append(.send(.goodbye(reason: reason)))
             actions.append(.failed(reason: reason))
         } else {
-            phase = .computing(step: assignment.step)
-            actions.append(.computeGradient(assignment))
+            waiting.append(assignment)
+            if phase == .ready { startNext(into: &actions) }
         }
+    }
+
+    /// Starts computing the next waiting request, if any.
+    private mutating func startNext(into actions: inout [WorkerAction]) {
+        guard phase == .ready, !waiting.isEmpty else { return }
+        let next = waiting.removeFirst()
+        phase = .computing(step: next.step)
+        computingBlocks = next.blocks
+        actions.append(.computeGradient(next))
     }
 
     private mutating func tick(into actions: inout [WorkerAction]) {
@@ -265,7 +315,7 @@ public struct Worker {
         silentTicks += 1
         ticksSinceContact += 1
         let window =
-            phase == .awaitingShard
+            phase == .awaitingShard && !isSpare
             ? max(livenessTicks, configuration.shardTimeoutTicks) : livenessTicks
         if silentTicks > window {
             reconnectAttempts += 1
@@ -288,8 +338,14 @@ public struct Worker {
             let shift = min(reconnectAttempts - 1, 30)
             let backoff = min(configuration.initialBackoffTicks << shift, configuration.maximumBackoffTicks)
             phase = .backingOff(ticksLeft: max(1, backoff))
-            shardSampleCount = nil  // A reconnect starts over: the coordinator will treat us as new.
-            lastReport = nil
+            // A reconnect starts over: the coordinator will treat us as new.
+            held = []
+            pixelsPerImage = nil
+            isSpare = false
+            currentStep = -1
+            answered = [:]
+            computingBlocks = nil
+            waiting = []
             actions.append(
                 .coordinatorLost(
                     silentTicks: silentTicks, reconnectInTicks: backoff,

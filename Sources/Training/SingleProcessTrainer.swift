@@ -13,6 +13,9 @@ public struct TrainingResult {
     public let epochs: [EpochSummary]
     /// The final network on the test set.
     public let testEvaluation: Evaluation
+    /// The run's final state as a checkpoint (nil when the run kept no checkpoints): kept if the model
+    /// cannot be written.
+    public var finalState: Checkpoint?
     /// Seconds spent training (test evaluations excluded).
     public var trainingSeconds: Double { epochs.last?.trainingSeconds ?? 0 }
     /// Final test accuracy in [0, 1].
@@ -106,10 +109,11 @@ public struct SingleProcessTrainer {
                         epoch, seconds: epochSeconds, testAccuracy: evaluated.accuracy,
                         evaluationSeconds: (clock.now - evaluationStart).seconds)))
         }
+        let finalState = checkpoints.map { _ in step.checkpoint(dataFingerprint: fingerprint) }
         network.parameters = step.modelParameters
         return TrainingResult(
             network: network, epochs: progress.summaries,
-            testEvaluation: evaluation ?? Evaluation(network: network, images: data.test))
+            testEvaluation: evaluation ?? Evaluation(network: network, images: data.test), finalState: finalState)
     }
 }
 

@@ -9,8 +9,10 @@ struct Coordinator: ParsableCommand {
         discussion: """
             Start workers anywhere with `mnist worker --connect tcp://THIS_HOST:5555`; they need no data files. \
             Each step, every worker computes the summed gradient of its part of the global batch at the same \
-            weights; the coordinator applies their sample-weighted mean. The model is written at the end, or \
-            after the steps done so far if a worker dies or the run is interrupted.
+            weights; the coordinator applies their sample-weighted mean. A lost worker's share moves to the \
+            others (or to a spare that joined beyond --workers); a worker may join at any time. The model is \
+            written at the end; a run that stops keeps a checkpoint, and the same command continues it to the \
+            same model file.
             """)
 
     @Option(help: ArgumentHelp("ZeroMQ endpoint to bind (a ROUTER socket).", valueName: "endpoint"))
@@ -20,6 +22,7 @@ struct Coordinator: ParsableCommand {
     var workers: Int
 
     @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var checkpoints: CheckpointOptions
     @OptionGroup var data: DataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
@@ -35,6 +38,6 @@ struct Coordinator: ParsableCommand {
         let dataset = try data.load(logger: logger)
         try runCoordinator(
             endpoint: bind, workers: workers, data: dataset, configuration: training.configuration, cluster: cluster,
-            output: output, logger: logger)
+            checkpoints: checkpoints, output: output, logger: logger)
     }
 }

@@ -16,27 +16,56 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Seconds of silence after which a worker is declared dead (1-600).")
     var liveness = 10.0
 
+    @Option(
+        help: ArgumentHelp(
+            "Training goes on while at least this many workers are left (default 1).",
+            discussion: "A lost worker's share of the data is spread over the others (or given to a spare)."))
+    var minWorkers = 1
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a worker may take to answer a step before it is evicted and its work done elsewhere "
+                + "(default: ten times the slowest answer so far, at least 10 s).", valueName: "seconds"))
+    var stepTimeout: Double?
+
     func validate() throws {
         guard (1...3600).contains(joinTimeout) else {
             throw ValidationError("--join-timeout: must be 1...3600 seconds")
         }
         guard (1...600).contains(liveness) else { throw ValidationError("--liveness: must be 1...600 seconds") }
+        guard minWorkers >= 1 else { throw ValidationError("--min-workers: must be at least 1, got \(minWorkers)") }
+        if let stepTimeout, !(1...86_400).contains(stepTimeout) {
+            throw ValidationError("--step-timeout: must be 1...86400 seconds")
+        }
+    }
+
+    func settings(workers: Int) -> ClusterSettings {
+        var settings = ClusterSettings(workerCount: workers)
+        settings.minimumWorkers = minWorkers
+        settings.joinTimeoutSeconds = joinTimeout
+        settings.livenessSeconds = liveness
+        settings.stepTimeoutSeconds = stepTimeout
+        return settings
     }
 }
 
-/// Runs a coordinator to the end, saves the model (also after a failure: the steps done so far), and
-/// throws `ExitCode(1)` when the run failed.
+/// Runs a coordinator to the end and writes the model. A run that cannot finish (signal, too few
+/// workers) keeps its state in the checkpoint, never touches the model file, and exits non-zero
+/// (130 for SIGINT, 143 for SIGTERM, else 1).
 /// - Parameter onListening: called once the socket is bound, with the actual endpoint.
 func runCoordinator(
     endpoint: String, workers: Int, data: MNISTData, configuration: TrainingConfiguration, cluster: ClusterOptions,
-    output: OutputOptions, logger: Logger, onListening: @escaping (String) throws -> Void = { _ in }
+    checkpoints: CheckpointOptions, output: OutputOptions, logger: Logger,
+    onListening: @escaping (String) throws -> Void = { _ in }
 ) throws {
     let renderer = ProgressRenderer(format: output.logFormat)
+    let policy = try checkpoints.policy(
+        output: output.outputURL, data: data, configuration: configuration, logger: logger)
     var listeningError: Error?
     var training: DistributedTraining?
     training = try DistributedTraining(
-        configuration: configuration, data: data, endpoint: endpoint, workerCount: workers,
-        joinTimeoutSeconds: cluster.joinTimeout, livenessSeconds: cluster.liveness, logger: logger,
+        configuration: configuration, data: data, endpoint: endpoint, cluster: cluster.settings(workers: workers),
+        checkpoints: policy, logger: logger,
         onNodeEvent: { event in
             guard case .listening(let bound) = event else { return }
             logger.info("listening on \(bound); waiting for \(workers) worker\(workers == 1 ? "" : "s")")
@@ -48,25 +77,36 @@ func runCoordinator(
             }
         })
     guard let training else { return }
+    let stopSignal = StopRequest()
     let watch = SignalWatch { signal in
-        // The coordinator tells the workers to stop, then `run` returns and the model is saved.
-        training.requestStop(reason: signal == SIGINT ? "interrupted (Ctrl-C)" : "terminated (signal \(signal))")
+        stopSignal.request("\(signal)")
+        // SIGINT (a user) lets the workers go; SIGTERM (a preemption, a restart) leaves them waiting for
+        // the coordinator that continues the run from its checkpoint.
+        training.requestStop(
+            reason: signal == SIGINT ? "interrupted (Ctrl-C)" : "terminated (signal \(signal))",
+            releaseWorkers: signal == SIGINT)
     }
     defer { watch.cancel() }
     let result = training.run(onEvent: renderer.render)
     if let listeningError { throw listeningError }
     let accuracy = result.testEvaluation.accuracy
-    if result.completedSteps > 0 {
-        try result.network.save(to: output.outputURL, configuration: configuration, testAccuracy: accuracy)
-    }
     guard result.outcome.isFinished else {
-        let saved =
-            result.completedSteps > 0
-            ? "the model after \(result.completedSteps) steps (test accuracy \(String(format: "%.2f", accuracy * 100))%) is saved to \(output.output)"
-            : "no step was completed, so no model was written"
-        logger.error("training stopped: \(result.outcome.reason); \(saved)")
-        throw ExitCode(1)
+        let kept: String
+        switch result.checkpoint {
+        case .success(let url)?:
+            kept = "the checkpoint \(url.path) holds step \(result.completedSteps): the same command continues the run"
+        case .failure(let error)?:
+            kept = "the checkpoint could not be written (\(error)); the last one written is kept"
+        case nil:
+            kept = "no checkpoint is kept"
+        }
+        logger.error("training stopped: \(result.outcome.reason); \(kept); \(output.output) was not touched")
+        throw ExitCode(stopSignal.reason == "\(SIGINT)" ? 130 : stopSignal.reason == "\(SIGTERM)" ? 143 : 1)
     }
+    try saveModel(
+        result.network, to: output.outputURL, configuration: configuration, testAccuracy: accuracy,
+        finalState: { training.state(dataFingerprint: policy.dataFingerprint ?? "") }, checkpoint: policy.url)
+    try? FileManager.default.removeItem(at: policy.url)  // The run is finished; its model is written.
     logger.info(
         "per step: \(String(format: "%.1f", result.meanGatherSeconds * 1000)) ms from sending the weights to the last gradient, \(String(format: "%.1f", result.meanApplySeconds * 1000)) ms applying; \(String(format: "%.1f", Double(result.bytesPerStep) / 1000)) kB on the wire"
     )

@@ -78,18 +78,25 @@ final class BatchPlanTests: XCTestCase {
         XCTAssertEqual(plan.microBatches(step: 1), [[5, 7, 0, 9], [16, 19, 17, 18]])
     }
 
-    /// An assignment for a run of blocks lists each block's micro-batch as shard-local indices.
+    /// An assignment for any blocks lists each block's micro-batch by sample keys.
     func testAssignmentListsTheMicroBatchesOfItsBlocks() {
         let plan = BatchPlan(sampleCount: 103, batchSize: 10, seed: 3, microBatchSize: 3)
         let microBatches = plan.microBatches(step: 4)
-        let blocks = plan.shardBlocks(worker: 1, of: 2)
-        let firstKey = plan.keyRange(blocks: blocks).lowerBound
-        let assignment = plan.assignment(
-            step: 4, blocks: blocks, microBatches: microBatches.map { $0[...] }, weights: [1, 2])
-        XCTAssertTrue(assignment.isWellFormed)
-        XCTAssertEqual(assignment.microBatches.map(\.block), Array(blocks))
-        XCTAssertEqual(
-            assignment.microBatchIndices.map { $0.indices.map { firstKey + Int($0) } },
-            blocks.map { microBatches[$0] })
+        for blocks in [Array(plan.shardBlocks(worker: 1, of: 2)), [0, 3]] {
+            let assignment = plan.assignment(
+                step: 4, blocks: blocks, microBatches: microBatches.map { $0[...] }, weights: [1, 2])
+            XCTAssertTrue(assignment.isWellFormed)
+            XCTAssertEqual(assignment.blocks, blocks)
+            XCTAssertEqual(
+                assignment.microBatchIndices.map { $0.indices.map { Int($0) } }, blocks.map { microBatches[$0] })
+        }
+    }
+
+    /// Blocks as runs of keys: consecutive blocks make one run.
+    func testKeyRunsJoinConsecutiveBlocks() {
+        let plan = BatchPlan(sampleCount: 103, batchSize: 10, seed: 3, microBatchSize: 3)
+        let runs = plan.keyRuns(blocks: [3, 0, 1])
+        XCTAssertEqual(runs.map(\.blocks), [0..<2, 3..<4])
+        XCTAssertEqual(runs.map(\.keys), [plan.keyRange(blocks: 0..<2), plan.blockRange(3)])
     }
 }

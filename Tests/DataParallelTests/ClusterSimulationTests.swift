@@ -1,5 +1,7 @@
 // Many-seed runs of the whole protocol on the simulated cluster (every message encoded and decoded),
-// with message loss, duplication, delay, reordering and killed workers. Each failure names its seed;
+// with message loss, duplication, delay, reordering, and workers killed, paused, wedged, restarted and
+// joining late, and the coordinator restarted from a checkpoint, at every phase of a step: each run
+// must end with the same weights, bit for bit, as the undisturbed run. Each failure names its seed;
 // replay one with `SimulatedCluster(seed: <seed>, options: ...)`.
 import XCTest
 import TestSupport
@@ -24,43 +26,229 @@ final class ClusterSimulationTests: XCTestCase {
         return options
     }
 
-    /// The invariants every run must keep, whatever the faults.
+    /// The invariants every run must keep, whatever the faults: steps in order, each one the same bits
+    /// as one node computing every micro-batch, and each epoch using each sample exactly once.
     func checkInvariants(_ cluster: SimulatedCluster, file: StaticString = #filePath, line: UInt = #line) {
         let context = cluster.summary
         XCTAssertEqual(cluster.decodeFailures, [], context, file: file, line: line)
-        // Steps only increase, one at a time from 0.
         XCTAssertEqual(
             cluster.completedSteps.map(\.result.step), Array(0..<cluster.completedSteps.count), context,
             file: file, line: line)
         for completed in cluster.completedSteps {
             let result = completed.result
-            // Exactly one gradient per live worker: the contributors are the live workers, each once ...
             XCTAssertEqual(result.contributors.count, Set(result.contributors).count, context, file: file, line: line)
+            let single = cluster.singleNodeResult(step: result.step, weights: completed.weights)
             XCTAssertEqual(
-                Set(result.contributors), completed.liveWorkers, "step \(result.step), \(context)",
-                file: file, line: line)
-            // ... and the mean equals the naive full-batch mean over their samples, so nothing was
-            // counted twice and no stale or foreign gradient slipped in.
-            let naive = cluster.naiveMeanGradient(
-                step: result.step, weights: completed.weights,
-                contributors: result.contributors)
+                result.averagedGradient.map(\.bitPattern), single.averagedGradient.map(\.bitPattern),
+                "step \(result.step), \(context)", file: file, line: line)
+            XCTAssertEqual(result.lossSum.bitPattern, single.lossSum.bitPattern, context, file: file, line: line)
+            let naive = cluster.naiveMeanGradient(step: result.step, weights: completed.weights)
             XCTAssertEqual(result.sampleCount, naive.samples, "step \(result.step), \(context)", file: file, line: line)
-            XCTAssertEqual(
-                result.lossSum, naive.lossSum, accuracy: 1e-9 * max(1, naive.lossSum), context,
-                file: file, line: line)
-            // With every worker contributing, the bits are those of one node computing every block.
-            if result.contributors.count == cluster.options.workerCount {
-                let single = cluster.singleNodeResult(step: result.step, weights: completed.weights)
-                XCTAssertEqual(
-                    result.averagedGradient.map(\.bitPattern), single.averagedGradient.map(\.bitPattern),
-                    "step \(result.step), \(context)", file: file, line: line)
-            }
             let worst =
                 zip(result.averagedGradient, naive.gradient).map { abs(Double($0) - $1) / max(1, abs($1)) }.max() ?? 0
             XCTAssertLessThan(
                 worst, 1e-5, "step \(result.step): worst relative difference \(worst), \(context)",
                 file: file, line: line)
         }
+        let plan = cluster.coordinator.plan
+        let epochs = cluster.completedSteps.count / plan.stepsPerEpoch
+        for epoch in 0..<epochs {
+            let steps = cluster.completedSteps[(epoch * plan.stepsPerEpoch)..<((epoch + 1) * plan.stepsPerEpoch)]
+            XCTAssertEqual(
+                steps.reduce(0) { $0 + $1.result.sampleCount }, cluster.data.count,
+                "epoch \(epoch) must use every sample once: \(context)", file: file, line: line)
+        }
+    }
+
+    /// The undisturbed run of the same seed and settings (no faults, no message loss).
+    static func undisturbed(_ cluster: SimulatedCluster) -> SimulatedCluster {
+        var options = cluster.options
+        options.kills = [:]
+        options.pauses = [:]
+        options.wedges = [:]
+        options.restarts = [:]
+        options.lateJoins = []
+        options.coordinatorRestart = nil
+        options.dropProbability = 0
+        options.duplicateProbability = 0
+        let reference = SimulatedCluster(seed: cluster.seed, options: options)
+        reference.run()
+        return reference
+    }
+
+    /// The run finished all its steps with the undisturbed run's weights, bit for bit.
+    func checkSameModel(_ cluster: SimulatedCluster, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(cluster.outcome, .finished, cluster.summary, file: file, line: line)
+        XCTAssertEqual(
+            cluster.completedSteps.count, cluster.options.totalSteps, cluster.summary, file: file, line: line)
+        let reference = Self.undisturbed(cluster)
+        XCTAssertEqual(reference.outcome, .finished, reference.summary, file: file, line: line)
+        XCTAssertEqual(
+            cluster.weights.map(\.bitPattern), reference.weights.map(\.bitPattern),
+            "the model differs from the undisturbed run's: \(cluster.summary)", file: file, line: line)
+    }
+
+    /// Runs `seeds`, each with options from `configure`, checking the invariants and the model.
+    func runSeeds(
+        _ seeds: ClosedRange<UInt64>, file: StaticString = #filePath, line: UInt = #line,
+        configure: (inout ClusterOptions, inout ClusterRandom) -> Void,
+        check: (SimulatedCluster) -> Void = { _ in }
+    ) {
+        for seed in seeds {
+            var options = Self.options(seed: seed)
+            var random = ClusterRandom(seed: seed &* 31)
+            configure(&options, &random)
+            let cluster = SimulatedCluster(seed: seed, options: options)
+            cluster.run()
+            checkInvariants(cluster, file: file, line: line)
+            checkSameModel(cluster, file: file, line: line)
+            check(cluster)
+            if testRun?.failureCount ?? 0 > 0 {
+                for (index, log) in cluster.workerLogs.enumerated() {
+                    let ends = log.filter {
+                        if case .failed = $0.action { true } else if case .finished = $0.action { true } else { false }
+                    }
+                    print(
+                        "worker \(index): \(cluster.workers[index].phase) alive \(cluster.isAlive[index]) \(ends.map { "\($0.tick): \($0.action)" })"
+                    )
+                    print("   last: \(log.suffix(6).map { "\($0.tick): \(String(describing: $0.action).prefix(90))" })")
+                }
+                return
+            }
+        }
+    }
+
+    /// The tick at which training had started (the coordinator's `trainingStarted`), or nil.
+    static func trainingStartTick(_ cluster: SimulatedCluster) -> Int? {
+        cluster.coordinatorLog.first { if case .trainingStarted = $0.action { true } else { false } }?.tick
+    }
+
+    func testAWorkerKilledAtAnyPhaseOfAStepIsCoveredByTheOthers() {
+        runSeeds(1...150) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.totalSteps = 30
+            // From before the join completes (its slot is then taken by a late joiner) to the end.
+            let victim = Int.random(in: 0..<options.workerCount, using: &random)
+            options.kills = [victim: Int.random(in: 1...200, using: &random)]
+            options.lateJoins = [Int.random(in: 1...60, using: &random)]
+        } check: { cluster in
+            for death in cluster.deaths {
+                XCTAssertTrue(
+                    death.reason.contains("silent") || death.reason.contains("reconnected"),
+                    "\(death.reason): \(cluster.summary)")
+            }
+        }
+    }
+
+    func testAPausedWorkerIsDeclaredDeadWithinTheLivenessWindowAndComesBack() {
+        runSeeds(1...100) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.totalSteps = 30
+            let victim = Int.random(in: 0..<options.workerCount, using: &random)
+            options.pauses = [
+                victim: Pause(
+                    tick: Int.random(in: 1...150, using: &random), ticks: Int.random(in: 40...120, using: &random))
+            ]
+        } check: { cluster in
+            guard let pause = cluster.options.pauses.first?.value,
+                let death = cluster.deaths.first(where: { $0.reason.contains("silent") })
+            else { return }
+            XCTAssertLessThanOrEqual(
+                death.tick, pause.tick + cluster.options.maximumDelayTicks + cluster.options.livenessTicks + 2,
+                cluster.summary)
+        }
+    }
+
+    func testAWedgedWorkerIsEvictedAfterTheStepTimeout() {
+        runSeeds(1...100) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.totalSteps = 25
+            options.stepTimeoutTicks = 50
+            let victim = Int.random(in: 0..<options.workerCount, using: &random)
+            options.wedges = [victim: Int.random(in: 1...150, using: &random)]
+        } check: { cluster in
+            guard let wedged = cluster.options.wedges.first, wedged.value < (cluster.completedSteps.last?.tick ?? 0)
+            else { return }
+            let evictions = cluster.deaths.filter {
+                $0.peer.description.hasPrefix("worker-\(wedged.key)") && $0.reason.contains("evicted")
+            }
+            let trained = cluster.completedSteps.contains { $0.tick > wedged.value + 60 }
+            if trained { XCTAssertEqual(evictions.count, 1, cluster.summary) }
+        }
+    }
+
+    func testRestartedWorkersAndLateJoinersTakeAShareOrWaitAsSpares() {
+        var spares = 0, promotions = 0
+        runSeeds(1...100) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.totalSteps = 30
+            options.lateJoins = [Int.random(in: 1...100, using: &random)]
+            let victim = Int.random(in: 0..<options.workerCount, using: &random)
+            options.restarts = [victim: Int.random(in: 20...200, using: &random)]
+        } check: { cluster in
+            for case .workerJoined(let info, _, _, _) in cluster.coordinatorLog.map(\.action) where info.slot == nil {
+                spares += 1
+            }
+            for entry in cluster.coordinatorLog {
+                if case .send(.welcome(let index, let count), _) = entry.action, index < count,
+                    cluster.coordinatorLog.contains(where: {
+                        if case .workerJoined(let info, _, _, _) = $0.action { info.slot == nil } else { false }
+                    })
+                {
+                    promotions += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(spares, 0, "the runs must exercise spares")
+        XCTAssertGreaterThan(promotions, 0, "the runs must promote spares")
+    }
+
+    func testACoordinatorRestartedFromACheckpointEndsWithTheSameModel() {
+        var restarts = 0
+        runSeeds(1...100) { options, random in
+            options.workerCount = Int.random(in: 1...4, using: &random)
+            options.totalSteps = 24
+            options.coordinatorRestart = CoordinatorRestart(
+                checkpointStep: Int.random(in: 1...20, using: &random),
+                downAfterTicks: Int.random(in: 1...40, using: &random),
+                downTicks: Int.random(in: 1...60, using: &random))
+        } check: { cluster in
+            restarts += cluster.coordinatorRestarts
+        }
+        XCTAssertGreaterThan(restarts, 60, "most runs must restart (the others finished before the kill)")
+    }
+
+    /// One worker of four is killed, one paused, one wedged; two more join late; the coordinator is
+    /// restarted; messages are lost, duplicated, delayed and reordered.
+    func testEverythingAtOnce() {
+        runSeeds(1...60) { options, random in
+            options.workerCount = 4
+            options.totalSteps = 40
+            options.stepTimeoutTicks = 60
+            var workers = Array(0..<options.workerCount).shuffled(using: &random)
+            options.kills = [workers.removeLast(): Int.random(in: 1...300, using: &random)]
+            if let paused = workers.popLast() {
+                options.pauses = [paused: Pause(tick: Int.random(in: 1...300, using: &random), ticks: 50)]
+            }
+            if let wedged = workers.popLast() { options.wedges = [wedged: Int.random(in: 1...300, using: &random)] }
+            options.lateJoins = [Int.random(in: 1...100, using: &random), Int.random(in: 100...300, using: &random)]
+            options.coordinatorRestart = CoordinatorRestart(
+                checkpointStep: Int.random(in: 1...35, using: &random),
+                downAfterTicks: Int.random(in: 1...40, using: &random),
+                downTicks: 30)
+        }
+    }
+
+    func testTooFewWorkersFailTheRun() {
+        var options = ClusterOptions()
+        options.workerCount = 3
+        options.minimumWorkers = 3
+        options.totalSteps = 40
+        options.kills = [1: 120]
+        let cluster = SimulatedCluster(seed: 9, options: options)
+        cluster.run()
+        guard case .failed(let reason) = cluster.outcome else { return XCTFail(cluster.summary) }
+        XCTAssertTrue(reason.contains("fewer than the minimum of 3"), reason)
     }
 
     func testManySeedsWithLossDuplicationDelayAndReorderingFinishWithExactMeans() {
@@ -71,6 +259,7 @@ final class ClusterSimulationTests: XCTestCase {
             XCTAssertEqual(cluster.completedSteps.count, cluster.options.totalSteps, cluster.summary)
             XCTAssertTrue(cluster.deaths.isEmpty, cluster.summary)
             checkInvariants(cluster)
+            checkSameModel(cluster)
             // Every worker that received the shutdown message finished cleanly.
             for (index, log) in cluster.workerLogs.enumerated() {
                 let failed = log.contains { if case .failed = $0.action { return true } else { return false } }
@@ -117,7 +306,7 @@ final class ClusterSimulationTests: XCTestCase {
                                     gradient: Array(repeating: 1e6, count: cluster.options.parameterCount))
                             ])),
                     from: intruder)
-                cluster.inject(.ready(sampleCount: 1), from: intruder)
+                cluster.inject(.ready(firstKey: 0, sampleCount: 1), from: intruder)
             }
             XCTAssertEqual(cluster.outcome, .finished, cluster.summary)
             checkInvariants(cluster)
@@ -125,82 +314,6 @@ final class ClusterSimulationTests: XCTestCase {
                 if case .ignored(intruder, _, "unknown sender") = $0.action { return true } else { return false }
             }
             XCTAssertGreaterThan(ignored.count, cluster.completedSteps.count, cluster.summary)
-        }
-    }
-
-    func testSilentWorkerIsDeclaredDeadWithinTheLivenessWindowAndStopsTheRun() {
-        for seed in UInt64(1)...200 {
-            var options = Self.options(seed: seed)
-            options.workerCount = max(2, options.workerCount)
-            options.totalSteps = 40
-            var random = ClusterRandom(seed: seed)
-            let victim = Int.random(in: 0..<options.workerCount, using: &random)
-            let killTick = Int.random(in: 1...150, using: &random)
-            options.kills = [victim: killTick]
-            let cluster = SimulatedCluster(seed: seed, options: options)
-            cluster.run()
-            let context = "victim \(victim) killed at tick \(killTick); \(cluster.summary)"
-            checkInvariants(cluster)
-            guard case .failed(let reason) = cluster.outcome else {
-                XCTAssertGreaterThanOrEqual(
-                    killTick, cluster.completedSteps.last?.tick ?? 0,
-                    "the run must stop when a worker dies: \(context)")
-                continue
-            }
-            guard cluster.workerIndexByPeer[SimulatedCluster.peer(ofWorker: victim)] != nil else {
-                // Killed before its hello got through: the coordinator never knew it and times out the join.
-                XCTAssertTrue(cluster.deaths.isEmpty && reason.contains("joined and got ready"), context)
-                continue
-            }
-            XCTAssertEqual(cluster.deaths.map(\.peer), [SimulatedCluster.peer(ofWorker: victim)], context)
-            guard let death = cluster.deaths.first else { continue }
-            let deadline = killTick + options.maximumDelayTicks + options.livenessTicks + 1
-            XCTAssertLessThanOrEqual(death.tick, deadline, context)
-            XCTAssertGreaterThan(death.tick, killTick, context)
-            if reason.contains("joined and got ready") {
-                XCTAssertTrue(cluster.completedSteps.isEmpty, "died while joining: \(context)")
-            } else {
-                XCTAssertTrue(
-                    reason.contains("sim-\(victim)") && reason.contains("step \(death.step)"),
-                    "the failure must name the worker and the step: \(reason); \(context)")
-            }
-            if testRun?.failureCount ?? 0 > 0 { return }
-        }
-    }
-
-    func testRunCanContinueWithoutADeadWorker() {
-        for seed in UInt64(1)...100 {
-            var options = Self.options(seed: seed)
-            var random = ClusterRandom(seed: seed)
-            options.workerCount = Int.random(in: 2...4, using: &random)
-            options.totalSteps = 30
-            options.workerDeathPolicy = .continueWithoutWorker
-            let cluster = SimulatedCluster(seed: seed, options: options)
-            // Kill worker 0 a few steps into training, then run to the end.
-            let killAfterSteps = Int.random(in: 1...10, using: &random)
-            cluster.start()
-            while cluster.completedSteps.count < killAfterSteps && cluster.outcome == .running
-                && cluster.now < options.maximumTicks
-            {
-                cluster.advance()
-            }
-            let killTick = cluster.now
-            cluster.kill(worker: 0)
-            while cluster.outcome == .running && cluster.now < options.maximumTicks { cluster.advance() }
-            let context = "killed after \(killAfterSteps) steps at tick \(killTick); \(cluster.summary)"
-            XCTAssertEqual(cluster.outcome, .finished, context)
-            XCTAssertEqual(cluster.completedSteps.count, 30, context)
-            checkInvariants(cluster)
-            let victim = SimulatedCluster.peer(ofWorker: 0)
-            XCTAssertEqual(cluster.deaths.map(\.peer), [victim], context)
-            guard let death = cluster.deaths.first else { continue }
-            XCTAssertLessThanOrEqual(
-                death.tick, killTick + options.maximumDelayTicks + options.livenessTicks + 1, context)
-            for completed in cluster.completedSteps where completed.tick >= death.tick {
-                XCTAssertFalse(completed.result.contributors.contains(victim), context)
-                XCTAssertEqual(completed.result.contributors.count, options.workerCount - 1, context)
-            }
-            if testRun?.failureCount ?? 0 > 0 { return }
         }
     }
 

@@ -58,7 +58,7 @@ final class GradientTreeTests: XCTestCase {
                 // Each run computed "elsewhere" into its maximal nodes, then the coordinator finishes.
                 let pieces = runs.flatMap { run in
                     StepAssignment(
-                        step: 0, epoch: 0, weights: [], sampleIndices: [],
+                        step: 0, epoch: 0, weights: [], sampleKeys: [],
                         microBatches: run.map { MicroBatch(block: $0, sampleCount: 0) }
                     ).pieces(fromLeaves: Array(leaves[run]), tree: tree)
                 }

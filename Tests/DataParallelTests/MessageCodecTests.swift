@@ -15,11 +15,11 @@ final class MessageCodecTests: XCTestCase {
             Shard(
                 pixelsPerImage: 3, images: [0, 1, 2, 250, 251, 255], labels: [7, 9],
                 settings: Array("{\"lr\":0.1}".utf8), firstKey: 7_500)),
-        .ready(sampleCount: 20_000),
+        .ready(firstKey: 40_000, sampleCount: 20_000),
         .step(
             StepAssignment(
                 step: 1234, epoch: 5, weights: [1.5, -0.25, .greatestFiniteMagnitude, 0],
-                sampleIndices: [0, 19_999, 7],
+                sampleKeys: [0, 19_999, 7],
                 microBatches: [MicroBatch(block: 2, sampleCount: 2), MicroBatch(block: 3, sampleCount: 1)])),
         .gradient(
             GradientReport(
@@ -80,7 +80,7 @@ final class MessageCodecTests: XCTestCase {
     func testEmptyPayloadsRoundTrip() throws {
         let messages: [Message] = [
             .hello(protocolVersion: 1, workerName: "", threads: 0, session: 0),
-            .step(StepAssignment(step: 0, epoch: 0, weights: [], sampleIndices: [], microBatches: [])),
+            .step(StepAssignment(step: 0, epoch: 0, weights: [], sampleKeys: [], microBatches: [])),
             .gradient(GradientReport(step: 0, pieces: [])),
             .shard(Shard(pixelsPerImage: 784, images: [], labels: [], settings: [])),
         ]
@@ -98,7 +98,7 @@ final class MessageCodecTests: XCTestCase {
         ).encode()
         let expected: [UInt8] = [
             0x4D, 0x4E, 0x44, 0x50,  // magic "MNDP"
-            0x02, 0x00,  // version 2
+            0x03, 0x00,  // version 3
             0x07, 0x00,  // kind 7 = gradient
             0x02, 0x01, 0, 0, 0, 0, 0, 0,  // step
             0x01, 0, 0, 0, 0, 0, 0, 0,  // a = piece count
@@ -120,7 +120,7 @@ final class MessageCodecTests: XCTestCase {
     func testNaNAndInfinityTravelBitExact() throws {
         let payload: [Float] = [.nan, .infinity, -.infinity, .leastNonzeroMagnitude]
         let decoded = try Message.decode(
-            Message.step(StepAssignment(step: 1, epoch: 0, weights: payload, sampleIndices: [], microBatches: []))
+            Message.step(StepAssignment(step: 1, epoch: 0, weights: payload, sampleKeys: [], microBatches: []))
                 .encode())
         guard case .step(let assignment) = decoded else { return XCTFail("not a step") }
         XCTAssertEqual(assignment.weights.map(\.bitPattern), payload.map(\.bitPattern))
@@ -131,7 +131,7 @@ final class MessageCodecTests: XCTestCase {
     func testSpecificErrors() {
         let step = Message.step(
             StepAssignment(
-                step: 1, epoch: 0, weights: [1, 2], sampleIndices: [3],
+                step: 1, epoch: 0, weights: [1, 2], sampleKeys: [3],
                 microBatches: [MicroBatch(block: 0, sampleCount: 1)])
         ).encode()
         expect([], .noFrames)
@@ -143,8 +143,8 @@ final class MessageCodecTests: XCTestCase {
         unknown[0][6] = 99
         expect(unknown, .unknownKind(99))
         var newer = step
-        newer[0][4] = 3
-        expect(newer, .unsupportedVersion(kind: .step, version: 3, supported: 2))
+        newer[0][4] = 4
+        expect(newer, .unsupportedVersion(kind: .step, version: 4, supported: 3))
         expect(Array(step.prefix(2)), .frameCount(kind: .step, expected: 4, actual: 2))
         var shortWeights = step
         shortWeights[1].removeLast()
@@ -173,8 +173,8 @@ final class MessageCodecTests: XCTestCase {
         badText[1] = [0xC3, 0x28]
         expect(badText, .invalidText(kind: .goodbye, field: "reason"))
         var badWelcome = Message.welcome(workerIndex: 1, workerCount: 2).encode()
-        badWelcome[0][16] = 2
-        expect(badWelcome, .valueOutOfRange(kind: .welcome, field: "workerIndex (a)", value: 2))
+        badWelcome[0][16] = 3  // Index 2 of 2 is a spare; 3 is beyond.
+        expect(badWelcome, .valueOutOfRange(kind: .welcome, field: "workerIndex (a)", value: 3))
     }
 
     /// hello and refuse decode at any version, so that a mismatch can be answered and reported.

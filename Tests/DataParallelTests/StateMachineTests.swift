@@ -33,9 +33,9 @@ final class CoordinatorTests: XCTestCase {
     func makeTrainingCoordinator(configure: (inout CoordinatorConfiguration) -> Void = { _ in }) -> Coordinator {
         var coordinator = makeCoordinator(configure: configure)
         _ = coordinator.handle(.received(hello("a"), from: alice))
-        _ = coordinator.handle(.received(hello("b"), from: bob))
-        _ = coordinator.handle(.received(.ready(sampleCount: 4), from: alice))
-        let actions = coordinator.handle(.received(.ready(sampleCount: 4), from: bob))
+        _ = coordinator.handle(.received(hello("b", session: 2 << 16 | 1), from: bob))
+        _ = coordinator.handle(.received(.ready(firstKey: 0, sampleCount: 4), from: alice))
+        let actions = coordinator.handle(.received(.ready(firstKey: 4, sampleCount: 4), from: bob))
         XCTAssertEqual(coordinator.phase, .training)
         XCTAssertEqual(actions.filter { if case .send(.step, _) = $0 { return true } else { return false } }.count, 2)
         return coordinator
@@ -72,7 +72,7 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertTrue(coordinator.liveWorkers.isEmpty)
     }
 
-    func testDuplicateHelloIsIgnoredButANewSessionMidRunIsADeath() {
+    func testDuplicateHelloIsIgnoredButANewSessionMidRunStartsOver() {
         var coordinator = makeTrainingCoordinator()
         let duplicate = coordinator.handle(.received(hello("a"), from: alice))
         XCTAssertEqual(duplicate, [.ignored(from: alice, kind: .hello, reason: "duplicate hello (session 1)")])
@@ -80,15 +80,54 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertTrue(
             restarted.contains {
                 if case .workerDied(let info, 0, _) = $0 { return info.peer == self.alice } else { return false }
-            })
-        XCTAssertEqual(coordinator.phase, .failed)
+            }, "\(restarted)")
+        XCTAssertEqual(coordinator.phase, .training)
+        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [alice, bob], "the new session takes the free slot")
+        // Its samples are sent again; until they arrive bob, the only one holding them, is not asked.
+        XCTAssertTrue(restarted.contains(.send(.welcome(workerIndex: 0, workerCount: 2), to: alice)))
+        XCTAssertTrue(restarted.contains { if case .send(.shard, self.alice) = $0 { true } else { false } })
     }
 
-    func testFullClusterAndRunningJobRefuseNewcomers() {
-        var coordinator = makeTrainingCoordinator()
-        let actions = coordinator.handle(.received(hello("late"), from: mallory))
+    func testAnEarlierSocketOfTheSameProcessNeverHoldsASlot() {
+        var coordinator = makeCoordinator()
+        let process: UInt64 = 77 << 16
+        _ = coordinator.handle(.received(hello("a", session: process | 1), from: alice))
+        // The same process reconnected on a new socket (mallory's id): the older session is replaced at once.
+        let newer = coordinator.handle(.received(hello("a", session: process | 2), from: mallory))
         XCTAssertTrue(
-            actions.contains { if case .workerRefused(self.mallory, _, _) = $0 { return true } else { return false } })
+            newer.contains { if case .workerDied(let info, _, _) = $0 { info.peer == self.alice } else { false } })
+        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [mallory])
+        // A hello from the older socket that arrives late is ignored.
+        let late = coordinator.handle(.received(hello("a", session: process | 1), from: bob))
+        XCTAssertTrue(ignored(late), "\(late)")
+        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [mallory])
+    }
+
+    func testNewcomersToAFullClusterWaitAsSparesUpToTheLimit() {
+        var coordinator = makeTrainingCoordinator { $0.maximumSpares = 1 }
+        let spare = coordinator.handle(.received(hello("late", session: 3 << 16 | 1), from: mallory))
+        XCTAssertTrue(
+            spare.contains { if case .workerJoined(let info, 2, 2, 0) = $0 { info.slot == nil } else { false } })
+        XCTAssertTrue(spare.contains(.send(.welcome(workerIndex: 2, workerCount: 2), to: mallory)))
+        XCTAssertFalse(
+            spare.contains { if case .send(.shard, _) = $0 { true } else { false } }, "a spare holds nothing")
+        let refused = coordinator.handle(.received(hello("later", session: 4 << 16 | 1), from: PeerID("eve")))
+        XCTAssertTrue(
+            refused.contains {
+                if case .workerRefused(_, _, let reason) = $0 { reason.contains("full") } else { false }
+            })
+        // A member leaves: the spare takes its slot and its blocks.
+        let left = coordinator.handle(.received(.goodbye(reason: "ctrl-c"), from: bob))
+        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [alice, mallory])
+        XCTAssertEqual(coordinator.liveWorkers.last?.blocks, [1])
+        XCTAssertTrue(left.contains(.send(.welcome(workerIndex: 1, workerCount: 2), to: mallory)))
+        let samples = left.compactMap { action -> Shard? in
+            if case .send(.shard(let shard), self.mallory) = action { return shard } else { return nil }
+        }
+        XCTAssertEqual(samples.map(\.firstKey), [4])
+        // Once they arrive, the spare is asked for the micro-batch bob owed.
+        let asked = coordinator.handle(.received(.ready(firstKey: 4, sampleCount: 4), from: mallory))
+        XCTAssertEqual(assignment(asked, to: mallory)?.blocks, [1])
     }
 
     func testJoinTimeoutNamesWhoJoined() {
@@ -120,11 +159,11 @@ final class CoordinatorTests: XCTestCase {
         // Find out how many samples each worker was assigned in step 0 by replaying a fresh coordinator.
         var fresh = makeCoordinator()
         _ = fresh.handle(.received(hello("a"), from: alice))
-        _ = fresh.handle(.received(hello("b"), from: bob))
-        _ = fresh.handle(.received(.ready(sampleCount: 4), from: alice))
-        let start = fresh.handle(.received(.ready(sampleCount: 4), from: bob))
-        let aliceCount = try XCTUnwrap(assignment(start, to: alice)).sampleIndices.count
-        let bobCount = try XCTUnwrap(assignment(start, to: bob)).sampleIndices.count
+        _ = fresh.handle(.received(hello("b", session: 2 << 16 | 1), from: bob))
+        _ = fresh.handle(.received(.ready(firstKey: 0, sampleCount: 4), from: alice))
+        let start = fresh.handle(.received(.ready(firstKey: 4, sampleCount: 4), from: bob))
+        let aliceCount = try XCTUnwrap(assignment(start, to: alice)).sampleKeys.count
+        let bobCount = try XCTUnwrap(assignment(start, to: bob)).sampleKeys.count
         XCTAssertEqual(aliceCount + bobCount, 4)
 
         XCTAssertTrue(
@@ -150,38 +189,59 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertEqual(assignment(next, to: alice)?.weights, [1, 2, 3])
     }
 
-    func testSilentWorkerIsDeclaredDeadWithinTheLivenessWindow() {
+    func testSilentWorkerIsDeclaredDeadWithinTheLivenessWindowAndItsWorkMoves() {
         var coordinator = makeTrainingCoordinator()
         var died: (WorkerInfo, Int, String)?
-        var failure: String?
+        var actions: [CoordinatorAction] = []
         for tick in 1...6 {
             _ = coordinator.handle(.received(.heartbeat, from: alice))
-            for action in coordinator.handle(.tick) {
-                if case .workerDied(let info, let step, let reason) = action { died = (info, step, reason) }
-                if case .failed(let reason) = action { failure = reason }
-            }
+            actions = coordinator.handle(.tick)
+            for case .workerDied(let info, let step, let reason) in actions { died = (info, step, reason) }
             if tick <= 5 { XCTAssertNil(died, "tick \(tick) is inside the window") }
         }
         XCTAssertEqual(died?.0.peer, bob)
         XCTAssertEqual(died?.1, 0)
+        XCTAssertEqual(coordinator.phase, .training)
+        XCTAssertEqual(coordinator.liveWorkers.map(\.blocks), [[0, 1]], "alice owns both blocks now")
         XCTAssertTrue(
-            failure?.contains("worker 1 \"b\"") == true && failure?.contains("step 0") == true, "\(failure ?? "")")
-        XCTAssertEqual(coordinator.phase, .failed)
+            actions.contains { if case .sharesChanged(_, 0, let why) = $0 { why.contains("\"b\"") } else { false } })
+        let samples = actions.compactMap { action -> Shard? in
+            if case .send(.shard(let shard), self.alice) = action { return shard } else { return nil }
+        }
+        XCTAssertEqual(samples.map(\.firstKey), [4], "bob's block is sent to alice")
+        let asked = coordinator.handle(.received(.ready(firstKey: 4, sampleCount: 4), from: alice))
+        XCTAssertEqual(assignment(asked, to: alice)?.blocks, [1], "and she computes what bob owed")
+        XCTAssertEqual(assignment(asked, to: alice)?.step, 0)
     }
 
-    func testWorkerDeathCanBeSurvived() {
-        var coordinator = makeTrainingCoordinator { $0.workerDeathPolicy = .continueWithoutWorker }
-        let actions = coordinator.handle(.received(.goodbye(reason: "ctrl-c"), from: bob))
-        XCTAssertTrue(actions.contains { if case .workerDied = $0 { return true } else { return false } })
-        XCTAssertEqual(coordinator.phase, .training)
-        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [alice])
+    func testFewerWorkersThanTheMinimumFailTheRun() {
+        var coordinator = makeTrainingCoordinator { $0.minimumWorkers = 2 }
+        _ = coordinator.handle(.received(.goodbye(reason: "ctrl-c"), from: bob))
+        let actions = coordinator.handle(.tick)
+        guard case .failed(let reason)? = actions.last else { return XCTFail("\(actions)") }
+        XCTAssertTrue(reason.contains("1 worker left at step 0") && reason.contains("minimum of 2"), reason)
+        XCTAssertTrue(actions.contains { if case .send(.shutdown, self.alice) = $0 { true } else { false } })
+    }
+
+    func testAWorkerThatHeartbeatsButNeverAnswersIsEvicted() {
+        var coordinator = makeTrainingCoordinator { $0.stepTimeoutTicks = 8 }
+        var evicted: String?
+        for _ in 1...9 {
+            _ = coordinator.handle(.received(.heartbeat, from: alice))
+            _ = coordinator.handle(.received(.heartbeat, from: bob))
+            for case .workerDied(let info, _, let reason) in coordinator.handle(.tick) where info.peer == bob {
+                evicted = reason
+            }
+        }
+        XCTAssertTrue(
+            evicted?.contains("evicted") == true && evicted?.contains("step timeout") == true, "\(evicted ?? "")")
     }
 
     func testFinishesAfterTheLastStep() {
         var coordinator = makeCoordinator(workers: 1, steps: 1)
         _ = coordinator.handle(.received(hello("a"), from: alice))
-        let start = coordinator.handle(.received(.ready(sampleCount: 8), from: alice))
-        let count = assignment(start, to: alice)?.sampleIndices.count ?? -1
+        let start = coordinator.handle(.received(.ready(firstKey: 0, sampleCount: 8), from: alice))
+        let count = assignment(start, to: alice)?.sampleKeys.count ?? -1
         _ = coordinator.handle(
             .received(
                 .gradient(
@@ -231,14 +291,16 @@ final class WorkerTests: XCTestCase {
             worker.handle(.received(.welcome(workerIndex: 0, workerCount: 1))),
             [.welcomed(workerIndex: 0, workerCount: 1)])
         let shard = Shard(pixelsPerImage: 1, images: [1, 2, 3], labels: [0, 1, 2], settings: [])
-        XCTAssertEqual(worker.handle(.received(.shard(shard))), [.shardReceived(shard), .send(.ready(sampleCount: 3))])
+        XCTAssertEqual(
+            worker.handle(.received(.shard(shard))),
+            [.shardReceived(shard), .send(.ready(firstKey: 0, sampleCount: 3))])
         return worker
     }
 
     func testAnswersStepsOnceAndResendsALostAnswer() {
         var worker = makeReadyWorker()
         let assignment = StepAssignment(
-            step: 0, epoch: 0, weights: [1], sampleIndices: [2, 0], microBatches: [MicroBatch(block: 0, sampleCount: 2)]
+            step: 0, epoch: 0, weights: [1], sampleKeys: [2, 0], microBatches: [MicroBatch(block: 0, sampleCount: 2)]
         )
         XCTAssertEqual(worker.handle(.received(.step(assignment))), [.computeGradient(assignment)])
         XCTAssertEqual(worker.handle(.received(.step(assignment))).count, 1, "in progress: ignored")
@@ -248,7 +310,7 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(worker.handle(.gradientComputed(report)), [.send(.gradient(report))])
         XCTAssertEqual(worker.handle(.received(.step(assignment))), [.send(.gradient(report))], "resent")
         let bad = StepAssignment(
-            step: 1, epoch: 0, weights: [1], sampleIndices: [3], microBatches: [MicroBatch(block: 0, sampleCount: 1)])
+            step: 1, epoch: 0, weights: [1], sampleKeys: [3], microBatches: [MicroBatch(block: 0, sampleCount: 1)])
         let actions = worker.handle(.received(.step(bad)))
         XCTAssertEqual(worker.phase, .failed, "index 3 is outside a 3-sample shard: \(actions)")
     }

@@ -1,6 +1,7 @@
 // An in-memory cluster for protocol tests: one Coordinator and N Worker state machines joined by a
 // simulated network that encodes and decodes every message, and can drop, duplicate, delay and reorder
-// messages and kill workers, all driven by one seed. Time is ticks; nothing here sleeps or opens a socket.
+// messages, kill, pause, wedge and restart workers, start more of them late, and kill the coordinator
+// and start it again from a checkpoint, all driven by one seed. Time is ticks; nothing here sleeps or opens a socket.
 // Workers compute a synthetic "gradient" that is a plain sum of per-sample vectors, so a test can check
 // the coordinator's sample-weighted mean against a naive full-batch computation.
 import DataParallel
@@ -37,7 +38,22 @@ public struct ClusterOptions: Sendable {
     public var computeTicks: ClosedRange<Int> = 0...2
     /// Workers (by index) to kill, and the tick at which each falls silent.
     public var kills: [Int: Int] = [:]
-    public var workerDeathPolicy = WorkerDeathPolicy.stop
+    /// Workers (by index) to pause, as a stopped process: from `tick` they neither hear nor speak nor
+    /// tick for `ticks`, then go on where they were.
+    public var pauses: [Int: Pause] = [:]
+    /// Workers (by index) that stop computing from this tick while their heartbeats go on.
+    public var wedges: [Int: Int] = [:]
+    /// Workers (by index) restarted as a new process (new identity, nothing held) at this tick.
+    public var restarts: [Int: Int] = [:]
+    /// Ticks at which further workers start (they join late, or wait as spares).
+    public var lateJoins: [Int] = []
+    /// The coordinator keeps a checkpoint after `checkpointStep` steps, is killed `downAfterTicks`
+    /// later and started again from the checkpoint after `downTicks`.
+    public var coordinatorRestart: CoordinatorRestart?
+    public var minimumWorkers = 1
+    public var maximumSpares: Int?
+    public var stepTimeoutTicks: Int?
+    public var minimumStepTimeoutTicks = 60
     public var livenessTicks = 30
     public var heartbeatIntervalTicks = 3
     public var resendTicks = 15
@@ -52,16 +68,42 @@ public struct ClusterOptions: Sendable {
     public init() {}
 }
 
-/// One coordinator and `workerCount` workers on a simulated network.
+/// A pause of a worker process (SIGSTOP, then SIGCONT).
+public struct Pause: Sendable {
+    public var tick: Int
+    public var ticks: Int
+    public init(tick: Int, ticks: Int) {
+        self.tick = tick
+        self.ticks = ticks
+    }
+}
+
+/// A restart of the coordinator from a checkpoint.
+public struct CoordinatorRestart: Sendable {
+    /// The checkpoint is kept when this many steps are done.
+    public var checkpointStep: Int
+    /// Ticks after the checkpoint at which the coordinator dies (its later steps are lost).
+    public var downAfterTicks: Int
+    /// Ticks until the new coordinator starts.
+    public var downTicks: Int
+    public init(checkpointStep: Int, downAfterTicks: Int, downTicks: Int) {
+        self.checkpointStep = checkpointStep
+        self.downAfterTicks = downAfterTicks
+        self.downTicks = downTicks
+    }
+}
+
+/// One coordinator and its workers on a simulated network.
 public final class SimulatedCluster {
     public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
         case coordinator
-        case worker(Int)
+        /// Worker process `index` on its connection number `connection` (each reconnect is a new socket).
+        case worker(Int, connection: Int)
 
         public var description: String {
             switch self {
             case .coordinator: "coordinator"
-            case .worker(let index): "worker-\(index)"
+            case .worker(let index, let connection): "worker-\(index).\(connection)"
             }
         }
     }
@@ -76,8 +118,6 @@ public final class SimulatedCluster {
         public var result: StepResult
         /// The weights the coordinator sent for this step.
         public var weights: [Float]
-        /// The peers that had joined and had not been declared dead when the step completed.
-        public var liveWorkers: Set<PeerID>
         public var tick: Int
     }
 
@@ -92,6 +132,7 @@ public final class SimulatedCluster {
     private struct Computation {
         var dueTick: Int
         var worker: Int
+        var generation: Int
         var assignment: StepAssignment
     }
 
@@ -100,34 +141,45 @@ public final class SimulatedCluster {
     public let data: TrainingSamples
     public let initialWeights: [Float]
     public private(set) var coordinator: Coordinator
-    public private(set) var workers: [Worker]
-    public private(set) var isAlive: [Bool]
+    public private(set) var workers: [Worker] = []
+    public private(set) var isAlive: [Bool] = []
     public private(set) var now = 0
     public private(set) var outcome = Outcome.running
+    /// The weights after the last completed step: the trained model.
+    public private(set) var weights: [Float]
 
     // Records for the invariants.
+    /// The steps of the run as it stands (after a coordinator restart, those redone replace the lost ones).
     public private(set) var completedSteps: [CompletedStep] = []
     public private(set) var coordinatorLog: [(tick: Int, action: CoordinatorAction)] = []
-    public private(set) var workerLogs: [[(tick: Int, action: WorkerAction)]]
-    /// (tick, worker index) of every `workerDied` action.
+    public private(set) var workerLogs: [[(tick: Int, action: WorkerAction)]] = []
     public private(set) var deaths: [(tick: Int, peer: PeerID, step: Int, reason: String)] = []
     public private(set) var decodeFailures: [String] = []
     public private(set) var messagesSent = 0
     public private(set) var messagesDropped = 0
+    public private(set) var coordinatorRestarts = 0
 
     private var random: ClusterRandom
     private var network: [Packet] = []
     private var sequence = 0
     private var lastDelivery: [Endpoint: [Endpoint: Int]] = [:]
-    private var shards: [Shard?]
     private var computations: [Computation] = []
-    private var weights: [Float]
-    private var joined: Set<PeerID> = []
-    /// The slot the coordinator gave each peer that ever joined.
-    public private(set) var workerIndexByPeer: [PeerID: Int] = [:]
-    private var declaredDead: Set<PeerID> = []
+    private var connection: [Int] = []
+    private var generation: [Int] = []
+    private var pausedUntil: [Int] = []
+    private var wedged: [Bool] = []
+    /// Each worker's samples by key, from the shards it holds.
+    private var held: [[Int: (pixels: ArraySlice<UInt8>, label: UInt8)]] = []
+    private var coordinatorDownUntil: Int?
+    private var coordinatorDiesAt: Int?
+    private var checkpoint: (step: Int, weights: [Float])?
 
-    public static func peer(ofWorker index: Int) -> PeerID { PeerID("worker-\(index)") }
+    /// The peer id of worker `index`'s first connection.
+    public static func peer(ofWorker index: Int) -> PeerID { peer(index, connection: 0) }
+
+    static func peer(_ index: Int, connection: Int) -> PeerID {
+        PeerID(connection == 0 ? "worker-\(index)" : "worker-\(index).\(connection)")
+    }
 
     public init(seed: UInt64, options: ClusterOptions = ClusterOptions()) {
         self.seed = seed
@@ -141,38 +193,58 @@ public final class SimulatedCluster {
         initialWeights = (0..<options.parameterCount).map { _ in Float.random(in: -1...1, using: &random) }
         weights = initialWeights
         self.random = random
+        coordinator = Self.makeCoordinator(options: options, seed: seed, data: data, firstStep: 0)
+        for _ in 0..<options.workerCount { addWorkerProcess() }
+    }
 
+    private static func makeCoordinator(
+        options: ClusterOptions, seed: UInt64, data: TrainingSamples, firstStep: Int
+    ) -> Coordinator {
         var configuration = CoordinatorConfiguration(
             workerCount: options.workerCount, batchSize: options.batchSize,
             totalSteps: options.totalSteps, seed: seed, settings: [1, 2, 3])
         configuration.microBatchSize = options.microBatchSize
+        configuration.firstStep = firstStep
         configuration.joinTimeoutTicks = options.joinTimeoutTicks
         configuration.livenessTicks = options.livenessTicks
         configuration.heartbeatIntervalTicks = options.heartbeatIntervalTicks
         configuration.resendTicks = options.resendTicks
-        configuration.workerDeathPolicy = options.workerDeathPolicy
+        configuration.minimumWorkers = options.minimumWorkers
+        configuration.maximumSpares = options.maximumSpares
+        configuration.stepTimeoutTicks = options.stepTimeoutTicks
+        configuration.minimumStepTimeoutTicks = options.minimumStepTimeoutTicks
         configuration.protocolVersion = options.coordinatorProtocolVersion
-        coordinator = Coordinator(configuration: configuration, data: data)
+        return Coordinator(configuration: configuration, data: data)
+    }
 
-        workers = (0..<options.workerCount).map { index in
-            var configuration = WorkerConfiguration(name: "sim-\(index)", threads: 1)
-            configuration.livenessTicks = options.livenessTicks
-            configuration.heartbeatIntervalTicks = options.heartbeatIntervalTicks
-            configuration.initialBackoffTicks = 3
-            configuration.maximumBackoffTicks = 24
-            configuration.protocolVersion = options.workerProtocolVersions[index] ?? ProtocolInfo.version
-            configuration.incarnation = UInt64(index) << 32
-            return Worker(configuration: configuration)
-        }
-        isAlive = Array(repeating: true, count: options.workerCount)
-        shards = Array(repeating: nil, count: options.workerCount)
-        workerLogs = Array(repeating: [], count: options.workerCount)
+    /// Adds a worker process (not started); returns its index.
+    @discardableResult
+    private func addWorkerProcess() -> Int {
+        let index = workers.count
+        var configuration = WorkerConfiguration(name: "sim-\(index)", threads: 1)
+        configuration.livenessTicks = options.livenessTicks
+        configuration.heartbeatIntervalTicks = options.heartbeatIntervalTicks
+        configuration.initialBackoffTicks = 3
+        configuration.maximumBackoffTicks = 24
+        configuration.maximumReconnectAttempts = 1000
+        configuration.protocolVersion = options.workerProtocolVersions[index] ?? ProtocolInfo.version
+        configuration.incarnation = UInt64(index + 1) << 20 | UInt64(connection.count)
+        workers.append(Worker(configuration: configuration))
+        isAlive.append(true)
+        connection.append(0)
+        generation.append(0)
+        pausedUntil.append(0)
+        wedged.append(false)
+        held.append([:])
+        workerLogs.append([])
+        return index
     }
 
     /// A description of the run for failure messages: the seed first, so the run can be replayed.
     public var summary: String {
         "seed \(seed): tick \(now), outcome \(outcome), \(completedSteps.count) steps, "
-            + "\(messagesSent) messages sent, \(messagesDropped) dropped, deaths \(deaths.map { "\($0.peer)@\($0.tick)" })"
+            + "\(messagesSent) messages sent, \(messagesDropped) dropped, "
+            + "deaths \(deaths.map { "\($0.peer)@\($0.tick) (\($0.reason))" }), restarts \(coordinatorRestarts)"
     }
 
     // MARK: Driving
@@ -196,25 +268,63 @@ public final class SimulatedCluster {
         for index in workers.indices { feedWorker(index, .start) }
     }
 
-    /// One tick: deliver due messages, finish due computations, then tick every node and apply kills.
+    private var coordinatorIsUp: Bool { coordinatorDownUntil == nil }
+
+    /// One tick: faults due now, deliver due messages, finish due computations, then tick every node.
     public func advance() {
         now += 1
         for (index, tick) in options.kills where tick == now { kill(worker: index) }
+        for (index, pause) in options.pauses where pause.tick == now { pausedUntil[index] = now + pause.ticks }
+        for (index, tick) in options.wedges where tick == now { wedged[index] = true }
+        for (index, tick) in options.restarts.sorted(by: { $0.key < $1.key }) where tick == now {
+            restart(worker: index)
+        }
+        for tick in options.lateJoins where tick == now { feedWorker(addWorkerProcess(), .start) }
+        if let dies = coordinatorDiesAt, dies == now, let restart = options.coordinatorRestart {
+            coordinatorDiesAt = nil
+            coordinatorDownUntil = now + restart.downTicks
+        }
+        if let until = coordinatorDownUntil, until <= now, let checkpoint {
+            coordinatorDownUntil = nil
+            coordinatorRestarts += 1
+            coordinator = Self.makeCoordinator(options: options, seed: seed, data: data, firstStep: checkpoint.step)
+            weights = checkpoint.weights
+            completedSteps.removeAll { $0.result.step >= checkpoint.step }
+            outcome = .running
+            feedCoordinator(.start(initialWeights: checkpoint.weights))
+        }
         deliverDueMessages()
         let due = computations.filter { $0.dueTick <= now }
         computations.removeAll { $0.dueTick <= now }
-        for computation in due where isAlive[computation.worker] {
-            let report = syntheticReport(worker: computation.worker, assignment: computation.assignment)
-            feedWorker(computation.worker, .gradientComputed(report))
+        for computation in due {
+            let index = computation.worker
+            guard isAlive[index], computation.generation == generation[index] else { continue }
+            if wedged[index] { continue }  // Never answers.
+            if pausedUntil[index] > now {  // Goes on after the pause.
+                var later = computation
+                later.dueTick = pausedUntil[index]
+                computations.append(later)
+                continue
+            }
+            let report = syntheticReport(worker: index, assignment: computation.assignment)
+            feedWorker(index, .gradientComputed(report))
         }
-        feedCoordinator(.tick)
-        for index in workers.indices where isAlive[index] { feedWorker(index, .tick) }
+        if coordinatorIsUp { feedCoordinator(.tick) }
+        for index in workers.indices where isAlive[index] && pausedUntil[index] <= now { feedWorker(index, .tick) }
     }
 
     /// Makes worker `index` fall silent: it processes and sends nothing from now on.
     public func kill(worker index: Int) {
         isAlive[index] = false
         computations.removeAll { $0.worker == index }
+    }
+
+    /// Kills worker `index` and starts a new process in its place (a restarted pod): a new identity,
+    /// nothing held.
+    public func restart(worker index: Int) {
+        kill(worker: index)
+        let replacement = addWorkerProcess()
+        feedWorker(replacement, .start)
     }
 
     /// Puts a message from any peer (for example an intruder) on the wire to the coordinator.
@@ -240,59 +350,75 @@ public final class SimulatedCluster {
     }
 
     private func syntheticReport(worker: Int, assignment: StepAssignment) -> GradientReport {
-        guard let shard = shards[worker] else { return GradientReport(step: assignment.step, pieces: []) }
-        return Self.syntheticReport(shard: shard, assignment: assignment, tree: coordinator.tree)
+        let samples = held[worker]
+        return Self.syntheticReport(
+            assignment: assignment, tree: coordinator.tree, sample: { samples[$0] })
     }
 
     /// Step `step` as one node holding every block computes it: the reference for bit-identity.
     public func singleNodeResult(step: Int, weights: [Float]) -> StepResult {
         let plan = coordinator.plan
         let layout = plan.layoutOrder
-        let everything = Shard(
-            pixelsPerImage: data.pixelsPerImage,
-            images: layout.flatMap { data.images[($0 * data.pixelsPerImage)..<(($0 + 1) * data.pixelsPerImage)] },
-            labels: layout.map { data.labels[$0] }, settings: [])
+        let pixels = data.pixelsPerImage
         let assignment = plan.assignment(
             step: step, blocks: 0..<plan.blockCount, microBatches: plan.microBatches(step: step).map { $0[...] },
             weights: weights)
+        let report = Self.syntheticReport(
+            assignment: assignment, tree: coordinator.tree,
+            sample: { key in
+                let sample = layout[key]
+                return (data.images[(sample * pixels)..<((sample + 1) * pixels)], data.labels[sample])
+            })
         return StepResult(
-            step: step, epoch: plan.epoch(ofStep: step),
-            reports: [Self.syntheticReport(shard: everything, assignment: assignment, tree: coordinator.tree)],
-            tree: coordinator.tree, parameterCount: weights.count)
+            step: step, epoch: plan.epoch(ofStep: step), reports: [report], tree: coordinator.tree,
+            parameterCount: weights.count)
     }
 
     /// A worker's report of the synthetic model: each micro-batch's per-sample gradients summed (in
-    /// Double, then rounded to Float), the micro-batches added along `tree`.
-    public static func syntheticReport(shard: Shard, assignment: StepAssignment, tree: GradientTree) -> GradientReport {
-        let leaves = assignment.microBatchIndices.map { microBatch, indices in
+    /// Double, then rounded to Float), the micro-batches added along `tree`. `sample` gives a key's
+    /// pixels and label (nil: not held, which gives an answer with no pieces).
+    public static func syntheticReport(
+        assignment: StepAssignment, tree: GradientTree, sample: (Int) -> (pixels: ArraySlice<UInt8>, label: UInt8)?
+    ) -> GradientReport {
+        var leaves: [GradientPiece] = []
+        for (microBatch, keys) in assignment.microBatchIndices {
             var sum = [Double](repeating: 0, count: assignment.weights.count)
             var lossSum = 0.0
             var correct = 0
-            for local in indices.map(Int.init) {
-                let pixels = shard.images[(local * shard.pixelsPerImage)..<((local + 1) * shard.pixelsPerImage)]
-                let gradient = sampleGradient(pixels: pixels, label: shard.labels[local], weights: assignment.weights)
+            for key in keys.map(Int.init) {
+                guard let (pixels, label) = sample(key) else {
+                    return GradientReport(step: assignment.step, pieces: [])
+                }
+                let gradient = sampleGradient(pixels: pixels, label: label, weights: assignment.weights)
                 for index in sum.indices { sum[index] += gradient[index] }
-                let (loss, isCorrect) = sampleLoss(label: shard.labels[local])
+                let (loss, isCorrect) = sampleLoss(label: label)
                 lossSum += loss
                 if isCorrect { correct += 1 }
             }
-            return GradientPiece(
-                blocks: microBatch.block..<(microBatch.block + 1), sampleCount: indices.count, correctCount: correct,
-                lossSum: lossSum, gradient: sum.map { Float($0) })
+            leaves.append(
+                GradientPiece(
+                    blocks: microBatch.block..<(microBatch.block + 1), sampleCount: keys.count, correctCount: correct,
+                    lossSum: lossSum, gradient: sum.map { Float($0) }))
         }
-        return GradientReport(
-            step: assignment.step, pieces: assignment.pieces(fromLeaves: leaves, tree: tree))
+        return GradientReport(step: assignment.step, pieces: assignment.pieces(fromLeaves: leaves, tree: tree))
     }
 
-    /// The naive mean gradient of step `step`'s global batch over the whole data set, counting only the
-    /// samples of the blocks held by `contributors` (all samples when every worker contributed).
-    public func naiveMeanGradient(step: Int, weights: [Float], contributors: [PeerID]) -> (
-        gradient: [Double], samples: Int, lossSum: Double
-    ) {
-        let blocks = contributors.compactMap { workerIndexByPeer[$0] }.flatMap {
-            Array(coordinator.plan.shardBlocks(worker: $0, of: options.workerCount))
-        }
-        return Self.naiveMeanGradient(plan: coordinator.plan, data: data, step: step, weights: weights, blocks: blocks)
+    /// The synthetic report of a worker holding one shard.
+    public static func syntheticReport(shard: Shard, assignment: StepAssignment, tree: GradientTree) -> GradientReport {
+        syntheticReport(
+            assignment: assignment, tree: tree,
+            sample: { key in
+                let local = key - shard.firstKey, pixels = shard.pixelsPerImage
+                guard (0..<shard.sampleCount).contains(local) else { return nil }
+                return (shard.images[(local * pixels)..<((local + 1) * pixels)], shard.labels[local])
+            })
+    }
+
+    /// The naive mean gradient of step `step`'s global batch (every block) over the whole data set.
+    public func naiveMeanGradient(step: Int, weights: [Float]) -> (gradient: [Double], samples: Int, lossSum: Double) {
+        Self.naiveMeanGradient(
+            plan: coordinator.plan, data: data, step: step, weights: weights,
+            blocks: Array(0..<coordinator.plan.blockCount))
     }
 
     /// The naive mean gradient of the synthetic model over the micro-batches of `blocks` in step `step`.
@@ -319,7 +445,10 @@ public final class SimulatedCluster {
     // MARK: Network
 
     private func endpoint(of peer: PeerID) -> Endpoint? {
-        workers.indices.first { Self.peer(ofWorker: $0) == peer }.map(Endpoint.worker)
+        for index in workers.indices where Self.peer(index, connection: connection[index]) == peer {
+            return .worker(index, connection: connection[index])
+        }
+        return nil
     }
 
     private func transmit(_ message: Message, from: Endpoint, to: Endpoint) {
@@ -356,10 +485,18 @@ public final class SimulatedCluster {
             }
             switch packet.to {
             case .coordinator:
-                guard case .worker(let index) = packet.from else { continue }
-                feedCoordinator(.received(message, from: Self.peer(ofWorker: index)))
-            case .worker(let index):
-                guard isAlive[index] else { continue }
+                guard coordinatorIsUp, case .worker(let index, let from) = packet.from else { continue }
+                feedCoordinator(.received(message, from: Self.peer(index, connection: from)))
+            case .worker(let index, let to):
+                // A stopped process's socket still queues what arrives; a closed socket drops it.
+                guard isAlive[index], to == connection[index] else { continue }
+                if pausedUntil[index] > now {
+                    network.append(
+                        Packet(
+                            deliverAt: pausedUntil[index], sequence: packet.sequence, from: packet.from,
+                            to: packet.to, frames: packet.frames))
+                    continue
+                }
                 feedWorker(index, .received(message))
             }
         }
@@ -376,25 +513,23 @@ public final class SimulatedCluster {
                 switch action {
                 case .send(let message, let peer):
                     if let destination = endpoint(of: peer) { transmit(message, from: .coordinator, to: destination) }
-                case .workerJoined(let info, _, _):
-                    joined.insert(info.peer)
-                    workerIndexByPeer[info.peer] = info.index
-                    declaredDead.remove(info.peer)
                 case .workerDied(let info, let step, let reason):
-                    declaredDead.insert(info.peer)
                     deaths.append((now, info.peer, step, reason))
                 case .stepCompleted(let result):
-                    completedSteps.append(
-                        CompletedStep(
-                            result: result, weights: weights,
-                            liveWorkers: joined.subtracting(declaredDead), tick: now))
+                    completedSteps.append(CompletedStep(result: result, weights: weights, tick: now))
                     weights = zip(weights, result.averagedGradient).map { $0 - options.learningRate * $1 }
+                    if let restart = options.coordinatorRestart, result.step + 1 == restart.checkpointStep,
+                        coordinatorRestarts == 0
+                    {
+                        checkpoint = (result.step + 1, weights)
+                        coordinatorDiesAt = now + max(1, restart.downAfterTicks)
+                    }
                     events.append(.weightsUpdated(weights))
                 case .finished:
                     outcome = .finished
                 case .failed(let reason):
                     outcome = .failed(reason)
-                case .workerRefused, .trainingStarted, .ignored:
+                case .workerJoined, .sharesChanged, .workerRefused, .trainingStarted, .ignored:
                     break
                 }
             }
@@ -406,13 +541,25 @@ public final class SimulatedCluster {
             workerLogs[index].append((now, action))
             switch action {
             case .send(let message):
-                transmit(message, from: .worker(index), to: .coordinator)
+                transmit(message, from: .worker(index, connection: connection[index]), to: .coordinator)
+            case .reconnect:
+                connection[index] += 1
+            case .coordinatorLost:
+                generation[index] += 1
+                held[index] = [:]
             case .shardReceived(let shard):
-                shards[index] = shard
+                for local in 0..<shard.sampleCount {
+                    let pixels = shard.pixelsPerImage
+                    held[index][shard.firstKey + local] = (
+                        shard.images[(local * pixels)..<((local + 1) * pixels)], shard.labels[local]
+                    )
+                }
             case .computeGradient(let assignment):
                 let delay = Int.random(in: options.computeTicks, using: &random)
-                computations.append(Computation(dueTick: now + delay, worker: index, assignment: assignment))
-            case .welcomed, .reconnect, .coordinatorLost, .ignored, .finished, .failed:
+                computations.append(
+                    Computation(
+                        dueTick: now + delay, worker: index, generation: generation[index], assignment: assignment))
+            case .welcomed, .ignored, .finished, .failed:
                 break
             }
         }

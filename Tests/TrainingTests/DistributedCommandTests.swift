@@ -143,48 +143,151 @@ final class DistributedCommandTests: XCTestCase {
         XCTAssertEqual(left.standardOutput, "", "workers left running")
     }
 
-    func testAWorkerThatDiesStopsTheRunWithItsNameAndKeepsTheModel() throws {
+    /// The fault drill over real processes and tcp: three workers; one is killed mid-epoch, one
+    /// is stopped (SIGSTOP) for longer than the liveness window and then let go, a replacement joins;
+    /// then the coordinator is killed and started again with the same command. The run ends with exit
+    /// 0 and the model file of a single-process run with the same seed, byte for byte.
+    func testWorkersAndTheCoordinatorFailAndTheModelFileIsTheUndisturbedOne() throws {
         let data = try smallDataset()
-        let output = try TemporaryDirectory("dist-death")
-        let model = output.file("model.safetensors")
-        let coordinator = Process()
-        coordinator.executableURL = Products.mnist
-        let port = 20_000 + Int(getpid() % 20_000)
-        coordinator.arguments = [
-            "coordinator", "--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--data", data.url.path,
-            "--epochs", "200", "--batch-size", "64", "--liveness", "2", "--output", model.path,
+        let output = try TemporaryDirectory("dist-faults")
+        let model = output.file("model.safetensors"), single = output.file("single.safetensors")
+        let common = [
+            "--data", data.url.path, "--epochs", "40", "--batch-size", "128", "--seed", "3", "--threads", "1",
         ]
-        let errors = Pipe()
-        coordinator.standardError = errors
-        coordinator.standardOutput = FileHandle.nullDevice
-        try coordinator.run()
-        let workers = try (0..<2).map { index -> Process in
-            let worker = Process()
-            worker.executableURL = Products.mnist
-            worker.arguments = [
-                "worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "victim-\(index)", "--threads", "1",
-            ]
-            worker.standardError = FileHandle.nullDevice
-            try worker.run()
-            return worker
+        let reference = try Subprocess.capture(
+            [Products.mnist.path, "train"] + common + ["--output", single.path, "--quiet"], timeout: 600)
+        XCTAssertEqual(reference.status, 0, reference.standardError)
+
+        let port = 20_000 + Int((getpid() + 12_007) % 20_000)
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        let coordinatorArguments =
+            ["coordinator", "--bind", endpoint, "--workers", "3", "--liveness", "2", "--checkpoint-every", "4"]
+            + common + ["--output", model.path, "--verbose"]
+        var coordinator = try WatchedProcess(Products.mnist, coordinatorArguments)
+        func worker(_ name: String) throws -> WatchedProcess {
+            try WatchedProcess(
+                Products.mnist,
+                ["worker", "--connect", endpoint, "--name", name, "--threads", "1", "--reconnect-timeout", "120"])
         }
-        Thread.sleep(forTimeInterval: 4)
-        kill(workers[0].processIdentifier, SIGKILL)  // no goodbye: only heartbeats can tell
-        let finished = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            coordinator.waitUntilExit()
-            finished.signal()
+        var workers = try (0..<3).map { try worker("drill-\($0)") }
+        defer { for process in workers + [coordinator] { process.kill(SIGKILL) } }
+
+        func waitForStep(_ step: Int, _ what: String) throws {
+            XCTAssertNotNil(
+                coordinator.waitForLine(containing: "step \(step) (epoch", seconds: 120),
+                "no step \(step) \(what): \(coordinator.output)")
         }
-        if finished.wait(timeout: .now() + 60) == .timedOut {
-            coordinator.terminate()
-            XCTFail("the coordinator did not notice the dead worker within 60 s")
+        try waitForStep(12, "before the first fault")
+        workers[0].kill(SIGKILL)  // Mid-epoch (epochs are 5 steps).
+        XCTAssertNotNil(
+            coordinator.waitForLine(containing: "\"drill-0\"", and: "died", seconds: 30), coordinator.output)
+        workers[1].kill(SIGSTOP)
+        XCTAssertNotNil(
+            coordinator.waitForLine(containing: "\"drill-1\"", and: "died", seconds: 30), coordinator.output)
+        workers[1].kill(SIGCONT)
+        workers.append(try worker("drill-3"))
+        XCTAssertNotNil(
+            coordinator.waitForLine(containing: "\"drill-3\"", and: "joined", seconds: 30), coordinator.output)
+        let beforeRestart = coordinator.lastStep() + 6
+        try waitForStep(beforeRestart, "after the replacement joined")
+        coordinator.kill(SIGKILL)
+        XCTAssertTrue(coordinator.wait(seconds: 10))
+        let firstLog = coordinator.output
+        coordinator = try WatchedProcess(Products.mnist, coordinatorArguments)
+        XCTAssertTrue(coordinator.wait(seconds: 300), "the restarted coordinator did not finish: \(coordinator.output)")
+        XCTAssertEqual(coordinator.status, 0, coordinator.output)
+        XCTAssertTrue(coordinator.output.contains("continuing from the checkpoint"), coordinator.output)
+        XCTAssertTrue(firstLog.contains("shares are"), "membership changes are logged: \(firstLog)")
+        XCTAssertEqual(try Data(contentsOf: model).sha256Hex, try Data(contentsOf: single).sha256Hex)
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: Checkpoint.defaultURL(forOutput: model).path),
+            "a finished run removes its checkpoint")
+        for process in workers.dropFirst() {
+            XCTAssertTrue(process.wait(seconds: 30), "a worker did not exit: \(process.output)")
+            XCTAssertEqual(process.status, 0, "a worker told the run is finished exits 0: \(process.output)")
         }
-        workers[1].waitUntilExit()
-        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        XCTAssertEqual(coordinator.terminationStatus, 1, log)
-        XCTAssertTrue(log.contains("victim-0") && log.contains("died at step"), log)
-        XCTAssertTrue(log.contains("is saved to \(model.path)"), log)
-        XCTAssertNoThrow(try Network.load(from: model))
-        XCTAssertEqual(workers[1].terminationStatus, 0, "the surviving worker is told to exit")
+    }
+
+    /// Ctrl-C on a coordinator keeps a checkpoint, leaves an existing model file alone, exits 130, and
+    /// the same command continues to the undisturbed model file.
+    func testAnInterruptedCoordinatorNeverReplacesAModelAndContinues() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("dist-interrupt")
+        let model = output.file("model.safetensors"), single = output.file("single.safetensors")
+        let common = ["--data", data.url.path, "--epochs", "30", "--batch-size", "128", "--seed", "4"]
+        let reference = try Subprocess.capture(
+            [Products.mnist.path, "train"] + common + ["--output", single.path, "--quiet"], timeout: 600)
+        XCTAssertEqual(reference.status, 0, reference.standardError)
+        try Data("a good model".utf8).write(to: model)
+        let arguments = ["train", "--workers", "2", "--output", model.path, "--verbose"] + common
+        let first = try WatchedProcess(Products.mnist, arguments)
+        defer { first.kill(SIGKILL) }
+        XCTAssertNotNil(first.waitForLine(containing: "step 7 (epoch", seconds: 120), first.output)
+        first.kill(SIGINT)
+        XCTAssertTrue(first.wait(seconds: 30))
+        XCTAssertEqual(first.status, 130, first.output)
+        XCTAssertTrue(first.output.contains("the same command continues the run"), first.output)
+        XCTAssertEqual(try String(contentsOf: model, encoding: .utf8), "a good model", "the model file was replaced")
+        let second = try Subprocess.capture([Products.mnist.path] + arguments, timeout: 600)
+        XCTAssertEqual(second.status, 0, second.standardError)
+        XCTAssertEqual(try Data(contentsOf: model).sha256Hex, try Data(contentsOf: single).sha256Hex)
+    }
+}
+
+/// A child process whose stderr and stdout go to a file that a test can wait on for a line.
+final class WatchedProcess {
+    private let process = Process()
+    private let log: URL
+
+    init(_ executable: URL, _ arguments: [String]) throws {
+        log = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-watched-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.executableURL = executable
+        process.arguments = arguments
+        process.standardError = handle
+        process.standardOutput = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try handle.close()
+    }
+
+    deinit { try? FileManager.default.removeItem(at: log) }
+
+    /// Everything the process has written so far.
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    var status: Int32 { process.terminationStatus }
+
+    /// The first line holding `text` (and `other`), waiting up to `seconds` for it.
+    func waitForLine(containing text: String, and other: String = "", seconds: Double) -> String? {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            let lines = output.split(separator: "\n")
+            if let line = lines.first(where: { $0.contains(text) && (other.isEmpty || $0.contains(other)) }) {
+                return String(line)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        } while Date() < deadline
+        return nil
+    }
+
+    /// The highest step the coordinator's log reports completed (-1 before the first).
+    func lastStep() -> Int {
+        output.split(separator: "\n").compactMap { line -> Int? in
+            guard let range = line.range(of: "step "), line.contains(" (epoch") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber })
+        }.max() ?? -1
+    }
+
+    func kill(_ signal: Int32) {
+        if process.isRunning { _ = Foundation.kill(process.processIdentifier, signal) }
+    }
+
+    /// Waits up to `seconds` for the process to exit; true if it did.
+    func wait(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        return !process.isRunning
     }
 }

@@ -62,10 +62,12 @@ final class DistributedEquivalenceTests: XCTestCase {
         var computers: [PeerID: NetworkGradientComputer] = [:]
         var trace: Trace = []
         var inbox = coordinator.handle(.start(initialWeights: host.parameters))
-        for peer in peers {
+        for (index, peer) in peers.enumerated() {
             inbox += coordinator.handle(
                 .received(
-                    .hello(protocolVersion: ProtocolInfo.version, workerName: "\(peer)", threads: 1, session: 1),
+                    .hello(
+                        protocolVersion: ProtocolInfo.version, workerName: "\(peer)", threads: 1,
+                        session: UInt64(index + 1) << 16),
                     from: peer))
         }
         while coordinator.phase == .joining || coordinator.phase == .training, !inbox.isEmpty {
@@ -76,7 +78,8 @@ final class DistributedEquivalenceTests: XCTestCase {
                 guard let index = peers.firstIndex(of: peer) else { continue }
                 if case .shard(let shard) = delivered {
                     computers[peer] = try NetworkGradientComputer(settings: shard.settings, shard: shard)
-                    inbox += coordinator.handle(.received(.ready(sampleCount: shard.sampleCount), from: peer))
+                    inbox += coordinator.handle(
+                        .received(.ready(firstKey: shard.firstKey, sampleCount: shard.sampleCount), from: peer))
                 }
                 if case .step(let assignment) = delivered, let computer = computers[peer] {
                     ComputeThreads.configure(threads: workerThreads[index])

@@ -62,6 +62,8 @@ struct ToyModelHost: ModelHost {
     var history: [(step: Int, weights: [Float], averagedGradient: [Float])] = []
     var evaluatedEpochs: [Int] = []
     var settingsBytes = ToySoftmax.settingsMagic
+    /// How long each evaluation takes (off the node's thread).
+    var evaluationSeconds = 0.0
 
     mutating func apply(_ result: StepResult) -> Double {
         history.append((result.step, parameters, result.averagedGradient))
@@ -71,9 +73,13 @@ struct ToyModelHost: ModelHost {
 
     func settings() -> [UInt8] { settingsBytes }
 
-    mutating func evaluateEpoch(epoch: Int) -> EpochEvaluation? {
+    mutating func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)? {
         evaluatedEpochs.append(epoch)
-        return EpochEvaluation(accuracy: Double(epoch), meanLoss: 0)
+        let seconds = evaluationSeconds
+        return {
+            if seconds > 0 { Thread.sleep(forTimeInterval: seconds) }
+            return EpochEvaluation(accuracy: Double(epoch), meanLoss: 0, seconds: seconds)
+        }
     }
 }
 
@@ -83,8 +89,26 @@ struct ToySettingsError: Error, CustomStringConvertible {
 
 /// Sums per-sample gradients of its shard; `beforeStep` lets a test act at a given step.
 struct ToyGradientComputer: GradientComputer {
-    let shard: Shard
+    let pixelsPerImage: Int
+    var images: [UInt8]
+    var labels: [UInt8]
+    /// Where each key's sample is in `images` and `labels`.
+    var indexOfKey: [Int: Int] = [:]
     var beforeStep: (Int) -> Void = { _ in }
+
+    init(shard: Shard, beforeStep: @escaping (Int) -> Void) {
+        pixelsPerImage = shard.pixelsPerImage
+        images = []
+        labels = []
+        self.beforeStep = beforeStep
+        add(shard)
+    }
+
+    mutating func add(_ shard: Shard) {
+        for local in 0..<shard.sampleCount { indexOfKey[shard.firstKey + local] = labels.count + local }
+        images += shard.images
+        labels += shard.labels
+    }
 
     static func factory(beforeStep: @escaping (Int) -> Void = { _ in }) -> GradientComputerFactory {
         { settings, shard in
@@ -97,10 +121,10 @@ struct ToyGradientComputer: GradientComputer {
         beforeStep(assignment.step)
         // Each micro-batch is sent as its own piece (a leaf is a node of any tree), so the toy needs
         // no tree of its own.
-        let pieces = assignment.microBatchIndices.map { microBatch, indices in
+        let pieces = assignment.microBatchIndices.map { microBatch, keys in
+            let indices = keys.map { indexOfKey[Int($0)] ?? 0 }
             let result = ToySoftmax.summedGradient(
-                weights: assignment.weights, pixels: shard.pixelsPerImage, images: shard.images, labels: shard.labels,
-                indices: indices.map(Int.init))
+                weights: assignment.weights, pixels: pixelsPerImage, images: images, labels: labels, indices: indices)
             return GradientPiece(
                 blocks: microBatch.block..<(microBatch.block + 1), sampleCount: indices.count,
                 correctCount: result.correct, lossSum: result.lossSum, gradient: result.gradient.map { Float($0) })

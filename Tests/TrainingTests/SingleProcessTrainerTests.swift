@@ -172,10 +172,9 @@ final class SingleProcessTrainerTests: XCTestCase {
         // Five micro-batches of four samples, block b holding keys 4b..<4b+4, visited in a shuffled order.
         let order: [UInt32] = [3, 1, 0, 2, 6, 7, 5, 4, 9, 8, 11, 10, 12, 15, 14, 13, 19, 16, 18, 17]
         func assignment(blocks: Range<Int>) -> StepAssignment {
-            let first = 4 * UInt32(blocks.lowerBound)
-            return StepAssignment(
+            StepAssignment(
                 step: 3, epoch: 1, weights: weights,
-                sampleIndices: order[(4 * blocks.lowerBound)..<(4 * blocks.upperBound)].map { $0 - first },
+                sampleKeys: Array(order[(4 * blocks.lowerBound)..<(4 * blocks.upperBound)]),
                 microBatches: blocks.map { MicroBatch(block: $0, sampleCount: 4) })
         }
         let whole = try computer(0..<20).report(for: assignment(blocks: 0..<5))

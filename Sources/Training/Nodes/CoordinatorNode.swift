@@ -38,6 +38,35 @@ public struct CoordinatorNodeConfiguration: Sendable {
     }
 }
 
+/// Runs end-of-epoch evaluations one at a time, in order, off the node's polling thread, and hands
+/// their results back to it.
+// @unchecked Sendable: `results` is read and written under `lock`; the queue is serial.
+final class EvaluationQueue: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "mnist.coordinator.evaluation")
+    private let lock = NSLock()
+    private var results: [(epoch: Int, evaluation: EpochEvaluation?)] = []
+
+    func submit(epoch: Int, _ work: @escaping @Sendable () -> EpochEvaluation?) {
+        queue.async { [self] in
+            let evaluation = work()
+            lock.lock()
+            results.append((epoch, evaluation))
+            lock.unlock()
+        }
+    }
+
+    /// The results finished so far (each once).
+    func take() -> [(epoch: Int, evaluation: EpochEvaluation?)] {
+        lock.lock()
+        defer { lock.unlock() }
+        defer { results = [] }
+        return results
+    }
+
+    /// Blocks until every submitted evaluation has finished.
+    func waitUntilDone() { queue.sync {} }
+}
+
 /// Runs the coordinator of a synchronous data-parallel training over a ZeroMQ ROUTER.
 ///
 /// Threads: `run()` owns the socket and calls the model and `onEvent` on the calling thread.
@@ -55,6 +84,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
     private let logger: Logger
     private let onEvent: (CoordinatorNodeEvent) -> Void
     private let stop = StopRequest()
+    private let keepWorkers = StopRequest()
 
     /// - Parameters:
     ///   - trainingSet: the samples to shard; `workerCount` must not exceed its count.
@@ -71,9 +101,13 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         self.onEvent = onEvent
     }
 
-    /// Asks a running (or about to run) node to stop: it shuts the workers down and returns `.failed`
-    /// with this reason. Thread-safe; the first reason wins.
-    public func requestStop(reason: String) { stop.request(reason) }
+    /// Asks a running (or about to run) node to stop: it returns `.failed` with this reason. With
+    /// `releaseWorkers` the workers are told to shut down; without, they keep reconnecting until a
+    /// coordinator is back (a restart resuming from a checkpoint). Thread-safe; the first reason wins.
+    public func requestStop(reason: String, releaseWorkers: Bool = true) {
+        if !releaseWorkers { keepWorkers.request(reason) }
+        stop.request(reason)
+    }
 
     /// Binds, waits for the workers, trains, and returns how it ended. Never throws: socket errors
     /// end the run with `.failed` naming the call.
@@ -105,6 +139,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var stepBroadcastAt: (step: Int, time: Double)?
         var machine: Coordinator
         var router: Socket?
+        let evaluations = EvaluationQueue()
 
         init(node: CoordinatorNode) {
             self.node = node
@@ -132,7 +167,17 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             self.router = router
             emit(.listening(endpoint: bound))
             try handle(.start(initialWeights: node.model.parameters))
-            return try NodeDriver.run(&self, tickMilliseconds: configuration.tickMilliseconds, stop: node.stop)
+            let outcome = try NodeDriver.run(&self, tickMilliseconds: configuration.tickMilliseconds, stop: node.stop)
+            if outcome.isFinished { evaluations.waitUntilDone() }  // The last epoch's figures.
+            reportEvaluations()
+            return outcome
+        }
+
+        /// Reports the evaluations finished so far, in order.
+        private func reportEvaluations() {
+            for (epoch, evaluation) in evaluations.take() {
+                report(.epochCompleted(epoch: epoch, evaluation: evaluation), at: .debug)
+            }
         }
 
         // MARK: The role
@@ -143,11 +188,13 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
         func stopEvent(reason: String) -> CoordinatorEvent {
             node.logger.notice("stop requested: \(reason)")
-            return .stop(reason: reason)
+            return .stop(reason: reason, releaseWorkers: node.keepWorkers.reason == nil)
         }
 
-        /// The next inbound multipart message (frame 0 is the routing id), decoded, or nil.
+        /// The next inbound multipart message (frame 0 is the routing id), decoded, or nil. Evaluations
+        /// that finished meanwhile are reported first.
         mutating func nextEvent() throws -> CoordinatorEvent? {
+            reportEvaluations()
             guard let router, let frames = try router.receiveFrames(), let id = frames.first else { return nil }
             let peer = PeerID(id.bytes)
             do {
@@ -193,10 +240,12 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         stepBroadcastAt = (assignment.step, monotonicSeconds())
                     }
                     send(message, to: peer)
-                case .workerJoined(let info, let joined, let expected):
+                case .workerJoined(let info, let joined, let expected, let step):
                     let event = CoordinatorNodeEvent.workerJoined(
-                        info, joined: joined, expected: expected, workers: machine.liveWorkers)
+                        info, joined: joined, expected: expected, step: step, workers: machine.liveWorkers)
                     report(event, at: .info)
+                case .sharesChanged(let workers, let step, let why):
+                    report(.sharesChanged(workers: workers, step: step, why: why), at: .notice)
                 case .workerRefused(let peer, let name, let reason):
                     let event = CoordinatorNodeEvent.workerRefused(peer: peer, name: name, reason: reason)
                     report(event, at: .warning)
@@ -217,14 +266,16 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     emit(.stepCompleted(metrics))
                     let stepsPerEpoch = machine.plan.stepsPerEpoch, totalSteps = configuration.stateMachine.totalSteps
                     if (result.step + 1) % stepsPerEpoch == 0 || result.step + 1 == totalSteps {
-                        let evaluation = node.model.evaluateEpoch(epoch: result.epoch)
-                        let event = CoordinatorNodeEvent.epochCompleted(epoch: result.epoch, evaluation: evaluation)
-                        report(event, at: .debug)
+                        if let work = node.model.evaluation(ofEpoch: result.epoch) {
+                            evaluations.submit(epoch: result.epoch, work)
+                        } else {
+                            report(.epochCompleted(epoch: result.epoch, evaluation: nil), at: .debug)
+                        }
                     }
                     pending.append(contentsOf: machine.handle(.weightsUpdated(node.model.parameters)))
                 case .workerDied(let info, let step, let reason):
                     let event = CoordinatorNodeEvent.workerDied(info, step: step, reason: reason)
-                    report(event, at: .error)
+                    report(event, at: .warning)
                 case .ignored(let peer, let kind, let reason):
                     let event = CoordinatorNodeEvent.ignored(peer: peer, kind: kind, reason: reason)
                     report(event, at: .debug)

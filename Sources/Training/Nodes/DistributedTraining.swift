@@ -53,8 +53,7 @@ public struct NetworkHost: ModelHost {
     private let testSet: LabeledImages
     /// Sent to the workers in the settings (`WorkerSettings.livenessSeconds`).
     private let livenessSeconds: Double?
-    /// The evaluation after the most recent epoch.
-    public private(set) var lastEvaluation: Evaluation?
+    private let evaluations = EvaluationRecord()
 
     public init(
         configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int, livenessSeconds: Double? = nil
@@ -81,11 +80,41 @@ public struct NetworkHost: ModelHost {
     /// The weights to evaluate and save (the moving average, if one is kept).
     public var modelParameters: [Float] { step.modelParameters }
 
-    public mutating func evaluateEpoch(epoch: Int) -> EpochEvaluation? {
-        let network = self.network, testSet = self.testSet
-        let evaluation = network.withParameters(modelParameters) { Evaluation(network: network, images: testSet) }
-        lastEvaluation = evaluation
-        return EpochEvaluation(accuracy: evaluation.accuracy, meanLoss: evaluation.meanLoss)
+    /// The evaluation of the most recent epoch (set by the evaluation work, off the node's thread).
+    public var lastEvaluation: Evaluation? { evaluations.last }
+
+    public func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)? {
+        let architecture = network.architecture, parameters = modelParameters, testSet = testSet
+        let evaluations = self.evaluations
+        return {
+            let start = DispatchTime.now().uptimeNanoseconds
+            guard let network = try? Network(architecture: architecture, seed: 0) else { return nil }
+            network.parameters = parameters
+            let evaluation = Evaluation(network: network, images: testSet)
+            evaluations.record(evaluation)
+            return EpochEvaluation(
+                accuracy: evaluation.accuracy, meanLoss: evaluation.meanLoss,
+                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+    }
+}
+
+/// The latest evaluation, written by the evaluation queue and read by the run's thread.
+// @unchecked Sendable: `stored` is read and written under `lock`.
+public final class EvaluationRecord: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Evaluation?
+
+    func record(_ evaluation: Evaluation) {
+        lock.lock()
+        stored = evaluation
+        lock.unlock()
+    }
+
+    public var last: Evaluation? {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
     }
 }
 
@@ -117,6 +146,13 @@ public final class NetworkGradientComputer: GradientComputer {
     }
 
     public func gradient(for assignment: StepAssignment) -> GradientReport { computer.report(for: assignment) }
+
+    public func add(_ shard: Shard) {
+        let side = computer.samples.rows
+        computer.add(
+            LabeledImages(rows: side, columns: side, pixels: shard.images, labels: shard.labels),
+            firstKey: shard.firstKey)
+    }
 }
 
 /// How a distributed run ended, with the model as it stands (complete, or the steps done so far).
@@ -131,6 +167,9 @@ public struct DistributedTrainingResult {
     /// the network both ways, and waiting for the slowest worker), and applying the optimizer.
     public let meanGatherSeconds: Double
     public let meanApplySeconds: Double
+    /// Where the state of an unfinished run was written (nil: finished, or no checkpoint kept), or why
+    /// it could not be.
+    public let checkpoint: Result<URL, Error>?
     /// Protocol bytes per step, both directions, all workers: each worker gets a step message (header,
     /// weights, its sample indices, a (block, count) pair per micro-batch) and answers with a gradient
     /// message (header, one record and one gradient per tree node its blocks cover).
@@ -147,26 +186,37 @@ public final class DistributedTraining: @unchecked Sendable {
     private let totalSteps: Int
     private let relay = EventRelay()
     private let node: CoordinatorNode<NetworkHost>
+    private let checkpoints: CheckpointPolicy?
+    private let logger: Logger
 
     /// - Parameters:
     ///   - endpoint: where to bind, e.g. `tcp://*:5555` or `tcp://127.0.0.1:*`.
-    ///   - livenessSeconds: a worker silent this long is declared dead.
+    ///   - cluster: the workers to wait for and how they are watched.
+    ///   - checkpoints: where and how often to keep the run's state, and the state to continue from
+    ///     (checked by the caller, `Checkpoint.mismatch`). Nil: none.
     ///   - onNodeEvent: every coordinator-node event (joins, deaths, the bound endpoint...), on the run thread.
     public init(
-        configuration: TrainingConfiguration, data: MNISTData, endpoint: String, workerCount: Int,
-        joinTimeoutSeconds: Double = 120, livenessSeconds: Double = 10, logger: Logger,
-        onNodeEvent: @escaping (CoordinatorNodeEvent) -> Void
+        configuration: TrainingConfiguration, data: MNISTData, endpoint: String, cluster: ClusterSettings,
+        checkpoints: CheckpointPolicy? = nil, logger: Logger, onNodeEvent: @escaping (CoordinatorNodeEvent) -> Void
     ) throws {
         try configuration.validate()
+        let workerCount = cluster.workerCount
         guard workerCount >= 1, data.train.count > 0 else {
             throw TrainingConfiguration.ValidationError(flag: "--workers", message: "must be at least 1")
         }
+        guard (1...workerCount).contains(cluster.minimumWorkers) else {
+            throw TrainingConfiguration.ValidationError(
+                flag: "--min-workers", message: "must be 1...\(workerCount) (--workers), got \(cluster.minimumWorkers)")
+        }
         self.configuration = configuration
         self.data = data
+        self.checkpoints = checkpoints
+        self.logger = logger
         ComputeThreads.configure(threads: configuration.threads)
         let host = try NetworkHost(
             configuration: configuration, testSet: data.test, trainCount: data.train.count,
-            livenessSeconds: livenessSeconds)
+            livenessSeconds: cluster.livenessSeconds)
+        if let resume = checkpoints?.resume { host.step.restore(resume) }
         stepsPerEpoch = host.step.plan.stepsPerEpoch
         totalSteps = host.step.totalSteps
         guard workerCount <= host.step.plan.blockCount else {
@@ -178,14 +228,33 @@ public final class DistributedTraining: @unchecked Sendable {
         var nodeConfiguration = CoordinatorNodeConfiguration(
             endpoint: endpoint, workerCount: workerCount, batchSize: configuration.batchSize, totalSteps: totalSteps,
             seed: configuration.seed)
-        nodeConfiguration.joinTimeoutSeconds = joinTimeoutSeconds
-        nodeConfiguration.stateMachine.livenessTicks = max(
-            5, Int(livenessSeconds * 1000) / nodeConfiguration.tickMilliseconds)
+        nodeConfiguration.joinTimeoutSeconds = cluster.joinTimeoutSeconds
+        let tick = Double(nodeConfiguration.tickMilliseconds) / 1000
+        nodeConfiguration.stateMachine.firstStep = host.step.stepsDone
+        nodeConfiguration.stateMachine.livenessTicks = max(5, Int(cluster.livenessSeconds / tick))
+        nodeConfiguration.stateMachine.minimumWorkers = cluster.minimumWorkers
+        nodeConfiguration.stateMachine.stepTimeoutTicks = cluster.stepTimeoutSeconds.map { max(1, Int($0 / tick)) }
         relay.forward = onNodeEvent
         let relay = self.relay
         node = CoordinatorNode(
             configuration: nodeConfiguration, model: host, trainingSet: data.train, logger: logger,
             onEvent: { relay.handle($0) })
+        if let checkpoints {
+            let step = host.step, every = checkpoints.everySteps ?? stepsPerEpoch, total = totalSteps
+            let fingerprint = checkpoints.dataFingerprint ?? Checkpoint.fingerprint(of: data.train)
+            relay.afterStep = { [logger] in
+                guard step.stepsDone % every == 0, step.stepsDone < total else { return }
+                do {
+                    try step.checkpoint(dataFingerprint: fingerprint).write(
+                        to: checkpoints.url, architecture: step.network)
+                    logger.debug("checkpoint after step \(step.stepsDone) written to \(checkpoints.url.path)")
+                } catch {
+                    logger.warning(
+                        "could not write the checkpoint after step \(step.stepsDone): \(error); the previous one is kept"
+                    )
+                }
+            }
+        }
     }
 
     /// Trains; reports `TrainingEvent`s like the single-process trainer. Never throws for a failed run:
@@ -196,17 +265,29 @@ public final class DistributedTraining: @unchecked Sendable {
             parameterCount: node.model.network.parameterCount, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
         relay.translate = { event in progress.translate(event).forEach(onEvent) }
         let result = node.run()
-        var host = node.model
-        if !result.outcome.isFinished || host.lastEvaluation == nil {
-            _ = host.evaluateEpoch(epoch: -1)  // the model as it stands
+        let host = node.model
+        var written: Result<URL, Error>?
+        if !result.outcome.isFinished, let checkpoints {
+            let fingerprint = checkpoints.dataFingerprint ?? Checkpoint.fingerprint(of: data.train)
+            written = Result {
+                try host.step.checkpoint(dataFingerprint: fingerprint).write(
+                    to: checkpoints.url, architecture: host.network)
+                return checkpoints.url
+            }
         }
-        host.network.parameters = host.modelParameters
-        let evaluation = host.lastEvaluation ?? Evaluation(network: host.network, images: data.test)
+        // The model in a network of its own, so the run's state (which a checkpoint reads) stays as it is.
+        let network = (try? Network(architecture: host.network.architecture, seed: 0)) ?? host.network
+        network.parameters = host.modelParameters
+        let evaluation =
+            result.outcome.isFinished
+            ? host.lastEvaluation ?? Evaluation(network: network, images: data.test)
+            : Evaluation(network: network, images: data.test)  // The model as it stands.
         let steps = Double(max(1, progress.stepCount))
         return DistributedTrainingResult(
-            network: host.network, outcome: result.outcome, completedSteps: result.completedSteps,
+            network: network, outcome: result.outcome, completedSteps: host.step.stepsDone,
             epochs: progress.summaries, testEvaluation: evaluation,
             meanGatherSeconds: progress.gatherSeconds / steps, meanApplySeconds: progress.applySeconds / steps,
+            checkpoint: written,
             bytesPerStep: bytesPerStep(plan: host.step.plan, workerCount: node.configuration.stateMachine.workerCount))
     }
 
@@ -224,8 +305,16 @@ public final class DistributedTraining: @unchecked Sendable {
         }
     }
 
-    /// Asks the run to stop (thread-safe): workers are shut down and `run` returns what it has.
-    public func requestStop(reason: String) { node.requestStop(reason: reason) }
+    /// Asks the run to stop (thread-safe): `run` returns what it has. With `releaseWorkers` the workers
+    /// are told to shut down; without, they wait for a coordinator that continues the run.
+    public func requestStop(reason: String, releaseWorkers: Bool = true) {
+        node.requestStop(reason: reason, releaseWorkers: releaseWorkers)
+    }
+
+    /// The state of the run as it stands, for a checkpoint (read it only when `run` is not running).
+    public func state(dataFingerprint: String) -> Checkpoint {
+        node.model.step.checkpoint(dataFingerprint: dataFingerprint)
+    }
 }
 
 /// Passes node events to the caller and to the progress translation (set once `run` starts).
@@ -233,11 +322,29 @@ public final class DistributedTraining: @unchecked Sendable {
 private final class EventRelay: @unchecked Sendable {
     var forward: (CoordinatorNodeEvent) -> Void = { _ in }
     var translate: (CoordinatorNodeEvent) -> Void = { _ in }
+    /// After each applied step (a checkpoint may be due).
+    var afterStep: () -> Void = {}
 
     func handle(_ event: CoordinatorNodeEvent) {
         forward(event)
         translate(event)
+        if case .stepCompleted = event { afterStep() }
     }
+}
+
+/// The coordinator's cluster settings: how many workers, and how they are watched.
+public struct ClusterSettings: Sendable {
+    /// Workers to wait for before the first step (and slots; more wait as spares).
+    public var workerCount: Int
+    /// Training goes on down to this many workers.
+    public var minimumWorkers = 1
+    public var joinTimeoutSeconds = 120.0
+    /// A worker silent this long is declared dead; workers also wait this long for a silent coordinator.
+    public var livenessSeconds = 10.0
+    /// A worker that does not answer a step this long is evicted (nil: derived from the step times).
+    public var stepTimeoutSeconds: Double?
+
+    public init(workerCount: Int) { self.workerCount = workerCount }
 }
 
 /// Turns coordinator-node events into the `TrainingEvent`s of a run: per-step progress and per-epoch
@@ -277,18 +384,21 @@ struct ProgressTracker {
             lastMark = now
             let statistics = BatchStatistics(
                 lossSum: metrics.lossSum, correct: metrics.correctCount, count: metrics.sampleCount)
-            return [
+            let events: [TrainingEvent] = [
                 .batchCompleted(
                     progress.record(
                         step: metrics.step, epoch: metrics.epoch, statistics: statistics,
                         learningRate: metrics.learningRate, epochSeconds: epochSeconds))
             ]
+            if (metrics.step + 1) % progress.stepsPerEpoch == 0 || metrics.step + 1 == progress.totalSteps {
+                // The epoch's training ends here; its evaluation runs off the node's thread and comes later.
+                progress.endTraining(ofEpoch: metrics.epoch, seconds: epochSeconds)
+                epochSeconds = 0
+            }
+            return events
         case .epochCompleted(let epoch, let evaluation):
             let summary = progress.finishEpoch(
-                epoch, seconds: epochSeconds, testAccuracy: evaluation?.accuracy ?? 0,
-                evaluationSeconds: Date().timeIntervalSince(lastMark))
-            epochSeconds = 0
-            lastMark = Date()  // the evaluation is not training time
+                epoch, testAccuracy: evaluation?.accuracy ?? 0, evaluationSeconds: evaluation?.seconds ?? 0)
             return [.epochCompleted(summary)]
         default:
             return []

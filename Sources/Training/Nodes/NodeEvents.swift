@@ -23,12 +23,12 @@ public protocol ModelHost {
     /// (architecture, seed, loss...). The protocol never looks inside.
     func settings() -> [UInt8]
 
-    /// Called once at the end of each epoch, after that epoch's last `apply`, on the node's thread.
-    ///
-    /// Returns the test-set figures that the node reports in `CoordinatorNodeEvent.epochCompleted`
-    /// (nil: none). Keep it short relative to the workers' liveness window: the node does not poll
-    /// its socket meanwhile, so long evaluations should raise `livenessTicks` on both sides.
-    mutating func evaluateEpoch(epoch: Int) -> EpochEvaluation?
+    /// Called once at the end of each epoch, after that epoch's last `apply`, on the node's thread:
+    /// the epoch's test evaluation as work to run off that thread (holding its own copy of the weights),
+    /// or nil for none. The node runs the work on its evaluation queue, one at a time and in order,
+    /// while training goes on and heartbeats flow, and reports each result in
+    /// `CoordinatorNodeEvent.epochCompleted`.
+    mutating func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)?
 }
 
 /// The figures of an end-of-epoch evaluation on the test set.
@@ -37,15 +37,18 @@ public struct EpochEvaluation: Sendable, Equatable {
     public var accuracy: Double
     /// Mean cross-entropy loss.
     public var meanLoss: Double
+    /// Seconds the evaluation took.
+    public var seconds: Double
 
-    public init(accuracy: Double, meanLoss: Double) {
+    public init(accuracy: Double, meanLoss: Double, seconds: Double = 0) {
         self.accuracy = accuracy
         self.meanLoss = meanLoss
+        self.seconds = seconds
     }
 }
 
 extension ModelHost {
-    public func evaluateEpoch(epoch: Int) -> EpochEvaluation? { nil }
+    public mutating func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)? { nil }
 }
 
 /// The worker's model: computes summed gradients on the worker's shard.
@@ -55,11 +58,15 @@ extension ModelHost {
 public protocol GradientComputer {
     /// The gradient of the assignment's samples at the assignment's weights.
     ///
-    /// Returns, for `assignment.step`: the SUM (not the mean) over the shard-local samples
-    /// `assignment.sampleIndices` of the per-sample gradients (`[parameterCount]`, laid out like
+    /// Returns, for `assignment.step`: the SUM (not the mean) over the samples with keys
+    /// `assignment.sampleKeys` of the per-sample gradients (`[parameterCount]`, laid out like
     /// `assignment.weights`), the sum of their losses, how many were classified correctly, and
-    /// `sampleCount == assignment.sampleIndices.count`. An empty assignment gives zeros.
+    /// `sampleCount == assignment.sampleKeys.count`. An empty assignment gives zeros.
     mutating func gradient(for assignment: StepAssignment) -> GradientReport
+
+    /// Keeps the samples of a further shard (blocks that moved to this worker) beside those held;
+    /// its keys never overlap theirs and its images have the same size (the state machine checks).
+    mutating func add(_ shard: Shard)
 
     /// How long the coordinator may fall silent before the worker counts it as lost, from its
     /// settings (nil: the worker's own window).
@@ -144,16 +151,20 @@ public struct StepMetrics: Sendable, Equatable {
 public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
     /// The ROUTER is bound; start workers pointed at `endpoint` (the actual port if `*` was asked).
     case listening(endpoint: String)
-    /// A worker was admitted; `workers` are all admitted so far, in index order.
-    case workerJoined(WorkerInfo, joined: Int, expected: Int, workers: [WorkerInfo])
+    /// A worker was admitted at `step` (to a slot, or as a spare); `workers` hold the slots, in order.
+    case workerJoined(WorkerInfo, joined: Int, expected: Int, step: Int, workers: [WorkerInfo])
+    /// Blocks changed hands at `step` because of `why`; `workers` are the members with their new shares.
+    case sharesChanged(workers: [WorkerInfo], step: Int, why: String)
     /// A peer was refused (version mismatch, cluster full, training under way); it was told why.
     case workerRefused(peer: PeerID, name: String, reason: String)
     /// Every worker holds its shard; step 0 is on its way.
     case trainingStarted(workers: [WorkerInfo])
     case stepCompleted(StepMetrics)
-    /// The last step of `epoch` was applied; `evaluation` comes from `ModelHost.evaluateEpoch`.
+    /// The test evaluation of `epoch` is done (`ModelHost.evaluation(ofEpoch:)`, run off the node's
+    /// thread; later steps may have completed meanwhile).
     case epochCompleted(epoch: Int, evaluation: EpochEvaluation?)
-    /// A worker was declared dead at `step` (silent past the liveness window, left, rejoined...).
+    /// A worker was declared dead at `step` (silent past the liveness window, left, reconnected,
+    /// evicted); the micro-batches it owed are computed by others.
     case workerDied(WorkerInfo, step: Int, reason: String)
     /// Frames from `peer` did not decode; they were ignored.
     case undecodable(peer: PeerID, error: MessageDecodingError)
@@ -166,8 +177,14 @@ public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
         switch self {
         case .listening(let endpoint):
             return "listening on \(endpoint)"
-        case .workerJoined(let info, let joined, let expected, let workers):
-            return "\(info) joined; joined \(joined) of \(expected): \(workers.map(\.name).joined(separator: ", "))"
+        case .workerJoined(let info, let joined, let expected, let step, let workers):
+            let when = step > 0 ? " at step \(step)" : ""
+            return info.slot == nil
+                ? "\(info) joined\(when) and waits for a free slot (all \(expected) are taken)"
+                : "\(info) joined\(when); joined \(joined) of \(expected): \(workers.map(\.name).joined(separator: ", "))"
+        case .sharesChanged(let workers, let step, let why):
+            let shares = workers.map { "\($0.name) blocks \(describeBlocks($0.blocks))" }.joined(separator: ", ")
+            return "step \(step): after \(why), the shares are \(shares)"
         case .workerRefused(let peer, let name, let reason):
             return "refused \"\(name)\" (\(peer)): \(reason)"
         case .trainingStarted(let workers):
@@ -214,8 +231,9 @@ public enum WorkerNodeEvent: Sendable, CustomStringConvertible {
         case .connecting(let endpoint, let attempt):
             return attempt == 0
                 ? "connecting to \(endpoint)" : "reconnecting to \(endpoint) (attempt \(attempt))"
-        case .welcomed(let index, let count): return "welcomed as worker \(index) of \(count)"
-        case .shardReceived(let count): return "shard of \(count) samples received; model built"
+        case .welcomed(let index, let count):
+            return index < count ? "welcomed as worker \(index) of \(count)" : "welcomed as a spare; waiting for a slot"
+        case .shardReceived(let count): return "shard of \(count) samples received"
         case .stepComputed(let step, let count, let seconds):
             return "step \(step): gradient of \(count) samples in \(milliseconds(seconds)) ms"
         case .coordinatorLost(let silent, let backoff, let attempt):

@@ -146,6 +146,8 @@ public final class WorkerNode: @unchecked Sendable {
         var sentGoodbye = false
         /// How long the last step took to compute (nil before the first): it decides where the next runs.
         var lastComputeSeconds: Double?
+        /// Whether the first shard built the gradient computer (later shards add samples to it).
+        var hasComputer = false
         let box = ComputeBox()
         let queue = DispatchQueue(label: "mnist.worker.compute")
 
@@ -253,12 +255,17 @@ public final class WorkerNode: @unchecked Sendable {
                         silentTicks: silentTicks, reconnectInTicks: backoff, attempt: attempt)
                     node.report(event, at: .warning)
                     generation += 1  // Whatever is being computed belongs to the lost session.
+                    hasComputer = false  // The next session starts with a fresh shard.
                 case .reconnect(let attempt):
                     self.attempt = attempt
                     try connect()
                 case .welcomed(let index, let count):
                     let event = WorkerNodeEvent.welcomed(workerIndex: index, workerCount: count)
                     node.report(event, at: .info)
+                case .shardReceived(let shard) where hasComputer:
+                    let box = self.box
+                    queue.async { box.computer?.add(shard) }
+                    node.report(.shardReceived(sampleCount: shard.sampleCount), at: .info)
                 case .shardReceived(let shard):
                     generation += 1
                     do {
@@ -272,6 +279,7 @@ public final class WorkerNode: @unchecked Sendable {
                         let box = self.box
                         let handOver = ComputerHandOver(computer)
                         queue.async { box.computer = handOver.computer }
+                        hasComputer = true
                     } catch {
                         // Do not report ready; leave with the reason instead.
                         pending =

@@ -16,6 +16,9 @@ struct TrainingProgress {
     private(set) var trainingSeconds = 0.0
     /// The statistics of the current epoch's steps so far.
     private(set) var epochStatistics = BatchStatistics()
+    /// Epochs whose training is closed and whose evaluation has not come yet: their statistics,
+    /// seconds, and the run's training seconds when they closed.
+    private var trained: [Int: (BatchStatistics, Double, Double)] = [:]
 
     init(configuration: TrainingConfiguration, stepsPerEpoch: Int, totalSteps: Int) {
         model = configuration.model
@@ -54,14 +57,28 @@ struct TrainingProgress {
     mutating func finishEpoch(_ epoch: Int, seconds: Double, testAccuracy: Double, evaluationSeconds: Double)
         -> EpochSummary
     {
+        endTraining(ofEpoch: epoch, seconds: seconds)
+        return finishEpoch(epoch, testAccuracy: testAccuracy, evaluationSeconds: evaluationSeconds)
+    }
+
+    /// Closes the training of the 0-based `epoch` (its last step is recorded), before its evaluation:
+    /// the next epoch's steps may be recorded while the evaluation runs elsewhere.
+    mutating func endTraining(ofEpoch epoch: Int, seconds: Double) {
         trainingSeconds += seconds
+        trained[epoch] = (epochStatistics, seconds, trainingSeconds)
+        epochStatistics = BatchStatistics()
+    }
+
+    /// The summary of the 0-based `epoch`, whose training was closed by `endTraining`, with its test
+    /// figures; kept in `summaries`.
+    mutating func finishEpoch(_ epoch: Int, testAccuracy: Double, evaluationSeconds: Double) -> EpochSummary {
+        let (statistics, seconds, total) = trained.removeValue(forKey: epoch) ?? (BatchStatistics(), 0, trainingSeconds)
         let summary = EpochSummary(
-            epoch: epoch + 1, epochs: epochs, loss: epochStatistics.meanLoss,
-            trainAccuracy: Self.accuracy(of: epochStatistics), testAccuracy: testAccuracy, seconds: seconds,
-            imagesPerSecond: Double(epochStatistics.count) / max(seconds, 1e-9), trainingSeconds: trainingSeconds,
+            epoch: epoch + 1, epochs: epochs, loss: statistics.meanLoss,
+            trainAccuracy: Self.accuracy(of: statistics), testAccuracy: testAccuracy, seconds: seconds,
+            imagesPerSecond: Double(statistics.count) / max(seconds, 1e-9), trainingSeconds: total,
             evaluationSeconds: evaluationSeconds)
         summaries.append(summary)
-        epochStatistics = BatchStatistics()
         return summary
     }
 

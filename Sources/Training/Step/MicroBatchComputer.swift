@@ -12,9 +12,10 @@ import MNIST
 /// Not thread-safe: one thread at a time (the network's lanes run inside a call).
 public final class MicroBatchComputer {
     public let network: Network
-    /// The samples held, in key order: sample i is known as `firstKey + i`.
-    public let samples: LabeledImages
-    public let firstKey: Int
+    /// The samples held, shard after shard as they arrived; `segments` says which keys they are.
+    public private(set) var samples: LabeledImages
+    /// Each shard's keys and the position of its first sample in `samples`.
+    private var segments: [(keys: Range<Int>, offset: Int)]
     /// The run's seed and whether it augments: they key dropout and the shifts.
     public let seed: UInt64
     public let augment: Bool
@@ -29,18 +30,39 @@ public final class MicroBatchComputer {
     ) {
         self.network = network
         self.samples = samples
-        self.firstKey = firstKey
+        segments = [(firstKey..<(firstKey + samples.count), 0)]
         self.seed = seed
         self.augment = augment
         self.tree = tree
     }
 
+    /// Adds the samples of another shard, known as keys `firstKey...`; they must not overlap those held.
+    public func add(_ more: LabeledImages, firstKey: Int) {
+        let keys = firstKey..<(firstKey + more.count)
+        precondition(more.pixelsPerImage == samples.pixelsPerImage, "images of one size")
+        guard !segments.contains(where: { $0.keys.overlaps(keys) }) else { return }
+        segments.append((keys, samples.count))
+        samples = LabeledImages(
+            rows: samples.rows, columns: samples.columns, pixels: samples.pixels + more.pixels,
+            labels: samples.labels + more.labels)
+    }
+
+    /// Where the sample known as `key` is in `samples`, or nil if it is not held.
+    public func index(ofKey key: Int) -> Int? {
+        segments.first { $0.keys.contains(key) }.map { $0.offset + key - $0.keys.lowerBound }
+    }
+
     /// The assignment's micro-batches at its weights, summed along the tree into the nodes its
-    /// blocks cover. The caller has checked that every index is below `samples.count`.
+    /// blocks cover. A key that is not held gives an answer with no pieces (which the coordinator refuses).
     public func report(for assignment: StepAssignment) -> GradientReport {
         network.parameters = assignment.weights
-        let indices = assignment.sampleIndices.map { Int($0) }
-        let keys = indices.map { firstKey + $0 }
+        let keys = assignment.sampleKeys.map { Int($0) }
+        var indices: [Int] = []
+        indices.reserveCapacity(keys.count)
+        for key in keys {
+            guard let index = index(ofKey: key) else { return GradientReport(step: assignment.step, pieces: []) }
+            indices.append(index)
+        }
         prepareInputs(
             indices: indices, keys: keys,
             augmentationSeed: augment ? TrainingSeeds.augmentation(seed, epoch: assignment.epoch) : nil)
