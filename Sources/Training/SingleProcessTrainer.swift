@@ -95,7 +95,11 @@ public struct SingleProcessTrainer {
                         progress.record(
                             step: result.step, epoch: epoch, statistics: result.statistics, learningRate: Double(rate),
                             epochSeconds: (clock.now - epochStart).seconds)))
-                if step.stepsDone % every == 0, step.stepsDone < step.totalSteps { try writeCheckpoint() }
+                if step.stepsDone % every == 0, step.stepsDone < step.totalSteps {
+                    // A failed periodic checkpoint (a full disk, a folder gone) costs no training: the
+                    // previous one is kept, and the run goes on.
+                    do { try writeCheckpoint() } catch { checkpoints?.onWriteFailure(step.stepsDone, error) }
+                }
             }
             let epochSeconds = (clock.now - epochStart).seconds
             let evaluationStart = clock.now
@@ -127,6 +131,8 @@ public struct CheckpointPolicy {
     public var resume: Checkpoint?
     /// The training data's fingerprint, when the caller has it already (`Checkpoint.fingerprint`).
     public var dataFingerprint: String?
+    /// Told when a periodic checkpoint could not be written after a step (the run goes on).
+    public var onWriteFailure: (_ step: Int, _ error: Error) -> Void = { _, _ in }
 
     public init(url: URL, everySteps: Int? = nil, resume: Checkpoint? = nil, dataFingerprint: String? = nil) {
         self.url = url

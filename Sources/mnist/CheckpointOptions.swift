@@ -57,6 +57,9 @@ struct CheckpointOptions: ParsableArguments {
         }
         let fingerprint = Checkpoint.fingerprint(of: data.train)
         var policy = CheckpointPolicy(url: url, everySteps: checkpointEvery, dataFingerprint: fingerprint)
+        policy.onWriteFailure = { step, error in
+            logger.warning("could not write the checkpoint after step \(step): \(error); the previous one is kept")
+        }
         guard !fresh, FileManager.default.fileExists(atPath: url.path) else { return policy }
         let parameters = try Network(architecture: configuration.preset.architecture, seed: 0).parameterCount
         let found = try Checkpoint.read(from: url, parameterCount: parameters)
@@ -87,10 +90,15 @@ func saveModel(
             Checkpoint.defaultURL(forOutput: output).lastPathComponent)
         for place in [checkpoint, fallback].compactMap({ $0 }) {
             guard (try? state.write(to: place, architecture: network)) != nil else { continue }
-            throw ValidationError(
-                "could not write the model to \(output.path): \(error). The finished run is kept in \(place.path); "
-                    + "`mnist export \(place.path) --output FILE` writes the model from it.")
+            throw ModelNotWritten(
+                description: "could not write the model to \(output.path): \(error). The finished run is kept in "
+                    + "\(place.path); `mnist export \(place.path) --output FILE` writes the model from it.")
         }
         throw error
     }
+}
+
+/// The final write of a model failed; says where the finished run is kept instead.
+struct ModelNotWritten: Error, CustomStringConvertible {
+    var description: String
 }

@@ -46,6 +46,43 @@ final class CheckpointTests: XCTestCase {
         return process.terminationStatus
     }
 
+    /// The final write of the model fails (its folder was removed during the run, with the
+    /// checkpoint in it): the finished run is kept as a checkpoint in the temporary folder, the error
+    /// names it, and `mnist export` writes from it the same model file an undisturbed run writes.
+    func testAFailedFinalWriteKeepsTheRunAndExportWritesTheSameModel() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("checkpoint-lost")
+        let reference = output.file("reference.safetensors")
+        let undisturbed = try Subprocess.capture(
+            [Products.mnist.path] + arguments(data: data, output: reference), timeout: 300)
+        XCTAssertEqual(undisturbed.status, 0, undisturbed.standardError)
+
+        let folder = output.file("doomed")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let model = folder.appendingPathComponent("model.safetensors")
+        let kept = FileManager.default.temporaryDirectory.appendingPathComponent("model.checkpoint.safetensors")
+        try? FileManager.default.removeItem(at: kept)
+        defer { try? FileManager.default.removeItem(at: kept) }
+        let run = try WatchedProcess(Products.mnist, arguments(data: data, output: model))
+        defer { run.kill(SIGKILL) }
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: Checkpoint.defaultURL(forOutput: model).path), Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        try FileManager.default.removeItem(at: folder)
+        XCTAssertTrue(run.wait(seconds: 300))
+        XCTAssertEqual(run.status, 1, run.output)
+        XCTAssertTrue(run.output.contains("The finished run is kept in \(kept.path)"), run.output)
+        XCTAssertTrue(run.output.contains("mnist export"), run.output)
+
+        let exported = output.file("exported.safetensors")
+        let export = try Subprocess.capture(
+            [Products.mnist.path, "export", kept.path, "--output", exported.path, "--data", data.url.path],
+            timeout: 120)
+        XCTAssertEqual(export.status, 0, export.standardError)
+        XCTAssertEqual(try sha(exported), try sha(reference), "the exported model differs from the undisturbed run's")
+    }
+
     func testAnInterruptedRunResumesToTheSameModelFile() throws {
         let data = try smallDataset()
         let output = try TemporaryDirectory("checkpoint-out")

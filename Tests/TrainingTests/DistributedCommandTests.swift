@@ -208,6 +208,37 @@ final class DistributedCommandTests: XCTestCase {
         }
     }
 
+    /// Workers started 0 to 16 s before their coordinator (through several of their reconnects, whose
+    /// stale sockets may still deliver a hello) all join, and none is refused.
+    func testWorkersStartedBeforeTheCoordinatorAllJoin() throws {
+        let data = try smallDataset()
+        let output = try TemporaryDirectory("dist-early")
+        let model = output.file("model.safetensors")
+        let port = 20_000 + Int((getpid() + 15_013) % 20_000)
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        var workers: [WatchedProcess] = []
+        defer { for worker in workers { worker.kill(SIGKILL) } }
+        // Started 16 s, 8.5 s and 0 s before the coordinator.
+        for (index, pause) in [7.5, 8.5, 0].enumerated() {
+            workers.append(
+                try WatchedProcess(
+                    Products.mnist, ["worker", "--connect", endpoint, "--name", "early-\(index)", "--threads", "1"]))
+            Thread.sleep(forTimeInterval: pause)
+        }
+        let coordinator = try Subprocess.capture(
+            [
+                Products.mnist.path, "coordinator", "--bind", endpoint, "--workers", "3", "--data", data.url.path,
+                "--epochs", "1", "--batch-size", "128", "--output", model.path,
+            ], timeout: 300)
+        XCTAssertEqual(coordinator.status, 0, coordinator.standardError)
+        XCTAssertTrue(coordinator.standardError.contains("joined 3 of 3"), coordinator.standardError)
+        XCTAssertFalse(coordinator.standardError.contains("refused"), coordinator.standardError)
+        for worker in workers {
+            XCTAssertTrue(worker.wait(seconds: 30), worker.output)
+            XCTAssertEqual(worker.status, 0, worker.output)
+        }
+    }
+
     /// Ctrl-C on a coordinator keeps a checkpoint, leaves an existing model file alone, exits 130, and
     /// the same command continues to the undisturbed model file.
     func testAnInterruptedCoordinatorNeverReplacesAModelAndContinues() throws {

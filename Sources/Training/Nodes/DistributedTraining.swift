@@ -242,7 +242,7 @@ public final class DistributedTraining: @unchecked Sendable {
         if let checkpoints {
             let step = host.step, every = checkpoints.everySteps ?? stepsPerEpoch, total = totalSteps
             let fingerprint = checkpoints.dataFingerprint ?? Checkpoint.fingerprint(of: data.train)
-            relay.afterStep = { [logger] in
+            relay.afterStep = {
                 guard step.stepsDone % every == 0, step.stepsDone < total else { return }
                 do {
                     try step.checkpoint(dataFingerprint: fingerprint).write(
