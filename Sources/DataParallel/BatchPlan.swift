@@ -16,8 +16,9 @@
 ///   (seed, e, b); step s of the epoch takes the next `microBatchSize(b)` of them (the last step of an
 ///   epoch may take fewer, or none). So the composition of every batch depends on seed, epoch and
 ///   step only.
-/// - **Shards.** Of W workers (1 ≤ W ≤ blockCount), worker w holds the contiguous blocks
-///   `shardBlocks(worker: w, of: W)`, a contiguous range of keys.
+/// - **Shards.** Of W workers (1 ≤ W ≤ blockCount), worker w joins with the contiguous blocks
+///   `shardBlocks(worker: w, of: W)`, a contiguous range of keys; when membership changes, whole blocks
+///   move (the coordinator decides where), and a step may ask any holder of a block for its micro-batch.
 public struct BatchPlan: Equatable, Sendable {
     /// Samples per micro-batch (at most): each is computed single-threaded into its own buffer. Small
     /// enough that a micro-batch's activations stay in a core's cache, large enough that the

@@ -14,7 +14,7 @@ public struct CoordinatorConfiguration: Sendable {
     public var workerCount: Int
     /// Samples per global batch, across all workers.
     public var batchSize: Int
-    /// Samples per micro-batch (`BatchPlan`); at most `BatchPlan.blockCount` workers can join.
+    /// Samples per micro-batch (`BatchPlan`); at most `BatchPlan.blockCount` workers hold slots.
     public var microBatchSize = BatchPlan.defaultMicroBatchSize
     /// Steps to run; the caller derives it from epochs with `BatchPlan.stepsPerEpoch`.
     public var totalSteps: Int
@@ -181,7 +181,7 @@ public enum CoordinatorAction: Equatable, Sendable {
     case sharesChanged([WorkerInfo], step: Int, why: String)
     /// A peer was refused (the reason was also sent to it in a `refuse` message).
     case workerRefused(PeerID, name: String, reason: String)
-    /// Every worker holds its shard; step 0 is being sent.
+    /// Every worker holds its shard; the first step (`firstStep`) is being sent.
     case trainingStarted([WorkerInfo])
     /// Every live worker answered the step: apply the optimizer, then deliver `weightsUpdated`.
     case stepCompleted(StepResult)
@@ -221,6 +221,7 @@ public struct Coordinator {
         var blocks: Range<Int>
         var keys: Range<Int>
         var ticksSinceSent = 0
+        var ticksOutstanding = 0
     }
 
     private struct WorkerState {
@@ -270,6 +271,7 @@ public struct Coordinator {
     private var answeredBy: [PeerID?]
     private var askedOf: [PeerID?]
     private var slowestAnswerTicks = 0
+    private var hasSeenAnswer = false
     /// The keys of each block's micro-batch in the current step.
     private var microBatches: [ArraySlice<Int>] = []
     private var batches: StepBatches
@@ -307,10 +309,21 @@ public struct Coordinator {
             blocks: owner.indices.filter { owner[$0] == worker.peer })
     }
 
-    /// The step timeout in force: configured, or ten times the slowest answer so far.
+    /// The step timeout in force: configured, or ten times the slowest answer so far (six times the
+    /// minimum before the first answer, which may include a worker's start-up).
     private var stepTimeoutTicks: Int {
-        configuration.stepTimeoutTicks ?? max(configuration.minimumStepTimeoutTicks, 10 * slowestAnswerTicks)
+        if let configured = configuration.stepTimeoutTicks { return configured }
+        guard hasSeenAnswer else { return 6 * configuration.minimumStepTimeoutTicks }
+        return max(configuration.minimumStepTimeoutTicks, 10 * slowestAnswerTicks)
     }
+
+    /// Ticks after which an unanswered request is sent again: well inside the step timeout, so a lost
+    /// message is resent (and answered from the worker's cache) before the worker counts as hung.
+    private var requestResendTicks: Int { max(1, min(configuration.resendTicks, stepTimeoutTicks / 2)) }
+
+    /// Samples unacknowledged this long during training cost the worker its place: it would otherwise
+    /// hold blocks nobody else may compute.
+    private var transferTimeoutTicks: Int { max(stepTimeoutTicks, 6 * configuration.resendTicks) }
 
     /// Feeds one event; returns the actions to perform, in order.
     public mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorAction] {
@@ -567,6 +580,7 @@ public struct Coordinator {
         }
         workers[peer]?.requests.remove(at: index)
         slowestAnswerTicks = max(slowestAnswerTicks, request.ticksOutstanding)
+        hasSeenAnswer = true
         pieces.append(contentsOf: report.pieces)
         for block in blocks {
             answeredBy[block] = peer
@@ -721,7 +735,19 @@ public struct Coordinator {
                 continue
             }
             if sendHeartbeat { actions.append(.send(.heartbeat, to: peer)) }
+            if phase == .training,
+                let late = worker.transfers.first(where: { $0.ticksOutstanding >= transferTimeoutTicks })
+            {
+                workerDied(
+                    peer,
+                    reason:
+                        "evicted: it did not acknowledge the samples of blocks \(describeBlocks(Array(late.blocks))) "
+                        + "within \(describeTicks(transferTimeoutTicks, seconds))",
+                    ban: true, into: &actions)
+                continue
+            }
             for index in worker.transfers.indices {
+                workers[peer]?.transfers[index].ticksOutstanding += 1
                 workers[peer]?.transfers[index].ticksSinceSent += 1
                 guard worker.transfers[index].ticksSinceSent + 1 >= configuration.resendTicks else { continue }
                 workers[peer]?.transfers[index].ticksSinceSent = 0
@@ -749,7 +775,7 @@ public struct Coordinator {
                     ban: true, into: &actions)
                 continue
             }
-            for (index, request) in requests.enumerated() where request.ticksSinceSent >= configuration.resendTicks {
+            for (index, request) in requests.enumerated() where request.ticksSinceSent >= requestResendTicks {
                 workers[peer]?.requests[index].ticksSinceSent = 0
                 actions.append(.send(stepMessage(blocks: request.blocks), to: peer))
             }

@@ -224,7 +224,7 @@ extension Message {
                 sampleKeys: WireBytes.values(from: frames[2], as: UInt32.self), microBatches: microBatches)
             guard assignment.isWellFormed else {
                 throw MessageDecodingError.valueOutOfRange(
-                    kind: kind, field: "microBatches (not increasing, or counts differ from the indices)",
+                    kind: kind, field: "microBatches (not increasing, or counts differ from the keys)",
                     value: UInt64(microBatchCount))
             }
             return .step(assignment)

@@ -64,7 +64,8 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
     }
 }
 
-/// A worker's part of the training set, sent once by the coordinator after `welcome`.
+/// A run of blocks of the training set, sent by the coordinator after `welcome` and whenever blocks
+/// move to the worker; the worker keeps every shard it receives.
 public struct Shard: Equatable, Sendable {
     /// Bytes per image (784 for MNIST).
     public var pixelsPerImage: Int
@@ -108,8 +109,8 @@ public struct MicroBatch: Equatable, Sendable {
     }
 }
 
-/// The coordinator's request for one step: the weights w_t and the micro-batches of the worker's
-/// shard that form its part of the global batch.
+/// The coordinator's request for one step: the weights w_t and some micro-batches of the global batch
+/// whose samples the worker holds (normally its share; after a fault also blocks another worker owed).
 public struct StepAssignment: Equatable, Sendable {
     /// The step number t, counted from 0 over the whole run; keys dropout.
     public var step: Int
@@ -208,7 +209,7 @@ public enum Message: Equatable, Sendable {
     /// Coordinator → worker: accepted as worker `workerIndex` of `workerCount`, or as a spare when
     /// `workerIndex == workerCount` (sent again with a slot when the spare takes one).
     case welcome(workerIndex: Int, workerCount: Int)
-    /// Coordinator → worker: not accepted (version mismatch, cluster full, training under way).
+    /// Coordinator → worker: not accepted (version mismatch, cluster full, evicted earlier).
     case refuse(protocolVersion: UInt16, reason: String)
     /// Coordinator → worker: blocks of the training set (a contiguous run of keys) plus opaque settings.
     /// A worker receives one at join and more when membership changes; it keeps them all.

@@ -74,7 +74,7 @@ public enum WorkerAction: Equatable, Sendable {
     /// Keep this shard's samples beside any held before (the first one also builds the model from its
     /// settings); `ready` has been queued after it.
     case shardReceived(Shard)
-    /// Compute the summed gradient of `sampleKeys` of the shard at `weights`, then deliver
+    /// Compute the summed gradient of the samples `sampleKeys` at `weights`, then deliver
     /// `gradientComputed` with the same step. Ticks should keep coming meanwhile.
     case computeGradient(StepAssignment)
     /// A message was ignored; worth a debug log line.

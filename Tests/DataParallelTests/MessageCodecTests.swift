@@ -159,7 +159,7 @@ final class MessageCodecTests: XCTestCase {
         expect(
             miscounted,
             .valueOutOfRange(
-                kind: .step, field: "microBatches (not increasing, or counts differ from the indices)", value: 1))
+                kind: .step, field: "microBatches (not increasing, or counts differ from the keys)", value: 1))
         var reserved = Message.gradient(GradientReport(step: 0, pieces: [])).encode()
         reserved[0][24] = 1
         expect(reserved, .nonZeroUnusedField(kind: .gradient, field: "b"))

@@ -223,6 +223,21 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertTrue(actions.contains { if case .send(.shutdown, self.alice) = $0 { true } else { false } })
     }
 
+    /// A worker that heartbeats but never acknowledges the samples moved to it would hold blocks nobody
+    /// else may compute: it is evicted, and the run does not stall for ever.
+    func testAWorkerThatNeverAcknowledgesItsSamplesIsEvicted() {
+        var coordinator = makeTrainingCoordinator()
+        _ = coordinator.handle(.received(.goodbye(reason: "ctrl-c"), from: bob))
+        var evicted: String?
+        for _ in 0..<700 where evicted == nil {
+            _ = coordinator.handle(.received(.heartbeat, from: alice))
+            for case .workerDied(let info, _, let reason) in coordinator.handle(.tick) where info.peer == alice {
+                evicted = reason
+            }
+        }
+        XCTAssertTrue(evicted?.contains("did not acknowledge the samples of blocks 1") == true, "\(evicted ?? "")")
+    }
+
     func testAWorkerThatHeartbeatsButNeverAnswersIsEvicted() {
         var coordinator = makeTrainingCoordinator { $0.stepTimeoutTicks = 8 }
         var evicted: String?

@@ -171,7 +171,7 @@ public struct DistributedTrainingResult {
     /// it could not be.
     public let checkpoint: Result<URL, Error>?
     /// Protocol bytes per step, both directions, all workers: each worker gets a step message (header,
-    /// weights, its sample indices, a (block, count) pair per micro-batch) and answers with a gradient
+    /// weights, its sample keys, a (block, count) pair per micro-batch) and answers with a gradient
     /// message (header, one record and one gradient per tree node its blocks cover).
     public let bytesPerStep: Int
 }

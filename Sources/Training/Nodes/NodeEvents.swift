@@ -51,7 +51,7 @@ extension ModelHost {
     public mutating func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)? { nil }
 }
 
-/// The worker's model: computes summed gradients on the worker's shard.
+/// The worker's model: computes summed gradients on the samples of the shards it holds.
 ///
 /// A worker node builds one with its `GradientComputerFactory` when the shard arrives and then calls
 /// it from a single compute thread (never the polling thread, never two threads at once).
@@ -77,7 +77,7 @@ extension GradientComputer {
     public var coordinatorLivenessSeconds: Double? { nil }
 }
 
-/// Builds a worker's `GradientComputer` from the coordinator's settings bytes and the worker's shard.
+/// Builds a worker's `GradientComputer` from the coordinator's settings bytes and its first shard.
 ///
 /// Throwing (unknown settings, model mismatch) makes the worker send `goodbye` with the error's
 /// description and end its run with `.failed`, which the CLI turns into a non-zero exit.

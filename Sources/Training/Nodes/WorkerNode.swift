@@ -33,7 +33,7 @@ public struct WorkerNodeConfiguration: Sendable {
         self.endpoint = endpoint
         stateMachine = WorkerConfiguration(name: name, threads: threads)
         // Distinguishes this process's sessions from earlier ones.
-        stateMachine.incarnation = UInt64.random(in: 0...(UInt64.max >> 1))
+        stateMachine.incarnation = UInt64.random(in: 0...(UInt64.max >> 16))  // The session's 48 bits.
     }
 }
 
