@@ -197,7 +197,9 @@ public struct Coordinator {
             return
         }
         if case .hello(let version, let name, let threads, let session) = message {
-            hello(from: peer, version: version, name: name, threads: threads, session: Session(session), into: &actions)
+            hello(
+                from: peer, version: version, name: printableName(name), threads: threads, session: Session(session),
+                into: &actions)
             return
         }
         guard workers[peer] != nil else {
@@ -416,8 +418,26 @@ public struct Coordinator {
                 return "\(piece.gradient.count) gradient values for \(piece.sampleCount) samples of blocks "
                     + "\(piece.blocks); expected \(parameterCount) values for \(expected) samples"
             }
+            guard piece.lossSum.isFinite, piece.correctCount <= piece.sampleCount else {
+                return "blocks \(piece.blocks) have a loss sum of \(piece.lossSum) and \(piece.correctCount) of "
+                    + "\(piece.sampleCount) samples correct"
+            }
+            if let bad = Self.firstNonFinite(piece.gradient) {
+                return "value \(bad) of the gradient of blocks \(piece.blocks) is \(piece.gradient[bad])"
+            }
         }
         return nil
+    }
+
+    /// The index of the first value that is NaN or infinite, or nil.
+    static func firstNonFinite(_ values: [Float]) -> Int? {
+        values.withUnsafeBufferPointer { buffer in
+            // Finite values stay finite when multiplied by 0; NaN and infinities give NaN.
+            var probe: Float = 0
+            for value in buffer { probe += value * 0 }
+            guard probe.isNaN else { return nil }
+            return buffer.firstIndex { !$0.isFinite }
+        }
     }
 
     // MARK: Steps
@@ -478,6 +498,14 @@ public struct Coordinator {
         let result = StepResult(
             step: step, epoch: plan.epoch(ofStep: step), reports: [GradientReport(step: step, pieces: pieces)],
             tree: tree, parameterCount: parameterCount, contributors: contributors)
+        if let bad = Self.firstNonFinite(result.averagedGradient) {
+            // Every piece was finite, so their sum overflowed: never apply it.
+            fail(
+                "the averaged gradient of step \(step) is not finite (value \(bad) is "
+                    + "\(result.averagedGradient[bad])); the weights before the step are kept",
+                into: &actions)
+            return
+        }
         isGathering = false
         pieces = []
         weights = []

@@ -16,6 +16,9 @@ public enum ProtocolInfo {
     public static let recommendedTickMilliseconds = 100
     /// The longest `workerName`, `reason` or similar text accepted, in UTF-8 bytes.
     public static let maximumTextByteCount = 4096
+    /// The longest worker name shown in logs, in characters (`printableName`); `mnist worker --name`
+    /// refuses longer ones.
+    public static let maximumNameLength = 64
 }
 
 /// The kind number of a message: the 16-bit value at byte offset 6 of the header frame.
@@ -243,6 +246,25 @@ public enum Message: Equatable, Sendable {
         case .goodbye: .goodbye
         }
     }
+}
+
+/// A text from a peer as logs show it: at most `ProtocolInfo.maximumNameLength` characters (longer
+/// ones cut, with "…"), control and format characters (newlines, escapes, bidirectional overrides)
+/// written as escapes, so that no peer can forge or garble a log line.
+public func printableName(_ text: String, maximumLength: Int = ProtocolInfo.maximumNameLength) -> String {
+    var result = ""
+    for (index, character) in text.enumerated() {
+        guard index < maximumLength else { return result + "…" }
+        for scalar in character.unicodeScalars {
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned:
+                result += scalar.escaped(asASCII: true)
+            default:
+                result.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return result
 }
 
 /// The `session` of a hello: the worker process (upper 48 bits, random per process) and the number of

@@ -1,7 +1,9 @@
 // Saving a trained network as a safetensors model file with everything a predictor or a reader
-// in another language needs in the metadata. Loading is `Network.load(from:)` in ConvNet.
+// in another language needs in the metadata, and loading one back checked: its weights must match the
+// SHA-256 recorded beside them and be finite. The file format itself is `Network.load(from:)` in ConvNet.
 import ConvNet
 import Foundation
+import MNIST
 
 /// Metadata keys written next to the architecture (which ConvNet writes itself).
 public enum ModelMetadataKey {
@@ -11,6 +13,9 @@ public enum ModelMetadataKey {
     public static let trainingConfiguration = "training_config"
     public static let testAccuracy = "test_accuracy"
     public static let model = "model"
+    /// SHA-256 (hex) of the model's weights as little-endian float32, in the order of the parameter
+    /// slab (the file's tensors in the architecture's order): a damaged file is refused.
+    public static let weightsSHA256 = "weights_sha256"
 }
 
 extension ModelMetadataKey {
@@ -32,6 +37,33 @@ extension Network {
     public func save(to url: URL, configuration: TrainingConfiguration, testAccuracy: Double) throws {
         var metadata = ModelMetadataKey.common(configuration: configuration)
         metadata[ModelMetadataKey.testAccuracy] = String(format: "%.4f", testAccuracy)
+        metadata[ModelMetadataKey.weightsSHA256] = Self.digest(of: parameters)
         try save(to: url, metadata: metadata)
+    }
+
+    /// SHA-256 (hex) of `values` as little-endian float32.
+    static func digest(of values: [Float]) -> String {
+        values.withUnsafeBytes { Data($0) }.sha256Hex  // Linux on x86-64 and arm64 is little-endian.
+    }
+
+    /// Loads a model (or checkpoint) file and checks it: its weights must have the SHA-256 recorded in
+    /// its metadata (files written before it was recorded have none) and must all be finite. Throws
+    /// `ModelFileError` naming the file and what is wrong.
+    public static func loadChecked(from url: URL) throws -> (network: Network, metadata: [String: String]) {
+        let (network, metadata) = try load(from: url)
+        let parameters = network.parameters
+        if let recorded = metadata[ModelMetadataKey.weightsSHA256], recorded != digest(of: parameters) {
+            throw ModelFileError(
+                path: url.path,
+                reason: "its weights do not match the SHA-256 recorded in it: the file is damaged; train again or "
+                    + "restore a copy")
+        }
+        if let bad = parameters.firstIndex(where: { !$0.isFinite }) {
+            let tensor = network.layout.tensors.first { $0.range.contains(bad) }?.name ?? "?"
+            throw ModelFileError(
+                path: url.path,
+                reason: "weight \(bad) (in \(tensor)) is \(parameters[bad]): the model is not usable; train again")
+        }
+        return (network, metadata)
     }
 }

@@ -115,10 +115,21 @@ func runCoordinator(
     )
 }
 
-/// Checks a ZeroMQ endpoint's form, naming the flag.
+/// Checks a ZeroMQ endpoint's form, naming the flag: a known transport, and for tcp a host (or `*`)
+/// and a port in 1...65535 (or `*` for any free one).
 func validateEndpoint(_ endpoint: String, flag: String) throws {
     let transports = ["tcp://", "ipc://", "inproc://"]
     guard transports.contains(where: endpoint.hasPrefix), endpoint.count > 8 else {
         throw ValidationError("\(flag): '\(endpoint)' is not a ZeroMQ endpoint such as tcp://host:5555")
+    }
+    guard endpoint.hasPrefix("tcp://") else { return }
+    let address = endpoint.dropFirst("tcp://".count)
+    guard let colon = address.lastIndex(of: ":"), colon != address.startIndex else {
+        throw ValidationError("\(flag): '\(endpoint)' has no host and port; write tcp://host:5555")
+    }
+    let port = address[address.index(after: colon)...]
+    guard port == "*" || (Int(port).map { (1...65535).contains($0) } ?? false) else {
+        throw ValidationError(
+            "\(flag): '\(endpoint)': the port must be 1...65535 (or * for any free port), got '\(port)'")
     }
 }

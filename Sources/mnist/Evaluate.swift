@@ -19,7 +19,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.evaluate")
-        let (network, _) = try Network.load(from: URL(fileURLWithPath: model))
+        let (network, _) = try Network.loadChecked(from: URL(fileURLWithPath: model))
         let dataset = try data.load(logger: logger)
         let evaluation = Evaluation(network: network, images: dataset.test)
         if json {

@@ -39,7 +39,7 @@ struct Export: ParsableCommand {
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.export")
         let url = URL(fileURLWithPath: checkpoint)
-        let (network, _) = try Network.load(from: url)
+        let (network, _) = try Network.loadChecked(from: url)
         let state = try Checkpoint.read(from: url, parameterCount: network.parameterCount)
         let dataset = try data.load(logger: logger)
         let evaluation = Evaluation(network: network, images: dataset.test)

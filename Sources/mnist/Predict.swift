@@ -42,7 +42,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.predict")
-        let (network, metadata) = try Network.load(from: URL(fileURLWithPath: model))
+        let (network, metadata) = try Network.loadChecked(from: URL(fileURLWithPath: model))
         let mean = metadata[ModelMetadataKey.inputMean].flatMap(Float.init) ?? InputNormalization.mean
         let deviation =
             metadata[ModelMetadataKey.inputStandardDeviation].flatMap(Float.init)

@@ -1,5 +1,6 @@
 // `mnist worker`: join a coordinator, receive a shard over ZeroMQ, compute gradients until told to stop.
 import ArgumentParser
+import DataParallel
 import ConvNet
 import Foundation
 import Host
@@ -42,6 +43,11 @@ struct Worker: ParsableCommand {
             throw ValidationError("--reconnect-timeout: must be 1...86400 seconds, got \(reconnectTimeout)")
         }
         guard (1...256).contains(threads) else { throw ValidationError("--threads: must be 1...256, got \(threads)") }
+        guard !name.isEmpty, name.count <= ProtocolInfo.maximumNameLength, printableName(name) == name else {
+            throw ValidationError(
+                "--name: 1...\(ProtocolInfo.maximumNameLength) characters without control characters, got \(printableName(name))"
+            )
+        }
     }
 
     func run() throws {

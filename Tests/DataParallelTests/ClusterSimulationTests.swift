@@ -67,6 +67,7 @@ final class ClusterSimulationTests: XCTestCase {
         options.pauses = [:]
         options.wedges = [:]
         options.restarts = [:]
+        options.poisons = [:]
         options.lateJoins = []
         options.coordinatorRestart = nil
         options.dropProbability = 0
@@ -175,6 +176,22 @@ final class ClusterSimulationTests: XCTestCase {
             let trained = cluster.completedSteps.contains { $0.tick > wedged.value + 60 }
             if trained { XCTAssertEqual(evictions.count, 1, cluster.summary) }
         }
+    }
+
+    /// A worker whose answers carry a NaN is evicted and its micro-batches computed by others: the
+    /// model is the undisturbed one (before, one NaN made every weight NaN).
+    func testAPoisoningWorkerIsEvictedAndTheModelIsUnchanged() {
+        var evictions = 0
+        runSeeds(1...100) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.totalSteps = 25
+            options.poisons = [
+                Int.random(in: 0..<options.workerCount, using: &random): Int.random(in: 1...150, using: &random)
+            ]
+        } check: { cluster in
+            evictions += cluster.deaths.filter { $0.reason.contains("evicted") && $0.reason.contains("is nan") }.count
+        }
+        XCTAssertGreaterThan(evictions, 50, "most runs must meet the poison")
     }
 
     func testRestartedWorkersAndLateJoinersTakeAShareOrWaitAsSpares() {

@@ -63,6 +63,20 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertEqual(coordinator.phase, .joining)
     }
 
+    /// A worker's name reaches the logs cut to 64 characters, with control and format characters
+    /// escaped: no peer can forge a log line or send escape sequences to a terminal.
+    func testWorkerNamesCannotForgeLogLines() {
+        var coordinator = makeCoordinator()
+        let forged = "evil\n2026-12-06 error: forged\u{1B}[31m\u{202E}" + String(repeating: "x", count: 100)
+        let actions = coordinator.handle(.received(hello(forged), from: alice))
+        guard case .workerJoined(let info, _, _, _)? = actions.first else { return XCTFail("\(actions)") }
+        XCTAssertTrue(info.name.hasPrefix(#"evil\n2026-12-06 error: forged\u{1B}[31m\u{202E}xxx"#), info.name)
+        XCTAssertEqual(info.name.filter { $0 == "x" }.count, 64 - 35, "cut to 64 characters: \(info.name)")
+        XCTAssertTrue(info.name.hasSuffix("…"), info.name)
+        XCTAssertFalse(info.name.contains { $0.isNewline || $0.unicodeScalars.contains { $0.value == 0x1B } })
+        XCTAssertEqual(printableName("plain-name_1 ü"), "plain-name_1 ü", "ordinary names are left alone")
+    }
+
     func testVersionMismatchIsRefusedAndReported() {
         var coordinator = makeCoordinator()
         let actions = coordinator.handle(.received(hello("old", version: 0), from: alice))

@@ -43,6 +43,8 @@ public struct ClusterOptions: Sendable {
     public var pauses: [Int: Pause] = [:]
     /// Workers (by index) that stop computing from this tick while their heartbeats go on.
     public var wedges: [Int: Int] = [:]
+    /// Workers (by index) whose answers carry a NaN (in one gradient value) from this tick on.
+    public var poisons: [Int: Int] = [:]
     /// Workers (by index) restarted as a new process (new identity, nothing held) at this tick.
     public var restarts: [Int: Int] = [:]
     /// Ticks at which further workers start (they join late, or wait as spares).
@@ -306,7 +308,10 @@ public final class SimulatedCluster {
                 computations.append(later)
                 continue
             }
-            let report = syntheticReport(worker: index, assignment: computation.assignment)
+            var report = syntheticReport(worker: index, assignment: computation.assignment)
+            if let from = options.poisons[index], now >= from, !report.pieces.isEmpty {
+                report.pieces[0].gradient[0] = .nan
+            }
             feedWorker(index, .gradientComputed(report))
         }
         if coordinatorIsUp { feedCoordinator(.tick) }

@@ -162,6 +162,46 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// A model file records the SHA-256 of its weights: one flipped byte is refused as damaged, and
+    /// non-finite weights are refused as unusable, by `evaluate` and `predict` too (a clear error and a
+    /// non-zero exit, never invalid JSON or `{}`).
+    func testDamagedAndNonFiniteModelsAreRefused() throws {
+        let data = try smallDataset()
+        let folder = try TemporaryDirectory("checkpoint-damaged")
+        let network = try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 3)
+        let good = folder.file("good.safetensors")
+        try network.save(to: good, configuration: TrainingConfiguration(), testAccuracy: 0.5)
+        XCTAssertNoThrow(try Network.loadChecked(from: good))
+
+        let flipped = folder.file("flipped.safetensors")
+        var bytes = try Data(contentsOf: good)
+        bytes[bytes.count - 3] ^= 0x01  // A bit of the last weight.
+        try bytes.write(to: flipped)
+        XCTAssertNoThrow(try Network.load(from: flipped), "the format alone cannot tell")
+        XCTAssertThrowsError(try Network.loadChecked(from: flipped)) { error in
+            XCTAssertTrue("\(error)".contains("damaged"), "\(error)")
+        }
+
+        let broken = folder.file("nan.safetensors")
+        network.parameters[5] = .nan
+        try network.save(to: broken, configuration: TrainingConfiguration(), testAccuracy: 0.5)
+        XCTAssertThrowsError(try Network.loadChecked(from: broken)) { error in
+            XCTAssertTrue("\(error)".contains("weight 5") && "\(error)".contains("nan"), "\(error)")
+        }
+        for model in [flipped, broken] {
+            let evaluate = try Subprocess.capture(
+                [Products.mnist.path, "evaluate", "--json", "--model", model.path, "--data", data.url.path], timeout: 60
+            )
+            XCTAssertNotEqual(evaluate.status, 0)
+            XCTAssertEqual(evaluate.standardOutput, "", "no JSON for a refused model")
+            XCTAssertTrue(evaluate.standardError.contains(model.path), evaluate.standardError)
+            let predict = try Subprocess.capture(
+                [Products.mnist.path, "predict", "--json", "--model", model.path, good.path], timeout: 60)
+            XCTAssertNotEqual(predict.status, 0)
+            XCTAssertFalse(predict.standardOutput.contains("{}"), predict.standardOutput)
+        }
+    }
+
     /// A checkpoint read back is the state that was written; a model file is not a checkpoint.
     func testACheckpointRoundTrips() throws {
         var configuration = TrainingConfiguration()

@@ -239,6 +239,21 @@ final class DistributedCommandTests: XCTestCase {
         }
     }
 
+    /// An endpoint whose port is out of range, or that has none, is refused before anything starts
+    /// (`tcp://*:99999` used to listen on some other port).
+    func testEndpointsAreValidated() throws {
+        for (command, flag, endpoint) in [
+            ("coordinator", "--bind", "tcp://*:99999"), ("coordinator", "--bind", "tcp://*:0"),
+            ("worker", "--connect", "tcp://host:port"), ("worker", "--connect", "tcp://host"),
+        ] {
+            var arguments = [Products.mnist.path, command, flag, endpoint]
+            if command == "coordinator" { arguments += ["--workers", "1"] }
+            let result = try Subprocess.capture(arguments, timeout: 30)
+            XCTAssertEqual(result.status, 64, "\(command) \(flag) \(endpoint): \(result.standardError)")
+            XCTAssertTrue(result.standardError.contains("\(flag): '\(endpoint)'"), result.standardError)
+        }
+    }
+
     /// Ctrl-C on a coordinator keeps a checkpoint, leaves an existing model file alone, exits 130, and
     /// the same command continues to the undisturbed model file.
     func testAnInterruptedCoordinatorNeverReplacesAModelAndContinues() throws {

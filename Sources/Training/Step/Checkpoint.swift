@@ -68,6 +68,7 @@ public struct Checkpoint: Equatable {
         metadata[Key.dataFingerprint] = dataFingerprint
         metadata[Network.MetadataKey.architecture] = network.architecture.jsonString()
         metadata[Network.MetadataKey.formatVersion] = Network.modelFormatVersion
+        metadata[ModelMetadataKey.weightsSHA256] = Network.digest(of: model)
         try SafeTensors.write(tensors: tensors, metadata: metadata, to: url)
     }
 
