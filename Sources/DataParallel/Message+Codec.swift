@@ -61,6 +61,16 @@ extension Message {
     /// correct count u32, loss sum f64.
     public static let pieceRecordByteCount = 24
 
+    /// The largest frame a worker may legally send in a run with `parameterCount` weights and
+    /// `blockCount` blocks: a gradient of one piece per block, a name or reason of the longest text.
+    /// A socket's inbound size limit (`ZMQ_MAXMSGSIZE`) set from it drops a larger frame before it is
+    /// read into memory.
+    public static func largestWorkerFrame(parameterCount: Int, blockCount: Int) -> Int {
+        let blocks = max(1, blockCount)
+        return max(
+            ProtocolInfo.maximumTextByteCount, pieceRecordByteCount * blocks, 4 * max(0, parameterCount) * blocks)
+    }
+
     /// Encodes the message as multipart frames: one 48-byte header frame, then the payload frames.
     ///
     /// Negative counts (which the public types do not prevent) are written as 0.

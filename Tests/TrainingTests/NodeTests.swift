@@ -310,6 +310,43 @@ final class NodeTests: XCTestCase {
         XCTAssertEqual(workerThread.wait(seconds: Self.safety)?.isFinished, true)
     }
 
+    /// A frame larger than any a worker may send (here 4 MB against a limit of about 1 MB) never reaches
+    /// the coordinator: libzmq drops its sender as it arrives. The run goes on.
+    func testAnOversizedFrameIsDroppedBeforeItIsRead() throws {
+        let data = TinyDataset.images(count: 20, seed: 15)
+        let recorder = EventRecorder<CoordinatorNodeEvent>()
+        let coordinator = makeCoordinator(workerCount: 1, data: data, totalSteps: 2, recorder: recorder)
+        let limit = Message.largestWorkerFrame(
+            parameterCount: coordinator.model.parameters.count, blockCount: 5)
+        XCTAssertLessThan(limit, 4_000_000)
+        let coordinatorThread = Background("coordinator") { coordinator.run() }
+        let endpoint = try listeningEndpoint(recorder)
+        let context = try Context()
+        let stranger = try context.makeSocket(.dealer)
+        try stranger.setRoutingID(Array("huge".utf8))
+        try stranger.connect(endpoint)
+        try stranger.send([[UInt8](repeating: 7, count: 4_000_000)])
+        let small = try context.makeSocket(.dealer)
+        try small.setRoutingID(Array("small".utf8))
+        try small.connect(endpoint)
+        try small.send([Array("GET / HTTP/1.1".utf8)])
+        // The small one arrives (and is reported); the huge one never does.
+        XCTAssertNotNil(
+            recorder.first(within: Self.safety) { event -> Bool? in
+                if case .undecodable(PeerID("small"), _) = event { return true }
+                return nil
+            })
+        Thread.sleep(forTimeInterval: 0.5)
+        let huge = recorder.events.filter { if case .undecodable(PeerID("huge"), _) = $0 { true } else { false } }
+        XCTAssertEqual(huge.count, 0, "the oversized frame was read")
+        stranger.close()
+        small.close()
+        let worker = makeWorker(endpoint: endpoint, name: "real")
+        let workerThread = Background("real") { worker.run() }
+        XCTAssertEqual(coordinatorThread.wait(seconds: Self.safety)?.outcome.isFinished, true)
+        XCTAssertEqual(workerThread.wait(seconds: Self.safety)?.isFinished, true)
+    }
+
     func testAWorkerWithNoCoordinatorGivesUpAfterItsReconnects() throws {
         // A port that was free a moment ago: bind, read it, close.
         let context = try Context()

@@ -162,6 +162,12 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             defer { router.close() }
             try router.setLinger(milliseconds: 0)
             try router.setRouterMandatory(true)
+            // A frame larger than any a worker may send is refused by libzmq as it arrives (the peer is
+            // disconnected), before it takes memory here.
+            try router.setMaximumMessageSize(
+                Int64(
+                    Message.largestWorkerFrame(
+                        parameterCount: node.model.parameters.count, blockCount: machine.plan.blockCount)))
             let bound = try router.bind(configuration.endpoint)
             endpoint = bound
             self.router = router
