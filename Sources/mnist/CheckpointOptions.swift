@@ -31,13 +31,7 @@ struct CheckpointOptions: ParsableArguments {
         if let checkpointEvery, checkpointEvery < 1 {
             throw ValidationError("--checkpoint-every: must be at least 1, got \(checkpointEvery)")
         }
-        if let checkpoint,
-            let type = try? FileManager.default.attributesOfItem(atPath: checkpoint)[.type] as? FileAttributeType,
-            type != .typeRegular
-        {
-            let what = type == .typeDirectory ? "a folder" : "not a regular file"
-            throw ValidationError("--checkpoint: \(checkpoint) is \(what); name a file")
-        }
+        if let checkpoint { try refuseNonRegularFile(checkpoint, flag: "--checkpoint") }
     }
 
     /// The checkpoint file of a run writing its model to `output`.
@@ -51,10 +45,7 @@ struct CheckpointOptions: ParsableArguments {
         -> CheckpointPolicy
     {
         let url = url(forOutput: output)
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw ValidationError("--checkpoint: \(url.path) is a folder; name a file")
-        }
+        try refuseNonRegularFile(url.path, flag: "--checkpoint")
         let fingerprint = Checkpoint.fingerprint(of: data.train)
         var policy = CheckpointPolicy(url: url, everySteps: checkpointEvery, dataFingerprint: fingerprint)
         policy.onWriteFailure = { step, error in

@@ -105,7 +105,7 @@ func runCoordinator(
     }
     try saveModel(
         result.network, to: output.outputURL, configuration: configuration, testAccuracy: accuracy,
-        finalState: { training.state(dataFingerprint: policy.dataFingerprint ?? "") }, checkpoint: policy.url)
+        finalState: { training.state() }, checkpoint: policy.url)
     try? FileManager.default.removeItem(at: policy.url)  // The run is finished; its model is written.
     logger.info(
         "per step: \(String(format: "%.1f", result.meanGatherSeconds * 1000)) ms from sending the weights to the last gradient, \(String(format: "%.1f", result.meanApplySeconds * 1000)) ms applying; \(String(format: "%.1f", Double(result.bytesPerStep) / 1000)) kB on the wire"

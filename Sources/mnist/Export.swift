@@ -28,12 +28,7 @@ struct Export: ParsableCommand {
         guard source != URL(fileURLWithPath: output).standardizedFileURL else {
             throw ValidationError("--output: name another file than the checkpoint itself")
         }
-        if let type = try? FileManager.default.attributesOfItem(atPath: output)[.type] as? FileAttributeType,
-            type != .typeRegular
-        {
-            throw ValidationError(
-                "--output: \(output) is \(type == .typeDirectory ? "a folder" : "not a regular file")")
-        }
+        try refuseNonRegularFile(output, flag: "--output")
     }
 
     func run() throws {

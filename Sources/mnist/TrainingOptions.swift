@@ -110,11 +110,16 @@ struct OutputOptions: ParsableArguments {
             throw ValidationError("--output: the folder \(folder.path) is not writable")
         }
         // An existing folder, device or pipe is never replaced by a model: refuse it before training.
-        if let type = try? FileManager.default.attributesOfItem(atPath: output)[.type] as? FileAttributeType,
-            type != .typeRegular
-        {
-            let what = type == .typeDirectory ? "a folder" : "not a regular file"
-            throw ValidationError("--output: \(output) is \(what); name a file to write the model to")
-        }
+        try refuseNonRegularFile(output, flag: "--output")
     }
+}
+
+/// Throws naming `flag` when `path` exists and is not a regular file (a folder, a device, a pipe):
+/// what is written there must never replace one.
+func refuseNonRegularFile(_ path: String, flag: String) throws {
+    guard let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType,
+        type != .typeRegular
+    else { return }
+    let what = type == .typeDirectory ? "a folder" : "not a regular file"
+    throw ValidationError("\(flag): \(path) is \(what); name a file")
 }

@@ -187,6 +187,8 @@ public final class DistributedTraining: @unchecked Sendable {
     private let relay = EventRelay()
     private let node: CoordinatorNode<NetworkHost>
     private let checkpoints: CheckpointPolicy?
+    /// The training data's fingerprint, for checkpoints (computed once; empty without checkpoints).
+    private let dataFingerprint: String
     private let logger: Logger
 
     /// - Parameters:
@@ -239,9 +241,10 @@ public final class DistributedTraining: @unchecked Sendable {
         node = CoordinatorNode(
             configuration: nodeConfiguration, model: host, trainingSet: data.train, logger: logger,
             onEvent: { relay.handle($0) })
-        if let checkpoints {
+        let fingerprint = checkpoints.map { $0.dataFingerprint ?? Checkpoint.fingerprint(of: data.train) }
+        dataFingerprint = fingerprint ?? ""
+        if let checkpoints, let fingerprint {
             let step = host.step, every = checkpoints.everySteps ?? stepsPerEpoch, total = totalSteps
-            let fingerprint = checkpoints.dataFingerprint ?? Checkpoint.fingerprint(of: data.train)
             relay.afterStep = {
                 guard step.stepsDone % every == 0, step.stepsDone < total else { return }
                 do {
@@ -268,9 +271,8 @@ public final class DistributedTraining: @unchecked Sendable {
         let host = node.model
         var written: Result<URL, Error>?
         if !result.outcome.isFinished, let checkpoints {
-            let fingerprint = checkpoints.dataFingerprint ?? Checkpoint.fingerprint(of: data.train)
             written = Result {
-                try host.step.checkpoint(dataFingerprint: fingerprint).write(
+                try state().write(
                     to: checkpoints.url, architecture: host.network)
                 return checkpoints.url
             }
@@ -312,9 +314,7 @@ public final class DistributedTraining: @unchecked Sendable {
     }
 
     /// The state of the run as it stands, for a checkpoint (read it only when `run` is not running).
-    public func state(dataFingerprint: String) -> Checkpoint {
-        node.model.step.checkpoint(dataFingerprint: dataFingerprint)
-    }
+    public func state() -> Checkpoint { node.model.step.checkpoint(dataFingerprint: dataFingerprint) }
 }
 
 /// Passes node events to the caller and to the progress translation (set once `run` starts).
