@@ -158,7 +158,7 @@ final class DistributedCommandTests: XCTestCase {
             [Products.mnist.path, "train"] + common + ["--output", single.path, "--quiet"], timeout: 600)
         XCTAssertEqual(reference.status, 0, reference.standardError)
 
-        let port = 20_000 + Int((getpid() + 12_007) % 20_000)
+        let port = try freeLoopbackPort()
         let endpoint = "tcp://127.0.0.1:\(port)"
         let coordinatorArguments =
             ["coordinator", "--bind", endpoint, "--workers", "3", "--liveness", "2", "--checkpoint-every", "4"]
@@ -214,7 +214,7 @@ final class DistributedCommandTests: XCTestCase {
         let data = try smallDataset()
         let output = try TemporaryDirectory("dist-early")
         let model = output.file("model.safetensors")
-        let port = 20_000 + Int((getpid() + 15_013) % 20_000)
+        let port = try freeLoopbackPort()
         let endpoint = "tcp://127.0.0.1:\(port)"
         var workers: [WatchedProcess] = []
         defer { for worker in workers { worker.kill(SIGKILL) } }
@@ -303,7 +303,8 @@ final class WatchedProcess {
     /// Everything the process has written so far.
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
-    var status: Int32 { process.terminationStatus }
+    /// The exit status, or -1 while the process still runs.
+    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
 
     /// The first line holding `text` (and `other`), waiting up to `seconds` for it.
     func waitForLine(containing text: String, and other: String = "", seconds: Double) -> String? {
@@ -336,4 +337,24 @@ final class WatchedProcess {
         while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         return !process.isRunning
     }
+}
+
+/// A tcp port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed): unlike a port
+/// derived from the pid, it cannot be one the system already gave to another connection.
+func freeLoopbackPort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
+            bind(descriptor, generic, length) == 0 && getsockname(descriptor, generic, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
