@@ -33,8 +33,16 @@ public final class Context: @unchecked Sendable {
 
     /// Creates a context with libzmq's defaults (one I/O thread).
     public init() throws {
+        _ = Self.seedRoutingIDs
         handle = try zmqPointerCall("zmq_ctx_new") { zmq_ctx_new() }
     }
+
+    /// A ROUTER names each peer that gives no routing id of its own with a number that starts at a
+    /// value of rand(), which libzmq never seeds: the first is always 0x6b8b4567 on glibc. A peer that
+    /// chose that id for itself would make the next anonymous peer's id a duplicate, and libzmq aborts
+    /// the process on a duplicate. Seeding rand() once from the system's randomness makes the number
+    /// unguessable (32 bits); authenticated sockets (CURVE) never let an unknown peer choose an id.
+    private static let seedRoutingIDs: Void = srand(UInt32.random(in: 0...UInt32.max))
 
     deinit {
         while zmq_ctx_term(handle) == -1 && zmq_errno() == EINTR {}

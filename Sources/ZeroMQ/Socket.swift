@@ -16,12 +16,15 @@ public enum SocketType: Sendable, CustomStringConvertible {
     case dealer
     /// A one-to-one socket, handy for inproc tests.
     case pair
+    /// Replies to requests one at a time (the ZAP handler's socket).
+    case rep
 
     var rawValue: Int32 {
         switch self {
         case .router: ZMQ_ROUTER
         case .dealer: ZMQ_DEALER
         case .pair: ZMQ_PAIR
+        case .rep: ZMQ_REP
         }
     }
 
@@ -30,6 +33,7 @@ public enum SocketType: Sendable, CustomStringConvertible {
         case .router: "ROUTER"
         case .dealer: "DEALER"
         case .pair: "PAIR"
+        case .rep: "REP"
         }
     }
 }
