@@ -69,7 +69,8 @@ let package = Package(
         .testTarget(name: "HostTests", dependencies: ["Host", "TestSupport"]),
         .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "DataParallel", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "ConvNet", "MNIST", "Host", "TestSupport"]),
+        .testTarget(
+            name: "TrainingTests", dependencies: ["Training", "ConvNet", "MNIST", "Host", "ZeroMQ", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

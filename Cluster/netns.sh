@@ -22,9 +22,13 @@ command -v ip >/dev/null || { echo "netns.sh: needs iproute2 (Cluster/setup.sh i
 
 tag="mn$$"
 coordinator_ns="$tag-c"
+# CURVE keys for this run: the coordinator binds beyond loopback, so it needs them (or --insecure).
+keys=$(mktemp -d)
+"$bin" keygen "$keys" >/dev/null
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$keys"
     for ((i = 0; i < workers; i++)); do ip netns del "$tag-w$i" 2>/dev/null || true; done
     ip netns del "$coordinator_ns" 2>/dev/null || true
 }
@@ -44,11 +48,12 @@ for ((i = 0; i < workers; i++)); do
     ip -n "$ns" link set "$tag-w$i" up
 done
 
-ip netns exec "$coordinator_ns" "$bin" coordinator --bind "tcp://*:5555" --workers "$workers" --output "$output" "$@" &
+ip netns exec "$coordinator_ns" "$bin" coordinator --bind "tcp://*:5555" --keys "$keys" --workers "$workers" --output "$output" "$@" &
 coordinator=$!
 pids+=("$coordinator")
 for ((i = 0; i < workers; i++)); do
-    ip netns exec "$tag-w$i" "$bin" worker --connect "tcp://10.213.$((i + 1)).1:5555" --name "netns-w$i" --threads 1 &
+    ip netns exec "$tag-w$i" "$bin" worker --connect "tcp://10.213.$((i + 1)).1:5555" --name "netns-w$i" --threads 1 \
+        --keys "$keys" &
     pids+=($!)
 done
 status=0

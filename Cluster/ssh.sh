@@ -4,7 +4,10 @@
 #   HOSTFILE: one host per line ("user@host" works; "host slots=2" starts two workers there); # comments.
 # Environment: MNIST_BIN (path of `mnist` on the remote hosts, default: this machine's path of it),
 #   MNIST_PORT (default 5555), MNIST_ADVERTISE (the address workers connect to, default: `hostname -f`),
-#   MNIST_SSH (the ssh command and its options, default "ssh -o BatchMode=yes"; e.g. add "-p 2222 -i key").
+#   MNIST_SSH (the ssh command and its options, default "ssh -o BatchMode=yes"; e.g. add "-p 2222 -i key"),
+#   MNIST_KEYS (the CURVE keys folder here, default ~/.config/mnist/keys: made by `mnist keygen` if
+#   missing), MNIST_REMOTE_KEYS (where each host gets coordinator.public and worker.secret, default
+#   .config/mnist/keys under the remote home). Traffic is encrypted; only holders of the worker key join.
 # The remote hosts need the `mnist` binary and its shared libraries, not the data. Everything started is
 # stopped on exit, Ctrl-C included; workers also leave by themselves when the coordinator goes silent.
 # A host that drops out costs nothing but its share of the speed (its data moves to the others); start
@@ -21,6 +24,8 @@ port=${MNIST_PORT:-5555}
 advertise=${MNIST_ADVERTISE:-$(hostname -f)}
 endpoint="tcp://$advertise:$port"
 read -r -a ssh <<<"${MNIST_SSH:-ssh -o BatchMode=yes}"
+keys=${MNIST_KEYS:-$HOME/.config/mnist/keys}
+remote_keys=${MNIST_REMOTE_KEYS:-.config/mnist/keys}
 
 hosts=()
 while read -r host rest; do
@@ -40,9 +45,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+"$local_bin" keygen "$keys" >/dev/null
 echo "ssh.sh: ${#hosts[@]} workers on $(printf '%s\n' "${hosts[@]}" | sort -u | tr '\n' ' ')-> $endpoint"
+# Each host gets the coordinator's public key and the worker secret, never the coordinator's secret.
+for host in $(printf '%s\n' "${hosts[@]}" | sort -u); do
+    for file in coordinator.public worker.secret; do
+        "${ssh[@]}" "$host" "umask 077 && mkdir -p $remote_keys && cat >$remote_keys/$file" <"$keys/$file"
+    done
+done
 for host in "${hosts[@]}"; do
-    "${ssh[@]}" "$host" "exec $remote_bin worker --connect $endpoint" &
+    "${ssh[@]}" "$host" "exec $remote_bin worker --connect $endpoint --keys $remote_keys" &
     pids+=($!)
 done
-"$local_bin" coordinator --bind "tcp://*:$port" --workers "${#hosts[@]}" "$@"
+"$local_bin" coordinator --bind "tcp://*:$port" --keys "$keys" --workers "${#hosts[@]}" "$@"

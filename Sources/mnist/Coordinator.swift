@@ -21,6 +21,7 @@ struct Coordinator: ParsableCommand {
     @Option(help: "Number of workers to wait for (1-1024).")
     var workers: Int
 
+    @OptionGroup var security: CoordinatorSecurityOptions
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var checkpoints: CheckpointOptions
     @OptionGroup var data: DataOptions
@@ -30,14 +31,16 @@ struct Coordinator: ParsableCommand {
 
     func validate() throws {
         try validateEndpoint(bind, flag: "--bind")
+        try security.validate(bind: bind)
         guard (1...1024).contains(workers) else { throw ValidationError("--workers: must be 1...1024, got \(workers)") }
     }
 
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.coordinator")
+        let keys = try security.security()
         let dataset = try data.load(logger: logger)
         try runCoordinator(
             endpoint: bind, workers: workers, data: dataset, configuration: training.configuration, cluster: cluster,
-            checkpoints: checkpoints, output: output, logger: logger)
+            security: keys, checkpoints: checkpoints, output: output, logger: logger)
     }
 }

@@ -39,8 +39,9 @@ struct ClusterOptions: ParsableArguments {
         }
     }
 
-    func settings(workers: Int) -> ClusterSettings {
+    func settings(workers: Int, security: CoordinatorSecurity?) -> ClusterSettings {
         var settings = ClusterSettings(workerCount: workers)
+        settings.security = security
         settings.minimumWorkers = minWorkers
         settings.joinTimeoutSeconds = joinTimeout
         settings.livenessSeconds = liveness
@@ -55,7 +56,7 @@ struct ClusterOptions: ParsableArguments {
 /// - Parameter onListening: called once the socket is bound, with the actual endpoint.
 func runCoordinator(
     endpoint: String, workers: Int, data: MNISTData, configuration: TrainingConfiguration, cluster: ClusterOptions,
-    checkpoints: CheckpointOptions, output: OutputOptions, logger: Logger,
+    security: CoordinatorSecurity?, checkpoints: CheckpointOptions, output: OutputOptions, logger: Logger,
     onListening: @escaping (String) throws -> Void = { _ in }
 ) throws {
     let renderer = ProgressRenderer(format: output.logFormat)
@@ -64,11 +65,16 @@ func runCoordinator(
     var listeningError: Error?
     var training: DistributedTraining?
     training = try DistributedTraining(
-        configuration: configuration, data: data, endpoint: endpoint, cluster: cluster.settings(workers: workers),
+        configuration: configuration, data: data, endpoint: endpoint,
+        cluster: cluster.settings(workers: workers, security: security),
         checkpoints: policy, logger: logger,
         onNodeEvent: { event in
             guard case .listening(let bound) = event else { return }
-            logger.info("listening on \(bound); waiting for \(workers) worker\(workers == 1 ? "" : "s")")
+            let secured = security.map {
+                " (CURVE: \($0.allowedWorkers.count) worker key\($0.allowedWorkers.count == 1 ? "" : "s") allowed)"
+            }
+            logger.info(
+                "listening on \(bound)\(secured ?? ""); waiting for \(workers) worker\(workers == 1 ? "" : "s")")
             do {
                 try onListening(bound)
             } catch {

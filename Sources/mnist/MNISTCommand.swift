@@ -11,7 +11,9 @@ struct MNISTCommand: ParsableCommand {
         abstract: "Train a convolutional network on MNIST, on one machine or across many over ZeroMQ.",
         version: "0.1.0",
         subcommands: [
-            Fetch.self, Train.self, Coordinator.self, Worker.self, Evaluate.self, Predict.self, Export.self, Bench.self,
+            Fetch.self, Train.self, Coordinator.self, Worker.self, Evaluate.self, Predict.self, Export.self,
+            Keygen.self,
+            Bench.self,
         ])
 
     static func main() {

@@ -27,8 +27,15 @@ struct Train: ParsableCommand {
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var checkpoints: CheckpointOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "With --workers: encrypt the local traffic with the CURVE keys in this folder (from `mnist keygen`).",
+            valueName: "dir"))
+    var keys: String?
+
     func validate() throws {
         guard (0...64).contains(workers) else { throw ValidationError("--workers: must be 0...64, got \(workers)") }
+        if keys != nil && workers == 0 { throw ValidationError("--keys: needs --workers (no sockets without)") }
     }
 
     func run() throws {
@@ -75,12 +82,17 @@ extension Train {
         let verbosity = logging.verbose ? ["--verbose"] : logging.quiet ? ["--quiet"] : []
         var cluster: LocalCluster?
         defer { cluster?.terminate(gracePeriod: 3) }
-        // A Unix-domain socket: the same ZeroMQ protocol as tcp://, with less kernel work per step.
-        let socketPath = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-\(getpid()).ipc").path
-        defer { unlink(socketPath) }
+        let security = try keys.map {
+            try KeyFolder(url: URL(fileURLWithPath: $0, isDirectory: true)).coordinatorSecurity()
+        }
+        // A Unix-domain socket: the same ZeroMQ protocol as tcp://, with less kernel work per step. It
+        // lives in a folder of this user's only (mode 0700), so no other user can connect to it.
+        let folder = try PrivateFolder(prefix: "mnist-train")
+        defer { folder.remove() }
+        let socketPath = folder.url.appendingPathComponent("coordinator.ipc").path
         try runCoordinator(
             endpoint: "ipc://\(socketPath)", workers: workers, data: data, configuration: configuration,
-            cluster: self.cluster, checkpoints: checkpoints, output: output, logger: logger,
+            cluster: self.cluster, security: security, checkpoints: checkpoints, output: output, logger: logger,
             onListening: { endpoint in
                 let started = LocalCluster(
                     executable: executable, workerCount: workers,
@@ -89,7 +101,7 @@ extension Train {
                             "worker", "--connect", endpoint, "--threads", "\(threadsPerWorker)", "--name",
                             "local-\(index)",
                         ]
-                            + verbosity
+                            + verbosity + (keys.map { ["--keys", $0] } ?? [])
                     })
                 try started.start()
                 cluster = started

@@ -35,6 +35,12 @@ struct Worker: ParsableCommand {
             valueName: "seconds"))
     var reconnectTimeout = 600.0
 
+    @Option(
+        help: ArgumentHelp(
+            "Folder with coordinator.public and this worker's secret key (from `mnist keygen`), for a coordinator "
+                + "started with --keys.", valueName: "dir"))
+    var keys: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -55,6 +61,12 @@ struct Worker: ParsableCommand {
         let threads = self.threads
         var times = WorkerStepTimes()
         var configuration = WorkerNodeConfiguration(endpoint: connect, name: name, threads: threads)
+        if let keys {
+            configuration.security = try KeyFolder(url: URL(fileURLWithPath: keys, isDirectory: true))
+                .workerSecurity(name: name)
+        } else if !isLocalEndpoint(connect) {
+            logger.warning("talking to \(connect) unencrypted: a coordinator on another machine should use --keys")
+        }
         configuration.stateMachine.maximumReconnectAttempts = .max  // The time budget decides.
         configuration.stateMachine.reconnectTimeoutTicks = Int(
             (reconnectTimeout * 1000 / Double(configuration.tickMilliseconds)).rounded(.up))

@@ -130,6 +130,7 @@ final class DistributedCommandTests: XCTestCase {
             environment: [
                 "MNIST_SSH": "\(fakeSSH.path) -o BatchMode=yes", "MNIST_LOCAL_BIN": Products.mnist.path,
                 "MNIST_PORT": "\(port)", "MNIST_ADVERTISE": "127.0.0.1",
+                "MNIST_KEYS": output.file("keys").path, "MNIST_REMOTE_KEYS": output.file("remote-keys").path,
             ], timeout: 300)
         XCTAssertEqual(result.status, 0, result.standardError)
         XCTAssertTrue(result.standardError.contains("joined 3 of 3"), result.standardError)
@@ -138,6 +139,15 @@ final class DistributedCommandTests: XCTestCase {
         let lines = try String(contentsOf: calls, encoding: .utf8).split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.filter { $0.hasSuffix(" exec") }.sorted(), ["alpha exec", "alpha exec", "beta exec"])
         XCTAssertEqual(lines.filter { $0.hasSuffix(" pkill") }.sorted(), ["alpha pkill", "beta pkill"])
+        // Each host got the coordinator's public key and the worker secret, not the coordinator's secret.
+        let remote = output.file("remote-keys")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: remote.path).sorted(),
+            ["coordinator.public", "worker.secret"])
+        XCTAssertEqual(
+            try Data(contentsOf: remote.appendingPathComponent("worker.secret")),
+            try Data(contentsOf: output.file("keys").appendingPathComponent("worker.secret")))
+        XCTAssertTrue(result.standardError.contains("CURVE"), "the coordinator uses the keys: \(result.standardError)")
         let left = try Subprocess.capture(
             ["/usr/bin/pgrep", "-f", "mnist worker --connect tcp://127.0.0.1:\(port)"], timeout: 30)
         XCTAssertEqual(left.standardOutput, "", "workers left running")

@@ -30,6 +30,11 @@ public struct CoordinatorNodeConfiguration: Sendable {
     /// After the run ends, how long the socket stays open so the `shutdown` messages leave
     /// (sockets linger 0, so closing at once would drop them).
     public var shutdownFlushMilliseconds = 300
+    /// CURVE keys: with them, traffic is encrypted and only workers holding an allowed key complete
+    /// the handshake; without, anyone who reaches the endpoint may join (see `mnist keygen`).
+    public var security: CoordinatorSecurity?
+    /// At most one warning per peer (address or socket) in this many seconds; the rest are counted.
+    public var warningWindowSeconds = 60.0
 
     public init(endpoint: String, workerCount: Int, batchSize: Int, totalSteps: Int, seed: UInt64) {
         self.endpoint = endpoint
@@ -85,6 +90,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
     private let onEvent: (CoordinatorNodeEvent) -> Void
     private let stop = StopRequest()
     private let keepWorkers = StopRequest()
+    private let warnings: WarningLimiter
 
     /// - Parameters:
     ///   - trainingSet: the samples to shard; `workerCount` must not exceed its count.
@@ -99,6 +105,12 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         self.trainingSet = trainingSet
         self.logger = logger
         self.onEvent = onEvent
+        warnings = WarningLimiter(windowSeconds: configuration.warningWindowSeconds)
+    }
+
+    /// Logs a warning about what `peer` did, unless one about it was logged in the current window.
+    private func warn(_ message: String, about peer: String) {
+        if let line = warnings.admit(message, about: peer) { logger.warning("\(line)") }
     }
 
     /// Asks a running (or about to run) node to stop: it returns `.failed` with this reason. With
@@ -158,10 +170,15 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         + "workers in batches of \(batchSize)")
             }
             let context = try Context()
+            let authenticator = try configuration.security.map { try startAuthenticator(context: context, $0) }
+            defer { authenticator?.stop() }  // After the router closes (defers run in reverse).
             let router = try context.makeSocket(.router)
             defer { router.close() }
             try router.setLinger(milliseconds: 0)
             try router.setRouterMandatory(true)
+            if let security = configuration.security {
+                try router.makeCurveServer(secretKey: security.keyPair.secretKey)
+            }
             // A frame larger than any a worker may send is refused by libzmq as it arrives (the peer is
             // disconnected), before it takes memory here.
             try router.setMaximumMessageSize(
@@ -177,6 +194,22 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             if outcome.isFinished { evaluations.waitUntilDone() }  // The last epoch's figures.
             reportEvaluations()
             return outcome
+        }
+
+        /// Lets in the workers whose keys `security` allows; refusals are logged, limited per address.
+        private func startAuthenticator(context: Context, _ security: CoordinatorSecurity) throws -> Authenticator {
+            let logger = node.logger, warnings = node.warnings, allowed = security.allowedWorkers
+            return try Authenticator(context: context) { request in
+                if request.mechanism == "CURVE", let key = request.clientKey, let name = allowed[key] {
+                    return .allow(userID: name)
+                }
+                let what =
+                    request.clientKey.map { "its key \($0.prefix(8))… is not a worker key of the keys folder" }
+                    ?? "it uses \(request.mechanism) security, not CURVE"
+                let line = "refused a connection from \(request.address): \(what)"
+                if let admitted = warnings.admit(line, about: request.address) { logger.warning("\(admitted)") }
+                return .deny(reason: "key not allowed")
+            }
         }
 
         /// Reports the evaluations finished so far, in order.
@@ -209,7 +242,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         Array(frames.dropFirst()), supportedVersion: configuration.stateMachine.protocolVersion),
                     from: peer)
             } catch let error as MessageDecodingError {
-                node.logger.warning("undecodable message from \(peer): \(error)")
+                node.warn("undecodable message from \(peer): \(error)", about: "\(peer)")
                 emit(.undecodable(peer: peer, error: error))
                 return .undecodable(error, from: peer)
             }
@@ -254,7 +287,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     report(.sharesChanged(workers: workers, step: step, why: why), at: .notice)
                 case .workerRefused(let peer, let name, let reason):
                     let event = CoordinatorNodeEvent.workerRefused(peer: peer, name: name, reason: reason)
-                    report(event, at: .warning)
+                    node.warn("\(event)", about: "\(peer)")
+                    emit(event)
                 case .trainingStarted(let workers):
                     let event = CoordinatorNodeEvent.trainingStarted(workers: workers)
                     report(event, at: .info)
@@ -299,7 +333,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             guard let router else { return }
             do {
                 if try !router.send([Frame(peer.bytes)] + message.frames, wait: false) {
-                    node.logger.warning("send queue to \(peer) is full; dropped a \(message.kind) message")
+                    node.warn("send queue to \(peer) is full; dropped a \(message.kind) message", about: "\(peer)")
                 }
             } catch let error as ZeroMQError where error.isHostUnreachable {
                 node.logger.debug("\(message.kind) to \(peer) not sent: peer is gone")

@@ -231,6 +231,7 @@ public final class DistributedTraining: @unchecked Sendable {
             endpoint: endpoint, workerCount: workerCount, batchSize: configuration.batchSize, totalSteps: totalSteps,
             seed: configuration.seed)
         nodeConfiguration.joinTimeoutSeconds = cluster.joinTimeoutSeconds
+        nodeConfiguration.security = cluster.security
         let tick = Double(nodeConfiguration.tickMilliseconds) / 1000
         nodeConfiguration.stateMachine.firstStep = host.step.stepsDone
         nodeConfiguration.stateMachine.livenessTicks = max(5, Int(cluster.livenessSeconds / tick))
@@ -343,6 +344,8 @@ public struct ClusterSettings: Sendable {
     public var livenessSeconds = 10.0
     /// A worker that does not answer a step this long is evicted (nil: derived from the step times).
     public var stepTimeoutSeconds: Double?
+    /// CURVE keys of the coordinator and the workers it lets in (nil: plaintext, anyone may join).
+    public var security: CoordinatorSecurity?
 
     public init(workerCount: Int) { self.workerCount = workerCount }
 }

@@ -24,6 +24,8 @@ public struct WorkerNodeConfiguration: Sendable {
     public var tickMilliseconds = ProtocolInfo.recommendedTickMilliseconds
     /// After sending `goodbye`, how long the socket stays open so it leaves (sockets linger 0).
     public var goodbyeFlushMilliseconds = 200
+    /// CURVE keys, needed when the coordinator has them (`--keys`); nil speaks plaintext.
+    public var security: WorkerSecurity?
 
     /// - Parameters:
     ///   - name: a name for the coordinator's logs (host name and pid, say).
@@ -136,6 +138,9 @@ public final class WorkerNode: @unchecked Sendable {
         var machine: Worker
         var context: Context?
         var dealer: Socket?
+        /// Handshake events of `dealer`: a refused key ends the run with a clear reason.
+        var monitor: SocketMonitor?
+        var warnedAboutHandshake = false
         /// The compute queue wakes the polling thread through this inproc pair when a gradient is ready.
         var wakeReceiver: Socket?
         var wake: HandedOverSocket?
@@ -178,6 +183,7 @@ public final class WorkerNode: @unchecked Sendable {
             wake = handedOver
             defer { queue.async { handedOver.socket.close() } }  // Closed on the queue, after any compute.
             defer { dealer?.close() }
+            defer { monitor?.socket.close() }
 
             try connect()
             try handle(.start)
@@ -188,7 +194,7 @@ public final class WorkerNode: @unchecked Sendable {
 
         var pollItems: [(socket: Socket, events: PollEvents)] {
             guard let dealer, let wakeReceiver else { return [] }
-            return [(dealer, .readable), (wakeReceiver, .readable)]
+            return [(dealer, .readable), (wakeReceiver, .readable)] + (monitor.map { [($0.socket, .readable)] } ?? [])
         }
         var tickEvent: WorkerEvent { .tick }
         var vanishReason: String? { node.crash.reason }
@@ -207,6 +213,7 @@ public final class WorkerNode: @unchecked Sendable {
                 }
             }
             if !computed.isEmpty { return computed.removeFirst() }
+            if let refusal = try handshakeRefusal() { return .abort(reason: refusal) }
             guard let dealer, let frames = try dealer.receiveFrames() else { return nil }
             do {
                 return .received(
@@ -232,12 +239,46 @@ public final class WorkerNode: @unchecked Sendable {
             return result
         }
 
+        /// Why the coordinator will never let this worker in, from the handshake events, or nil. A
+        /// failure libzmq does not detail (such as a wrong coordinator.public) is logged once: the
+        /// reconnect attempts go on.
+        private mutating func handshakeRefusal() throws -> String? {
+            while let event = try monitor?.next() {
+                if event.kind == .handshakeFailedAuthentication {
+                    let key = configuration.security.map { "the key \($0.keyName) (\($0.keyPair.publicKey))" }
+                    return "the coordinator refused \(key ?? "this worker") at the handshake (ZAP status "
+                        + "\(event.value)): copy its .public file into the coordinator's keys folder and restart the "
+                        + "coordinator, or use a key the coordinator trusts"
+                }
+                if event.isMechanismMismatch {
+                    return configuration.security == nil
+                        ? "the coordinator requires CURVE keys: pass --keys with a folder holding coordinator.public "
+                            + "and a worker secret key (see `mnist keygen`)"
+                        : "the coordinator does not use keys, but this worker has --keys: drop --keys, or start the "
+                            + "coordinator with --keys"
+                }
+                if event.kind == .handshakeFailedNoDetail && !warnedAboutHandshake {
+                    warnedAboutHandshake = true
+                    node.logger.warning(
+                        "the handshake with the coordinator failed\(configuration.security == nil ? "" : ": check that coordinator.public in the keys folder is the coordinator's key"); retrying"
+                    )
+                }
+            }
+            return nil
+        }
+
         /// Closes the current DEALER (if any) and connects a fresh one: a new peer for the coordinator.
         private mutating func connect() throws {
             guard let context else { return }
             dealer?.close()
+            monitor?.socket.close()
             let socket = try context.makeSocket(.dealer)
             try socket.setLinger(milliseconds: 0)
+            if let security = configuration.security {
+                try socket.makeCurveClient(
+                    serverPublicKey: security.coordinatorPublicKey, keyPair: security.keyPair)
+            }
+            monitor = try socket.monitor(.handshakeFailures)
             try socket.connect(configuration.endpoint)
             dealer = socket
             let event = WorkerNodeEvent.connecting(endpoint: configuration.endpoint, attempt: attempt)
