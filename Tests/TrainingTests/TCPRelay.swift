@@ -89,7 +89,7 @@ final class TCPRelay: @unchecked Sendable {
             lock.unlock()
             var offset = 0
             while offset < count {
-                let written = buffer.withUnsafeBytes { write(target, $0.baseAddress! + offset, count - offset) }
+                let written = buffer[offset..<count].withUnsafeBytes { write(target, $0.baseAddress, $0.count) }
                 guard written > 0 else { break }
                 offset += written
             }
