@@ -70,7 +70,8 @@ let package = Package(
         .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "DataParallel", "TestSupport"]),
         .testTarget(
-            name: "TrainingTests", dependencies: ["Training", "ConvNet", "MNIST", "Host", "ZeroMQ", "TestSupport"]),
+            name: "TrainingTests",
+            dependencies: ["Training", "ConvNet", "MNIST", "Host", "ZeroMQ", "DataParallel", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

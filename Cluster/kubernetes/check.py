@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks what the Kubernetes schemas cannot: that the objects of mnist.yaml (and copy-model.yaml) agree.
+"""Checks what the Kubernetes schemas cannot: that the objects of mnist.yaml (and copy-model.yaml) agree,
+and that both sides get their CURVE keys (--keys) from Secrets mounted so that mnist accepts them.
 
 Usage: python3 Cluster/kubernetes/check.py [mnist.yaml [copy-model.yaml]]   (needs PyYAML)
 Prints the number of checks on success; otherwise each failed check, and exits 1.
@@ -61,6 +62,20 @@ def mount_of(spec, path):
     """The volume mount of a container spec holding `path` (the longest matching mountPath), or None."""
     mounts = [m for m in spec.get("volumeMounts", []) if (path + "/").startswith(m["mountPath"].rstrip("/") + "/")]
     return max(mounts, key=lambda m: len(m["mountPath"]), default=None)
+
+
+def secret_files(path, docs):
+    """{Secret name: its file names}, from the Secrets defined in the manifest and from the
+    `kubectl create secret generic NAME --from-file=...` commands in its comments (a trailing backslash
+    continues a command on the next comment line; --from-file=KEY=PATH names the file KEY)."""
+    files = {d["metadata"]["name"]: set(d.get("data", {})) | set(d.get("stringData", {}))
+             for d in docs if d.get("kind") == "Secret"}
+    with open(path) as file:
+        comments = " ".join(line[1:].strip() for line in file if line.startswith("#")).replace("\\ ", " ")
+    for name, options in re.findall(r"kubectl create secret generic (\S+)((?:\s+--from-file=\S+)+)", comments):
+        values = re.findall(r"--from-file=(\S+)", options)
+        files[name] = {v.split("=", 1)[0] if "=" in v else os.path.basename(v) for v in values}
+    return files
 
 
 def main(manifest, copy_manifest):
@@ -150,6 +165,56 @@ def main(manifest, copy_manifest):
     for job, pod in ((coordinator_job, coordinator_pod), (worker_job, worker_pod)):
         check(pod.get("restartPolicy") in ("Never", "OnFailure"),
               f"Job {job['metadata']['name']} needs restartPolicy Never or OnFailure")
+
+    # CURVE keys: the coordinator binds beyond loopback, so it needs --keys (or --insecure, which this
+    # manifest must not use); each side reads its folder from a Secret volume mounted read-only, with
+    # files only their owner (root, the image's user) may read: mnist refuses a secret key others may
+    # read, and an fsGroup would make the files group-readable. The workers' Secret is not the
+    # coordinator's, and the Secrets hold the files each side reads (see mnist.yaml's header).
+    check("--insecure" not in coordinator["args"], "the coordinator must not run with --insecure")
+    created = secret_files(manifest, docs)
+    secret_names = {}
+    for role, pod, each in (("coordinator", coordinator_pod, coordinator), ("worker", worker_pod, worker)):
+        keys = flag(each["args"], "--keys")
+        check(keys is not None, f"the {role} needs --keys (the folder of its CURVE keys)")
+        if keys is None:
+            continue
+        mount = mount_of(each, keys + "/coordinator.public")
+        volume = {v["name"]: v for v in pod.get("volumes", [])}.get(mount and mount["name"], {})
+        secret = volume.get("secret")
+        check(
+            secret is not None and mount["mountPath"].rstrip("/") == keys.rstrip("/") and "subPath" not in mount,
+            f"the {role}'s --keys {keys} must be the mountPath of a Secret volume, found {mount} of {volume}")
+        if secret is None:
+            continue
+        check(mount.get("readOnly") is True, f"the {role}'s keys volume must be mounted readOnly")
+        modes = [secret.get("defaultMode", 0o644)] + [item["mode"] for item in secret.get("items", []) if "mode" in item]
+        check(all(mode & 0o077 == 0 and mode & 0o400 for mode in modes),
+              f"the {role}'s key files must be readable by their owner only (0400), not {[oct(m) for m in modes]}")
+        security = pod.get("securityContext", {})
+        check("fsGroup" not in security,
+              f"the {role}'s pod must not set fsGroup: it makes the key files group-readable, which mnist refuses")
+        users = [security.get("runAsUser"), each.get("securityContext", {}).get("runAsUser")]
+        check(all(user in (None, 0) for user in users) and not security.get("runAsNonRoot"),
+              f"the {role} must run as root, the owner of its mode-0400 key files, not as user {users}")
+        name = secret.get("secretName")
+        secret_names[role] = name
+        files = created.get(name)
+        check(files is not None, f"Secret {name} of the {role} is neither defined nor created in the header's commands")
+        files = files or set()
+        if "items" in secret:  # Only the listed keys are mounted, each under its path.
+            files = {item["path"] for item in secret["items"] if item["key"] in files}
+        worker_public = {f for f in files if re.fullmatch(r"worker(-[^/]+)?\.public", f)}
+        worker_secret = {f for f in files if re.fullmatch(r"worker(-[^/]+)?\.secret", f)}
+        if role == "coordinator":
+            check("coordinator.secret" in files and worker_public,
+                  f"Secret {name} must hold coordinator.secret and a worker*.public, not {sorted(files)}")
+        else:
+            check("coordinator.public" in files and len(worker_secret) == 1 and "coordinator.secret" not in files,
+                  f"Secret {name} must hold coordinator.public and one worker*.secret, never coordinator.secret, "
+                  f"not {sorted(files)}")
+    check(len(secret_names) < 2 or secret_names["coordinator"] != secret_names["worker"],
+          "the workers must not mount the coordinator's Secret (it holds coordinator.secret)")
 
     # The copy pod mounts the same claim at the same path, so the documented `kubectl cp` path holds.
     if copy_manifest:

@@ -63,6 +63,8 @@ public struct Coordinator {
     private let data: TrainingSamples
     /// `plan.layoutOrder`, computed when the first samples are sent.
     private var layoutOrder: [Int] = []
+    /// The shard messages of the key runs being transferred (see `shardMessage`).
+    private var shards: [Range<Int>: Message] = [:]
     private var workers: [PeerID: WorkerState] = [:]
     private var departed: Set<PeerID> = []
     /// Worker processes evicted for hanging or answering wrongly, with why: they are not let back in
@@ -226,9 +228,17 @@ public struct Coordinator {
         from peer: PeerID, version: UInt16, name: String, threads: Int, session: Session,
         into actions: inout [CoordinatorAction]
     ) {
-        if let known = workers[peer], known.session == session {
-            workers[peer]?.silentTicks = 0
-            actions.append(.ignored(from: peer, kind: .hello, reason: "duplicate hello (session \(session.value))"))
+        if let known = workers[peer] {
+            // One session per socket: a worker that starts over connects a new socket (as `mnist worker`
+            // does). A new session on a socket that holds one is ignored, so that hellos cannot make the
+            // coordinator send samples again and again to a peer that does not read them.
+            if known.session == session { workers[peer]?.silentTicks = 0 }
+            let why =
+                known.session == session
+                ? "duplicate hello (session \(session.value))"
+                : "new session \(session.value) on the socket of session \(known.session.value); "
+                    + "a worker that starts over must connect a new socket"
+            actions.append(.ignored(from: peer, kind: .hello, reason: why))
             return
         }
         guard version == configuration.protocolVersion else {
@@ -253,9 +263,6 @@ public struct Coordinator {
                 return
             }
             workerDied(earlier.peer, reason: "reconnected on a new socket", into: &actions)
-        }
-        if workers[peer] != nil {
-            workerDied(peer, reason: "started over (a new session on the same socket)", into: &actions)
         }
         guard phase == .joining || phase == .training else { return }
         let taken = Set(workers.values.compactMap(\.slot))
@@ -301,8 +308,23 @@ public struct Coordinator {
         }
     }
 
-    /// The samples of a run of keys, in key order.
+    /// The samples of a run of keys, in key order. Runs in flight are kept, so that a resend (or a
+    /// peer that keeps not reading) shares the buffer of the first send instead of taking more memory.
     private mutating func shardMessage(keys: Range<Int>) -> Message {
+        if let cached = shards[keys] { return cached }
+        let message = makeShardMessage(keys: keys)
+        shards[keys] = message
+        return message
+    }
+
+    /// Forgets the shards no transfer waits for any more.
+    private mutating func forgetDeliveredShards() {
+        guard !shards.isEmpty else { return }
+        let inFlight = Set(workers.values.flatMap { $0.transfers.map(\.keys) })
+        shards = shards.filter { inFlight.contains($0.key) }
+    }
+
+    private mutating func makeShardMessage(keys: Range<Int>) -> Message {
         if layoutOrder.isEmpty { layoutOrder = plan.layoutOrder }
         let pixels = data.pixelsPerImage
         var images = [UInt8](repeating: 0, count: keys.count * pixels)
@@ -557,6 +579,7 @@ public struct Coordinator {
 
     private mutating func tick(into actions: inout [CoordinatorAction]) {
         guard phase == .joining || phase == .training else { return }
+        forgetDeliveredShards()
         ticksSinceStart += 1
         ticksSinceHeartbeat += 1
         let sendHeartbeat = ticksSinceHeartbeat >= configuration.heartbeatIntervalTicks
@@ -575,15 +598,15 @@ public struct Coordinator {
                 continue
             }
             if sendHeartbeat { actions.append(.send(.heartbeat, to: peer)) }
-            if phase == .training,
-                let late = worker.transfers.first(where: { $0.ticksOutstanding >= transferTimeoutTicks })
-            {
+            // A member that does not acknowledge its samples in time loses its slot, also while joining:
+            // a peer that never completes the join cannot hold a slot that a real worker needs.
+            if let late = worker.transfers.first(where: { $0.ticksOutstanding >= transferTimeoutTicks }) {
                 workerDied(
                     peer,
                     reason:
                         "evicted: it did not acknowledge the samples of blocks \(describeBlocks(Array(late.blocks))) "
                         + "within \(describeTicks(transferTimeoutTicks, seconds))",
-                    ban: true, into: &actions)
+                    ban: phase == .training, into: &actions)
                 continue
             }
             for index in worker.transfers.indices {

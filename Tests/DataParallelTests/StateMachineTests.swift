@@ -86,20 +86,50 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertTrue(coordinator.liveWorkers.isEmpty)
     }
 
-    func testDuplicateHelloIsIgnoredButANewSessionMidRunStartsOver() {
+    /// One session per socket: a hello with a new session on a socket that holds one is ignored and
+    /// costs no samples (a peer repeating hellos with new sessions used to get a shard per hello).
+    func testDuplicateHellosAndNewSessionsOnTheSameSocketSendNothing() {
         var coordinator = makeTrainingCoordinator()
         let duplicate = coordinator.handle(.received(hello("a"), from: alice))
         XCTAssertEqual(duplicate, [.ignored(from: alice, kind: .hello, reason: "duplicate hello (session 1)")])
-        let restarted = coordinator.handle(.received(hello("a", session: 2), from: alice))
-        XCTAssertTrue(
-            restarted.contains {
-                if case .workerDied(let info, 0, _) = $0 { return info.peer == self.alice } else { return false }
-            }, "\(restarted)")
+        for session in 2...50 {
+            let restarted = coordinator.handle(.received(hello("a", session: UInt64(session)), from: alice))
+            XCTAssertEqual(restarted.count, 1, "\(restarted)")
+            guard case .ignored(alice, .hello, let reason) = restarted.first else { return XCTFail("\(restarted)") }
+            XCTAssertTrue(reason.contains("new socket"), reason)
+        }
         XCTAssertEqual(coordinator.phase, .training)
-        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [alice, bob], "the new session takes the free slot")
-        // Its samples are sent again; until they arrive bob, the only one holding them, is not asked.
-        XCTAssertTrue(restarted.contains(.send(.welcome(workerIndex: 0, workerCount: 2), to: alice)))
-        XCTAssertTrue(restarted.contains { if case .send(.shard, self.alice) = $0 { true } else { false } })
+        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [alice, bob])
+    }
+
+    /// A member that never acknowledges its samples while the workers join loses its slot to a spare
+    /// after the transfer timeout: a squatter cannot hold a slot that a real worker needs.
+    func testAMemberThatNeverCompletesTheJoinLosesItsSlotToASpare() {
+        var coordinator = makeCoordinator(workers: 1) {
+            $0.resendTicks = 3
+            $0.minimumStepTimeoutTicks = 2  // A transfer timeout of max(6 x 2, 6 x 3) = 18 ticks.
+        }
+        let squatter = PeerID([9]), worker = PeerID([10])
+        _ = coordinator.handle(.received(hello("squatter", session: 7 << 16), from: squatter))
+        _ = coordinator.handle(.received(hello("real", session: 8 << 16), from: worker))
+        XCTAssertEqual(coordinator.spareWorkers.map(\.peer), [worker])
+        var promoted: [CoordinatorAction] = []
+        for _ in 0..<30 {
+            _ = coordinator.handle(.received(.heartbeat, from: squatter))
+            _ = coordinator.handle(.received(.heartbeat, from: worker))
+            let actions = coordinator.handle(.tick)
+            if actions.contains(where: {
+                if case .workerDied(let info, _, _) = $0 { info.peer == squatter } else { false }
+            }) {
+                promoted = actions
+                break
+            }
+        }
+        XCTAssertTrue(promoted.contains(.send(.welcome(workerIndex: 0, workerCount: 1), to: worker)), "\(promoted)")
+        XCTAssertTrue(promoted.contains { if case .send(.shard, worker) = $0 { true } else { false } }, "\(promoted)")
+        XCTAssertEqual(coordinator.liveWorkers.map(\.peer), [worker])
+        _ = coordinator.handle(.received(.ready(firstKey: 0, sampleCount: 8), from: worker))
+        XCTAssertEqual(coordinator.phase, .training)
     }
 
     func testAnEarlierSocketOfTheSameProcessNeverHoldsASlot() {

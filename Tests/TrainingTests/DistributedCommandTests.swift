@@ -313,6 +313,9 @@ final class WatchedProcess {
     /// Everything the process has written so far.
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
+    /// The process id.
+    var pid: Int32 { process.processIdentifier }
+
     /// The exit status, or -1 while the process still runs.
     var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
 

@@ -103,7 +103,8 @@ final class SecurityCommandTests: XCTestCase {
         let allowed = try workerFolder(root, "allowed", coordinatorKeys: keys, workerKeys: keys)
         let stranger = try workerFolder(root, "stranger", coordinatorKeys: keys, workerKeys: other)
         let misled = try workerFolder(root, "misled", coordinatorKeys: other, workerKeys: keys)
-        let common = ["--data", data.url.path, "--epochs", "2", "--batch-size", "128", "--seed", "5"]
+        // Batches of 32: one micro-batch, so each gradient frame is the largest a worker may send.
+        let common = ["--data", data.url.path, "--epochs", "2", "--batch-size", "32", "--seed", "5"]
         let single = root.file("single.safetensors")
         XCTAssertEqual(
             try Subprocess.capture(

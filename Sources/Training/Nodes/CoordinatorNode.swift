@@ -33,6 +33,9 @@ public struct CoordinatorNodeConfiguration: Sendable {
     /// CURVE keys: with them, traffic is encrypted and only workers holding an allowed key complete
     /// the handshake; without, anyone who reaches the endpoint may join (see `mnist keygen`).
     public var security: CoordinatorSecurity?
+    /// Messages queued per peer and direction at most (ZMQ_SNDHWM and ZMQ_RCVHWM): a worker has a
+    /// few in flight at a time (a step, a heartbeat, its samples).
+    public var highWaterMark = 16
     /// At most one warning per peer (address or socket) in this many seconds; the rest are counted.
     public var warningWindowSeconds = 60.0
 
@@ -161,6 +164,9 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
         private var configuration: CoordinatorNodeConfiguration { node.configuration }
 
+        /// Room above the largest legal frame for what the transport adds (CURVE: 33 bytes).
+        static var transportMarginBytes: Int { 256 }
+
         mutating func execute() throws -> NodeOutcome {
             let workerCount = configuration.stateMachine.workerCount
             let batchSize = configuration.stateMachine.batchSize
@@ -176,15 +182,19 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             defer { router.close() }
             try router.setLinger(milliseconds: 0)
             try router.setRouterMandatory(true)
+            // Per peer, at most this many messages wait in each direction: a peer that does not read, or
+            // floods, holds a bounded share of memory (a send beyond it is dropped; resends cover it).
+            try router.setSendHighWaterMark(configuration.highWaterMark)
+            try router.setReceiveHighWaterMark(configuration.highWaterMark)
             if let security = configuration.security {
                 try router.makeCurveServer(secretKey: security.keyPair.secretKey)
             }
             // A frame larger than any a worker may send is refused by libzmq as it arrives (the peer is
-            // disconnected), before it takes memory here.
-            try router.setMaximumMessageSize(
-                Int64(
-                    Message.largestWorkerFrame(
-                        parameterCount: node.model.parameters.count, blockCount: machine.plan.blockCount)))
+            // disconnected), before it takes memory here. libzmq checks the frame as it travels, which
+            // under CURVE is 33 bytes longer than the message: hence the margin.
+            let largest = Message.largestWorkerFrame(
+                parameterCount: node.model.parameters.count, blockCount: machine.plan.blockCount)
+            try router.setMaximumMessageSize(Int64(largest + Self.transportMarginBytes))
             let bound = try router.bind(configuration.endpoint)
             endpoint = bound
             self.router = router

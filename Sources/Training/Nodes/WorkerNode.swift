@@ -24,6 +24,9 @@ public struct WorkerNodeConfiguration: Sendable {
     public var tickMilliseconds = ProtocolInfo.recommendedTickMilliseconds
     /// After sending `goodbye`, how long the socket stays open so it leaves (sockets linger 0).
     public var goodbyeFlushMilliseconds = 200
+    /// The largest message taken from the coordinator (ZMQ_MAXMSGSIZE): far above a whole MNIST shard
+    /// (47 MB), far below what would exhaust a worker's memory.
+    public var maximumMessageBytes: Int64 = 512 << 20
     /// CURVE keys, needed when the coordinator has them (`--keys`); nil speaks plaintext.
     public var security: WorkerSecurity?
 
@@ -274,6 +277,7 @@ public final class WorkerNode: @unchecked Sendable {
             monitor?.socket.close()
             let socket = try context.makeSocket(.dealer)
             try socket.setLinger(milliseconds: 0)
+            try socket.setMaximumMessageSize(configuration.maximumMessageBytes)
             if let security = configuration.security {
                 try socket.makeCurveClient(
                     serverPublicKey: security.coordinatorPublicKey, keyPair: security.keyPair)

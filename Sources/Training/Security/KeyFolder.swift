@@ -122,13 +122,15 @@ public struct KeyFolder: Sendable {
     }
 
     /// A worker's key pair and the coordinator's public key. The pair is worker-NAME's if that secret
-    /// is here, else the only worker secret here.
+    /// is here, else the shared worker key's, else the only worker secret here.
     public func workerSecurity(name: String) throws -> WorkerSecurity {
         let coordinatorKey = try readKey(file(Self.coordinator, "public"))
         let secrets = try names(ending: ".secret").filter { $0 == Self.sharedWorker || $0.hasPrefix("worker-") }
         let chosen: String
         if secrets.contains("worker-\(name)") {
             chosen = "worker-\(name)"
+        } else if secrets.contains(Self.sharedWorker) {
+            chosen = Self.sharedWorker
         } else if secrets.count == 1 {
             chosen = secrets[0]
         } else if secrets.isEmpty {
@@ -137,8 +139,8 @@ public struct KeyFolder: Sendable {
                     + "one there from the folder `mnist keygen` wrote")
         } else {
             throw Problem(
-                description: "\(url.path) holds several worker keys (\(secrets.sorted().joined(separator: ", "))): "
-                    + "pass --name NAME to use worker-NAME.secret, or keep one")
+                description: "\(url.path) holds several worker keys (\(secrets.sorted().joined(separator: ", "))) and "
+                    + "no worker.secret: pass --name NAME to use worker-NAME.secret, or keep one")
         }
         return WorkerSecurity(keyPair: try readPair(chosen), coordinatorPublicKey: coordinatorKey, keyName: chosen)
     }
