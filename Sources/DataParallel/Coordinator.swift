@@ -36,6 +36,21 @@ public struct Coordinator {
         var ticksOutstanding = 0
     }
 
+    private struct AnsweredRequest: Hashable {
+        var peer: PeerID
+        var blocks: [Int]
+    }
+
+    /// One worker's answer for a step computed again by its auditor, compared before it counts.
+    private struct Audit {
+        var blocks: [Int]
+        var owner: PeerID
+        var auditor: PeerID
+        var ownerPieces: [GradientPiece]?
+        var auditorPieces: [GradientPiece]?
+        var awaitingReferee = false
+    }
+
     private struct WorkerState {
         var peer: PeerID
         var name: String
@@ -86,6 +101,13 @@ public struct Coordinator {
     private var askedOf: [PeerID?]
     private var slowestAnswerTicks = 0
     private var hasSeenAnswer = false
+    /// This step's open audits.
+    private var audits: [Audit] = []
+    /// This step's answered requests, by who answered: a copy that arrives late is a duplicate.
+    private var answeredRequests: Set<AnsweredRequest> = []
+    /// Answers audited so far, and those where the two workers disagreed.
+    public private(set) var auditedAnswers = 0
+    public private(set) var auditDisagreements = 0
     /// The keys of each block's micro-batch in the current step.
     private var microBatches: [ArraySlice<Int>] = []
     private var batches: StepBatches
@@ -168,6 +190,8 @@ public struct Coordinator {
             actions.append(.ignored(from: peer, kind: nil, reason: "undecodable message: \(error)"))
         case .tick:
             tick(into: &actions)
+        case .refereed(let blocks, let report):
+            refereed(blocks: blocks, report: report, into: &actions)
         case .weightsUpdated(let newWeights):
             guard phase == .training, !isGathering else { break }
             guard newWeights.count == parameterCount else {
@@ -292,6 +316,8 @@ public struct Coordinator {
                 to: peer))
         if phase == .training, slot != nil {
             rebalance(why: "\(info(worker)) joined", into: &actions)
+        } else if slot != nil, members.count == configuration.workerCount {
+            for member in members { sendTransfers(to: member.peer, into: &actions) }  // With audit replicas.
         } else {
             sendTransfers(to: peer, into: &actions)
         }
@@ -301,7 +327,12 @@ public struct Coordinator {
     private mutating func sendTransfers(to peer: PeerID, into actions: inout [CoordinatorAction]) {
         guard let worker = workers[peer] else { return }
         let inFlight = Set(worker.transfers.flatMap { Array($0.blocks) })
-        let missing = owner.indices.filter { owner[$0] == peer && !worker.held.contains($0) && !inFlight.contains($0) }
+        // Audit replicas once every slot is taken (the ring of auditors is known only then).
+        let ringComplete = phase == .training || members.count == configuration.workerCount
+        let audited = ringComplete ? Set(auditedBlocks(by: peer)) : []
+        let missing = owner.indices.filter {
+            (owner[$0] == peer || audited.contains($0)) && !worker.held.contains($0) && !inFlight.contains($0)
+        }
         for run in plan.keyRuns(blocks: missing) {
             workers[peer]?.transfers.append(Transfer(blocks: run.blocks, keys: run.keys))
             actions.append(.send(shardMessage(keys: run.keys), to: peer))
@@ -367,10 +398,13 @@ public struct Coordinator {
         workers[peer]?.hasAcknowledged = true
         switch phase {
         case .joining:
+            // With audits, the replicas too: every answer can be audited from the first step.
+            let auditors = auditorOf
             let everyoneReady =
                 members.count == configuration.workerCount
                 && owner.indices.allSatisfy { block in
-                    owner[block].flatMap { workers[$0] }?.held.contains(block) == true
+                    guard let holder = owner[block], workers[holder]?.held.contains(block) == true else { return false }
+                    return auditors[holder].map { workers[$0]?.held.contains(block) == true } ?? true
                 }
             guard everyoneReady else { return }
             phase = .training
@@ -397,7 +431,10 @@ public struct Coordinator {
         guard let worker = workers[peer] else { return }
         let blocks = report.pieces.flatMap { Array($0.blocks) }.sorted()
         guard let index = worker.requests.firstIndex(where: { $0.blocks == blocks }) else {
-            if !blocks.isEmpty, blocks.allSatisfy({ (0..<plan.blockCount).contains($0) && answeredBy[$0] == peer }) {
+            if !blocks.isEmpty,
+                answeredRequests.contains(AnsweredRequest(peer: peer, blocks: blocks))
+                    || blocks.allSatisfy({ (0..<plan.blockCount).contains($0) && answeredBy[$0] == peer })
+            {
                 actions.append(.ignored(from: peer, kind: .gradient, reason: "duplicate gradient for step \(step)"))
             } else {
                 let asked = worker.requests.map { describeBlocks($0.blocks) }.joined(separator: "; ")
@@ -415,14 +452,148 @@ public struct Coordinator {
             return
         }
         workers[peer]?.requests.remove(at: index)
+        answeredRequests.insert(AnsweredRequest(peer: peer, blocks: blocks))
         slowestAnswerTicks = max(slowestAnswerTicks, request.ticksOutstanding)
         hasSeenAnswer = true
-        pieces.append(contentsOf: report.pieces)
+        if let audit = audits.firstIndex(where: {
+            $0.blocks == request.blocks && ($0.owner == peer || $0.auditor == peer)
+        }) {
+            if audits[audit].owner == peer {
+                audits[audit].ownerPieces = report.pieces
+            } else {
+                audits[audit].auditorPieces = report.pieces
+            }
+            compareAudit(audit, into: &actions)
+            return
+        }
+        accept(report.pieces, blocks: blocks, from: peer)
+        completeStepIfGathered(into: &actions)
+    }
+
+    /// Counts `answer` (pieces for `blocks`) towards the step.
+    private mutating func accept(_ answer: [GradientPiece], blocks: [Int], from peer: PeerID) {
+        pieces.append(contentsOf: answer)
         for block in blocks {
             answeredBy[block] = peer
             askedOf[block] = nil
         }
+    }
+
+    // MARK: Audits
+
+    /// The members in slot order, each with the member that audits it (the next one, cyclically).
+    private var auditorOf: [PeerID: PeerID] {
+        let ring = members
+        guard configuration.auditFraction > 0, ring.count >= 2 else { return [:] }
+        var result: [PeerID: PeerID] = [:]
+        for (index, member) in ring.enumerated() { result[member.peer] = ring[(index + 1) % ring.count].peer }
+        return result
+    }
+
+    /// The blocks `peer` holds a replica of as an auditor: those of the member it audits.
+    private func auditedBlocks(by peer: PeerID) -> [Int] {
+        let audited = auditorOf.filter { $0.value == peer }.map(\.key)
+        return owner.indices.filter { block in owner[block].map(audited.contains) ?? false }
+    }
+
+    /// Whether `owner`'s answer for this step is audited: a draw from `auditSeed`, the step and its slot.
+    private func isAudited(_ owner: WorkerState) -> Bool {
+        var z = configuration.auditSeed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)
+        z = z &+ 0xD1B5_4A32_D192_ED03 &* UInt64((owner.slot ?? 0) + 1)
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z >> 11) / Double(UInt64(1) << 53) < configuration.auditFraction
+    }
+
+    /// Compares an audit whose two answers are in: the same bits count once; different bits go to the
+    /// referee.
+    private mutating func compareAudit(_ index: Int, into actions: inout [CoordinatorAction]) {
+        let audit = audits[index]
+        guard let ownerPieces = audit.ownerPieces, let auditorPieces = audit.auditorPieces, !audit.awaitingReferee
+        else { return }
+        if Self.sameAnswer(ownerPieces, auditorPieces) {
+            audits.remove(at: index)
+            auditedAnswers += 1
+            accept(ownerPieces, blocks: audit.blocks, from: audit.owner)
+            completeStepIfGathered(into: &actions)
+            return
+        }
+        audits[index].awaitingReferee = true
+        auditDisagreements += 1
+        let shards = plan.keyRuns(blocks: audit.blocks).compactMap { run -> Shard? in
+            guard case .shard(let shard) = shardMessage(keys: run.keys) else { return nil }
+            return shard
+        }
+        actions.append(
+            .referee(
+                plan.assignment(step: step, blocks: audit.blocks, microBatches: microBatches, weights: weights),
+                shards: shards))
+    }
+
+    /// Settles a disagreement: whoever differs from the caller's own computation is evicted, and that
+    /// computation counts. Without one, both are evicted and the blocks computed again elsewhere.
+    private mutating func refereed(blocks: [Int], report: GradientReport?, into actions: inout [CoordinatorAction]) {
+        guard phase == .training, isGathering,
+            let index = audits.firstIndex(where: { $0.blocks == blocks && $0.awaitingReferee })
+        else { return }
+        let audit = audits.remove(at: index)
+        auditedAnswers += 1
+        let reference = report.flatMap { $0.step == step && problem(with: $0, owed: blocks) == nil ? $0.pieces : nil }
+        var liars: [PeerID] = []
+        for (peer, answer) in [(audit.owner, audit.ownerPieces), (audit.auditor, audit.auditorPieces)] {
+            guard let reference, let answer, Self.sameAnswer(answer, reference) else {
+                liars.append(peer)
+                continue
+            }
+        }
+        if let reference {
+            accept(reference, blocks: blocks, from: liars.contains(audit.owner) ? audit.auditor : audit.owner)
+        }
+        for peer in liars {
+            guard let worker = workers[peer] else { continue }
+            let why =
+                reference == nil
+                ? "its answer for step \(step) (blocks \(describeBlocks(blocks))) differs from its auditor's and no "
+                    + "referee could settle it"
+                : "its answer for step \(step) (blocks \(describeBlocks(blocks))) differs from the coordinator's own "
+                    + "computation (audit)"
+            workerDied(worker.peer, reason: "evicted: \(why)", ban: true, into: &actions)
+        }
+        if reference == nil, isGathering { requestMissing(into: &actions) }
         completeStepIfGathered(into: &actions)
+    }
+
+    /// Ends the audits `peer` takes part in, which has left: the other side's answer counts as an
+    /// ordinary one (given, or still to come: its request stands in for the lost worker's).
+    /// Returns whether an answer given was counted (the step may be complete now).
+    private mutating func endAudits(of peer: PeerID) -> Bool {
+        var counted = false
+        for audit in audits where audit.owner == peer || audit.auditor == peer {
+            let survivor = audit.owner == peer ? audit.auditor : audit.owner
+            let answer = audit.owner == peer ? audit.auditorPieces : audit.ownerPieces
+            if let answer {
+                accept(answer, blocks: audit.blocks, from: survivor)
+                counted = true
+            } else {
+                for block in audit.blocks { askedOf[block] = survivor }
+            }
+        }
+        audits.removeAll { $0.owner == peer || $0.auditor == peer }
+        return counted
+    }
+
+    /// Whether two answers have the same pieces, bit for bit (the order of pieces aside).
+    static func sameAnswer(_ a: [GradientPiece], _ b: [GradientPiece]) -> Bool {
+        guard a.count == b.count else { return false }
+        let left = a.sorted { $0.blocks.lowerBound < $1.blocks.lowerBound }
+        let right = b.sorted { $0.blocks.lowerBound < $1.blocks.lowerBound }
+        return zip(left, right).allSatisfy { x, y in
+            x.blocks == y.blocks && x.sampleCount == y.sampleCount && x.correctCount == y.correctCount
+                && x.lossSum.bitPattern == y.lossSum.bitPattern
+                && x.gradient.count == y.gradient.count
+                && x.gradient.withUnsafeBytes { xs in y.gradient.withUnsafeBytes { ys in xs.elementsEqual(ys) } }
+        }
     }
 
     /// What is wrong with a report for blocks `owed`, or nil: its pieces must be disjoint nodes of the
@@ -481,6 +652,8 @@ public struct Coordinator {
         pieces = []
         answeredBy = Array(repeating: nil, count: plan.blockCount)
         askedOf = Array(repeating: nil, count: plan.blockCount)
+        audits = []
+        answeredRequests = []
         for peer in workers.keys { workers[peer]?.requests = [] }
         requestMissing(into: &actions)
     }
@@ -502,10 +675,18 @@ public struct Coordinator {
             asks[computer, default: []].append(block)
             askedOf[block] = computer
         }
+        let auditors = auditorOf
         for worker in holders {
             guard let blocks = asks[worker.peer] else { continue }
             workers[worker.peer]?.requests.append(Request(blocks: blocks))
             actions.append(.send(stepMessage(blocks: blocks), to: worker.peer))
+            // The same request to its auditor, now and then: the owner cannot tell an audited step.
+            guard let auditor = auditors[worker.peer], !audits.contains(where: { $0.owner == worker.peer }),
+                let replica = workers[auditor], blocks.allSatisfy(replica.held.contains), isAudited(worker)
+            else { continue }
+            audits.append(Audit(blocks: blocks, owner: worker.peer, auditor: auditor))
+            workers[auditor]?.requests.append(Request(blocks: blocks))
+            actions.append(.send(stepMessage(blocks: blocks), to: auditor))
         }
     }
 
@@ -530,6 +711,7 @@ public struct Coordinator {
         }
         isGathering = false
         pieces = []
+        audits = []
         weights = []
         for peer in workers.keys { workers[peer]?.requests = [] }
         actions.append(.stepCompleted(result))
@@ -669,6 +851,7 @@ public struct Coordinator {
         let described = info(worker)
         workers.removeValue(forKey: peer)
         departed.insert(peer)
+        let countedAuditedAnswer = endAudits(of: peer)
         actions.append(.workerDied(described, step: step, reason: reason))
         for block in owner.indices where owner[block] == peer { owner[block] = nil }
         for block in askedOf.indices where askedOf[block] == peer { askedOf[block] = nil }
@@ -692,6 +875,7 @@ public struct Coordinator {
         }
         rebalance(why: "\(described) died", into: &actions)
         if isGathering { requestMissing(into: &actions) }
+        if countedAuditedAnswer { completeStepIfGathered(into: &actions) }
     }
 
     private mutating func fail(_ reason: String, into actions: inout [CoordinatorAction]) {

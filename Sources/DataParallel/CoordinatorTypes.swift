@@ -36,6 +36,14 @@ public struct CoordinatorConfiguration: Sendable {
     /// ten times the slowest so far, never under `minimumStepTimeoutTicks`.
     public var stepTimeoutTicks: Int?
     public var minimumStepTimeoutTicks = 100
+    /// The fraction of (worker, step) pairs whose answer is computed a second time, by the next member
+    /// in slot order (which then holds a replica of that worker's blocks), and compared bit for bit; a
+    /// disagreement is settled by the caller's own computation (`referee`) and the worker that differs
+    /// from it is evicted. 0 turns auditing off. Needs at least two members.
+    public var auditFraction = 0.0
+    /// Seeds which pairs are audited. Keep it from the workers (the node draws it at random), or a
+    /// dishonest one could lie only where no audit looks.
+    public var auditSeed: UInt64 = 0
     /// The protocol version this coordinator speaks (tests set another one to provoke a mismatch).
     public var protocolVersion = ProtocolInfo.version
     /// The caller's tick length in seconds, used only to put durations into human words in failure
@@ -157,6 +165,8 @@ public enum CoordinatorEvent: Sendable {
     case tick
     /// The caller applied the optimizer after `stepCompleted`; these are the weights for the next step.
     case weightsUpdated([Float])
+    /// The caller's own computation of a `referee` request (nil if it cannot compute one).
+    case refereed(blocks: [Int], GradientReport?)
     /// The caller wants to stop (interrupt). With `releaseWorkers` every worker is told to shut down;
     /// without, they are left to find the coordinator gone and wait for it to come back (a restart
     /// that resumes from a checkpoint).
@@ -182,6 +192,9 @@ public enum CoordinatorAction: Equatable, Sendable {
     /// A worker was declared dead (silent past the liveness window, left, reconnected, evicted for not
     /// answering, or answered wrongly); what it owed is computed by others.
     case workerDied(WorkerInfo, step: Int, reason: String)
+    /// Two workers' answers for the same blocks differ in an audit: compute `assignment` over `shards`
+    /// (the samples of its blocks) the way a worker does and deliver the result as `refereed`.
+    case referee(StepAssignment, shards: [Shard])
     /// A message was ignored (unknown sender, stale or duplicate gradient...): worth a debug log line.
     case ignored(from: PeerID, kind: MessageKind?, reason: String)
     /// All steps are done and every worker was told to shut down.

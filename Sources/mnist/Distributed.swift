@@ -28,7 +28,20 @@ struct ClusterOptions: ParsableArguments {
                 + "(default: ten times the slowest answer so far, at least 10 s).", valueName: "seconds"))
     var stepTimeout: Double?
 
+    @Option(
+        help: ArgumentHelp(
+            "Fraction of the workers' answers (0-1) computed a second time by another worker and compared bit "
+                + "for bit; a worker whose answer differs from the coordinator's own computation is evicted.",
+            discussion:
+                "Each worker then also holds the blocks of the worker it audits. Workers must run the same build "
+                + "on the same kind of CPU, or honest answers differ too.",
+            valueName: "fraction"))
+    var audit = 0.0
+
     func validate() throws {
+        guard audit.isFinite, (0...1).contains(audit) else {
+            throw ValidationError("--audit: must be a fraction in 0...1, got \(audit)")
+        }
         guard (1...3600).contains(joinTimeout) else {
             throw ValidationError("--join-timeout: must be 1...3600 seconds")
         }
@@ -46,6 +59,7 @@ struct ClusterOptions: ParsableArguments {
         settings.joinTimeoutSeconds = joinTimeout
         settings.livenessSeconds = liveness
         settings.stepTimeoutSeconds = stepTimeout
+        settings.auditFraction = audit
         return settings
     }
 }

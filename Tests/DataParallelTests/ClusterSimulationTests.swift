@@ -68,6 +68,8 @@ final class ClusterSimulationTests: XCTestCase {
         options.wedges = [:]
         options.restarts = [:]
         options.poisons = [:]
+        options.liars = [:]
+        options.auditFraction = 0  // Audits never change the model: the reference runs without.
         options.lateJoins = []
         options.coordinatorRestart = nil
         options.dropProbability = 0
@@ -192,6 +194,59 @@ final class ClusterSimulationTests: XCTestCase {
             evictions += cluster.deaths.filter { $0.reason.contains("evicted") && $0.reason.contains("is nan") }.count
         }
         XCTAssertGreaterThan(evictions, 50, "most runs must meet the poison")
+    }
+
+    /// A worker that nudges one gradient value (finite, so no other check can see it) is caught by an
+    /// audit, named and evicted; its answers never count, and the model is the undisturbed one.
+    func testALyingWorkerIsCaughtByAnAuditAndTheModelIsUnchanged() {
+        var caught = 0, honestEvicted = 0, refereed = 0
+        runSeeds(1...80) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.totalSteps = 40
+            options.auditFraction = 1  // Every answer: so that no lie can count.
+            options.duplicateProbability = 0.05
+            options.maximumDelayTicks = 2
+            options.liars = [
+                Int.random(in: 0..<options.workerCount, using: &random): Int.random(in: 1...100, using: &random)
+            ]
+        } check: { cluster in
+            let liar = cluster.options.liars.keys.first ?? -1
+            for death in cluster.deaths where death.reason.contains("evicted") {
+                let liarPeers = (0..<8).map { SimulatedCluster.peer(liar, connection: $0) }
+                if death.reason.contains("audit") && liarPeers.contains(death.peer) {
+                    caught += 1
+                } else if death.reason.contains("audit") {
+                    honestEvicted += 1
+                }
+            }
+            refereed += cluster.refereed
+        }
+        XCTAssertGreaterThan(caught, 60, "most runs must catch the liar")
+        XCTAssertEqual(honestEvicted, 0, "an honest worker was evicted by an audit")
+        XCTAssertGreaterThanOrEqual(refereed, caught)
+    }
+
+    /// With audits on, faults of every kind still end with the undisturbed model, and answers are
+    /// audited (and agree: nobody lies here).
+    func testAuditsUnderFaultsKeepTheModel() {
+        var audited = 0
+        runSeeds(1...60) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.totalSteps = 30
+            options.auditFraction = 0.3
+            options.dropProbability = 0.02
+            options.duplicateProbability = 0.05
+            options.maximumDelayTicks = 3
+            options.stepTimeoutTicks = 60
+            options.kills = [
+                Int.random(in: 0..<options.workerCount, using: &random): Int.random(in: 1...300, using: &random)
+            ]
+            options.lateJoins = [Int.random(in: 1...200, using: &random)]
+        } check: { cluster in
+            audited += cluster.coordinator.auditedAnswers
+            XCTAssertEqual(cluster.coordinator.auditDisagreements, 0, cluster.summary)
+        }
+        XCTAssertGreaterThan(audited, 200)
     }
 
     func testRestartedWorkersAndLateJoinersTakeAShareOrWaitAsSpares() {

@@ -45,6 +45,10 @@ public struct ClusterOptions: Sendable {
     public var wedges: [Int: Int] = [:]
     /// Workers (by index) whose answers carry a NaN (in one gradient value) from this tick on.
     public var poisons: [Int: Int] = [:]
+    /// Workers (by index) whose answers have one gradient value off by one (finite, wrong) from this tick on.
+    public var liars: [Int: Int] = [:]
+    /// The coordinator's `auditFraction` (and its audit seed: the run's seed).
+    public var auditFraction = 0.0
     /// Workers (by index) restarted as a new process (new identity, nothing held) at this tick.
     public var restarts: [Int: Int] = [:]
     /// Ticks at which further workers start (they join late, or wait as spares).
@@ -160,6 +164,8 @@ public final class SimulatedCluster {
     public private(set) var messagesSent = 0
     public private(set) var messagesDropped = 0
     public private(set) var coordinatorRestarts = 0
+    /// Disagreements the coordinator handed to its referee.
+    public private(set) var refereed = 0
 
     private var random: ClusterRandom
     private var network: [Packet] = []
@@ -179,7 +185,7 @@ public final class SimulatedCluster {
     /// The peer id of worker `index`'s first connection.
     public static func peer(ofWorker index: Int) -> PeerID { peer(index, connection: 0) }
 
-    static func peer(_ index: Int, connection: Int) -> PeerID {
+    public static func peer(_ index: Int, connection: Int) -> PeerID {
         PeerID(connection == 0 ? "worker-\(index)" : "worker-\(index).\(connection)")
     }
 
@@ -216,6 +222,8 @@ public final class SimulatedCluster {
         configuration.stepTimeoutTicks = options.stepTimeoutTicks
         configuration.minimumStepTimeoutTicks = options.minimumStepTimeoutTicks
         configuration.protocolVersion = options.coordinatorProtocolVersion
+        configuration.auditFraction = options.auditFraction
+        configuration.auditSeed = seed &* 31
         return Coordinator(configuration: configuration, data: data)
     }
 
@@ -311,6 +319,9 @@ public final class SimulatedCluster {
             var report = syntheticReport(worker: index, assignment: computation.assignment)
             if let from = options.poisons[index], now >= from, !report.pieces.isEmpty {
                 report.pieces[0].gradient[0] = .nan
+            }
+            if let from = options.liars[index], now >= from, !report.pieces.isEmpty {
+                report.pieces[0].gradient[0] += 1
             }
             feedWorker(index, .gradientComputed(report))
         }
@@ -534,6 +545,21 @@ public final class SimulatedCluster {
                     outcome = .finished
                 case .failed(let reason):
                     outcome = .failed(reason)
+                case .referee(let assignment, let shards):
+                    // The coordinator's own computation, from the samples it was handed.
+                    var samples: [Int: (pixels: ArraySlice<UInt8>, label: UInt8)] = [:]
+                    for shard in shards {
+                        let pixels = shard.pixelsPerImage
+                        for local in 0..<shard.sampleCount {
+                            samples[shard.firstKey + local] = (
+                                shard.images[(local * pixels)..<((local + 1) * pixels)], shard.labels[local]
+                            )
+                        }
+                    }
+                    refereed += 1
+                    let report = Self.syntheticReport(
+                        assignment: assignment, tree: coordinator.tree, sample: { samples[$0] })
+                    events.append(.refereed(blocks: assignment.microBatches.map(\.block), report))
                 case .workerJoined, .sharesChanged, .workerRefused, .trainingStarted, .ignored:
                     break
                 }

@@ -201,6 +201,11 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             emit(.listening(endpoint: bound))
             try handle(.start(initialWeights: node.model.parameters))
             let outcome = try NodeDriver.run(&self, tickMilliseconds: configuration.tickMilliseconds, stop: node.stop)
+            if configuration.stateMachine.auditFraction > 0 {
+                node.logger.info(
+                    "audits: \(machine.auditedAnswers) answers computed twice and compared, \(machine.auditDisagreements) disagreed"
+                )
+            }
             if outcome.isFinished { evaluations.waitUntilDone() }  // The last epoch's figures.
             reportEvaluations()
             return outcome
@@ -323,6 +328,14 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         }
                     }
                     pending.append(contentsOf: machine.handle(.weightsUpdated(node.model.parameters)))
+                case .referee(let assignment, let shards):
+                    let report = node.model.referee(assignment, shards: shards)
+                    let blocks = describeBlocks(assignment.microBatches.map(\.block))
+                    node.logger.notice(
+                        "audit of step \(assignment.step): two workers disagree on blocks \(blocks); the coordinator computed them itself"
+                    )
+                    pending.append(
+                        contentsOf: machine.handle(.refereed(blocks: assignment.microBatches.map(\.block), report)))
                 case .workerDied(let info, let step, let reason):
                     let event = CoordinatorNodeEvent.workerDied(info, step: step, reason: reason)
                     report(event, at: .warning)

@@ -77,6 +77,17 @@ public struct NetworkHost: ModelHost {
         .encoded()
     }
 
+    /// An audit's referee: the request computed here by the code the workers run, so its bits are what
+    /// an honest worker of the same build and kind of CPU sends.
+    public func referee(_ assignment: StepAssignment, shards: [Shard]) -> GradientReport? {
+        guard let first = shards.first, let computer = try? NetworkGradientComputer(settings: settings(), shard: first)
+        else { return nil }
+        for shard in shards.dropFirst() { computer.add(shard) }
+        var report = computer.gradient(for: assignment)
+        report.step = assignment.step
+        return report
+    }
+
     /// The weights to evaluate and save (the moving average, if one is kept).
     public var modelParameters: [Float] { step.modelParameters }
 
@@ -232,6 +243,8 @@ public final class DistributedTraining: @unchecked Sendable {
             seed: configuration.seed)
         nodeConfiguration.joinTimeoutSeconds = cluster.joinTimeoutSeconds
         nodeConfiguration.security = cluster.security
+        nodeConfiguration.stateMachine.auditFraction = cluster.auditFraction
+        nodeConfiguration.stateMachine.auditSeed = UInt64.random(in: 0...UInt64.max)  // Secret from the workers.
         let tick = Double(nodeConfiguration.tickMilliseconds) / 1000
         nodeConfiguration.stateMachine.firstStep = host.step.stepsDone
         nodeConfiguration.stateMachine.livenessTicks = max(5, Int(cluster.livenessSeconds / tick))
@@ -346,6 +359,8 @@ public struct ClusterSettings: Sendable {
     public var stepTimeoutSeconds: Double?
     /// CURVE keys of the coordinator and the workers it lets in (nil: plaintext, anyone may join).
     public var security: CoordinatorSecurity?
+    /// The fraction of answers audited (`CoordinatorConfiguration.auditFraction`).
+    public var auditFraction = 0.0
 
     public init(workerCount: Int) { self.workerCount = workerCount }
 }

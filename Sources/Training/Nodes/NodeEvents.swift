@@ -29,6 +29,10 @@ public protocol ModelHost {
     /// while training goes on and heartbeats flow, and reports each result in
     /// `CoordinatorNodeEvent.epochCompleted`.
     mutating func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)?
+
+    /// Computes a step request as a worker would, over `shards` (the samples of its blocks), at the
+    /// request's weights: the referee of an audit where two workers disagree. Nil if it cannot.
+    func referee(_ assignment: StepAssignment, shards: [Shard]) -> GradientReport?
 }
 
 /// The figures of an end-of-epoch evaluation on the test set.
@@ -49,6 +53,7 @@ public struct EpochEvaluation: Sendable, Equatable {
 
 extension ModelHost {
     public mutating func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)? { nil }
+    public func referee(_ assignment: StepAssignment, shards: [Shard]) -> GradientReport? { nil }
 }
 
 /// The worker's model: computes summed gradients on the samples of the shards it holds.
