@@ -9,8 +9,11 @@ swift build --build-tests
 # End-to-end tests train on the real MNIST: fetch it into the default cache (a no-op when verified).
 .build/debug/mnist fetch
 # Style: swift format (it ships with the toolchain) with the repository's .swift-format, strictly.
-swift format lint --strict -r Sources Tests
+swift format lint --strict -r Sources Tests Fuzz
 echo "lint: swift format reports nothing"
+# libFuzzer with AddressSanitizer on the message decoder, for a bounded time (the XCTest fuzz tests
+# of every reader run with the rest below).
+Fuzz/run.sh 60
 # The Kubernetes manifests, offline: API schemas and cross-object consistency (installs a pinned
 # kubernetes-validate into .build/ the first time).
 Cluster/kubernetes/validate.sh
