@@ -2,6 +2,7 @@
 // `mnist keygen`, a coordinator with `--keys` that lets in only workers holding an allowed key (the
 // others are refused at the handshake and say why), traffic that carries no plaintext image byte,
 // the refusal to listen beyond loopback without keys, and a peer that chooses its routing id.
+import DataParallel
 import Foundation
 import Host
 import MNIST
@@ -196,5 +197,65 @@ final class SecurityCommandTests: XCTestCase {
         XCTAssertGreaterThan(encrypted.count, 640 * 784, "the training set crossed the relay")
         XCTAssertEqual(imagesSeen(in: encrypted), 0, "training images in plaintext on an encrypted connection")
         XCTAssertEqual(imagesSeen(in: plaintext), 640, "the check finds every image of a run without keys")
+    }
+}
+
+extension SecurityCommandTests {
+    /// Hundreds of connections that hammer a keyed coordinator with hellos while the workers join (in
+    /// plaintext, or with a key it does not know) take no slot and cost no shard; the two real workers
+    /// join and the run finishes. Refusals are logged, a bounded number of times.
+    func testConnectionsWithoutAnAllowedKeyCannotSquatTheSlots() throws {
+        let data = try TinyDataset.folder("sec-squat-data", seed: 23)
+        let root = try TemporaryDirectory("sec-squat")
+        let keys = root.file("keys"), other = root.file("other")
+        XCTAssertEqual(try keygen(keys).status, 0)
+        XCTAssertEqual(try keygen(other).status, 0)
+        let port = try freeLoopbackPort()
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        let coordinator = try WatchedProcess(
+            Products.mnist,
+            [
+                "coordinator", "--bind", endpoint, "--workers", "2", "--keys", keys.path, "--data", data.url.path,
+                "--epochs", "1", "--batch-size", "64", "--output", root.file("model.safetensors").path,
+            ])
+        defer { coordinator.kill(SIGKILL) }
+        XCTAssertNotNil(coordinator.waitForLine(containing: "listening", seconds: 60), coordinator.output)
+
+        let context = try Context()
+        let coordinatorKey = try String(
+            contentsOf: keys.appendingPathComponent("coordinator.public"), encoding: .utf8
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+        let strangerKeys = try CurveKeyPair(
+            secretKey: try String(contentsOf: other.appendingPathComponent("worker.secret"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))
+        var squatters: [Socket] = []
+        for index in 0..<300 {
+            let socket = try context.makeSocket(.dealer)
+            if index % 3 == 0 { try socket.makeCurveClient(serverPublicKey: coordinatorKey, keyPair: strangerKeys) }
+            try socket.connect(endpoint)
+            let hello = Message.hello(
+                protocolVersion: ProtocolInfo.version, workerName: "squatter-\(index)", threads: 1,
+                session: UInt64(index + 1) << 16)
+            _ = try socket.send(hello.encode(), wait: false)
+            squatters.append(socket)
+        }
+        let workers = try (0..<2).map { index in
+            try WatchedProcess(
+                Products.mnist,
+                ["worker", "--connect", endpoint, "--keys", keys.path, "--name", "real-\(index)", "--threads", "1"])
+        }
+        defer { workers.forEach { $0.kill(SIGKILL) } }
+        XCTAssertTrue(coordinator.wait(seconds: 120), coordinator.output)
+        XCTAssertEqual(coordinator.status, 0, coordinator.output)
+        XCTAssertTrue(coordinator.output.contains("joined 2 of 2"), coordinator.output)
+        XCTAssertFalse(coordinator.output.contains("squatter"), "a squatter got past the handshake")
+        let refusals = coordinator.output.split(separator: "\n").filter { $0.contains("refused a connection") }
+        XCTAssertGreaterThan(refusals.count, 0, coordinator.output)
+        XCTAssertLessThan(refusals.count, 5, "refusals are logged once per address and window")
+        for worker in workers {
+            XCTAssertTrue(worker.wait(seconds: 30), worker.output)
+            XCTAssertEqual(worker.status, 0, worker.output)
+        }
+        squatters.forEach { $0.close() }
     }
 }
