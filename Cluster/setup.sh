@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages this project needs, only those missing, and says what it did.
 # Safe to run again and again. Uses sudo when not root. Needs a Debian-family system with apt-get.
+# Usage: Cluster/setup.sh [--test]   (--test adds what only the tests need)
 set -euo pipefail
 
 # C libraries (found by pkg-config at build time), python3 with pip (the offline MNIST source),
@@ -8,6 +9,10 @@ set -euo pipefail
 packages=(pkg-config libzmq3-dev libopenblas-dev zlib1g-dev libpng-dev iproute2)
 if ! python3 -m pip --version >/dev/null 2>&1; then
     packages+=(python3 python3-pip)
+fi
+# The tests run PROTOCOL.md's Python worker skeleton, which needs pyzmq and numpy.
+if [ "${1:-}" = "--test" ] && ! python3 -c "import zmq, numpy" >/dev/null 2>&1; then
+    packages+=(python3-zmq python3-numpy)
 fi
 
 missing=()

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-Cluster/setup.sh
+Cluster/setup.sh --test
 swift build --build-tests
 # End-to-end tests train on the real MNIST: fetch it into the default cache (a no-op when verified).
 .build/debug/mnist fetch

@@ -512,7 +512,7 @@ public struct Coordinator {
         let audit = audits[index]
         guard let ownerPieces = audit.ownerPieces, let auditorPieces = audit.auditorPieces, !audit.awaitingReferee
         else { return }
-        if Self.sameAnswer(ownerPieces, auditorPieces) {
+        if sameAnswer(ownerPieces, auditorPieces, blocks: audit.blocks) {
             audits.remove(at: index)
             auditedAnswers += 1
             accept(ownerPieces, blocks: audit.blocks, from: audit.owner)
@@ -542,7 +542,7 @@ public struct Coordinator {
         let reference = report.flatMap { $0.step == step && problem(with: $0, owed: blocks) == nil ? $0.pieces : nil }
         var liars: [PeerID] = []
         for (peer, answer) in [(audit.owner, audit.ownerPieces), (audit.auditor, audit.auditorPieces)] {
-            guard let reference, let answer, Self.sameAnswer(answer, reference) else {
+            guard let reference, let answer, sameAnswer(answer, reference, blocks: blocks) else {
                 liars.append(peer)
                 continue
             }
@@ -583,8 +583,34 @@ public struct Coordinator {
         return counted
     }
 
-    /// Whether two answers have the same pieces, bit for bit (the order of pieces aside).
-    static func sameAnswer(_ a: [GradientPiece], _ b: [GradientPiece]) -> Bool {
+    /// Whether two answers for `blocks` are the same, bit for bit, once each is added along the tree
+    /// into the largest nodes the blocks cover: a worker may send leaves and another sums them first.
+    private func sameAnswer(_ a: [GradientPiece], _ b: [GradientPiece], blocks: [Int]) -> Bool {
+        guard let left = covering(a, blocks: blocks), let right = covering(b, blocks: blocks) else { return false }
+        return Self.samePieces(left, right)
+    }
+
+    /// An answer's pieces added into the largest nodes of the tree that `blocks` cover; nil if they
+    /// are not disjoint nodes within them.
+    private func covering(_ answer: [GradientPiece], blocks: [Int]) -> [GradientPiece]? {
+        var result: [GradientPiece] = []
+        var start = 0
+        let sorted = blocks.sorted()
+        while start < sorted.count {
+            var end = start
+            while end + 1 < sorted.count, sorted[end + 1] == sorted[end] + 1 { end += 1 }
+            for node in tree.nodes(covering: sorted[start]..<(sorted[end] + 1)) {
+                let inside = answer.filter { node.contains($0.blocks.lowerBound) }
+                guard let sum = tree.sum(inside, into: node) else { return nil }
+                result.append(sum)
+            }
+            start = end + 1
+        }
+        return result
+    }
+
+    /// Whether two lists of pieces are the same, bit for bit (the order of pieces aside).
+    static func samePieces(_ a: [GradientPiece], _ b: [GradientPiece]) -> Bool {
         guard a.count == b.count else { return false }
         let left = a.sorted { $0.blocks.lowerBound < $1.blocks.lowerBound }
         let right = b.sorted { $0.blocks.lowerBound < $1.blocks.lowerBound }

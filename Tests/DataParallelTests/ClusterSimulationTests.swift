@@ -226,6 +226,24 @@ final class ClusterSimulationTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(refereed, caught)
     }
 
+    /// An honest worker that answers with leaves agrees with one that adds them first: audits compare
+    /// answers added along the tree, so neither is evicted.
+    func testAuditsCompareAnswersAddedAlongTheTree() {
+        var audited = 0
+        runSeeds(1...30) { options, random in
+            options.workerCount = Int.random(in: 2...4, using: &random)
+            options.batchSize = 16  // Eight blocks: workers hold runs of several.
+            options.totalSteps = 20
+            options.auditFraction = 1
+            options.leafAnswers = [0]
+        } check: { cluster in
+            audited += cluster.coordinator.auditedAnswers
+            XCTAssertEqual(cluster.coordinator.auditDisagreements, 0, cluster.summary)
+            XCTAssertTrue(cluster.deaths.isEmpty, cluster.summary)
+        }
+        XCTAssertGreaterThan(audited, 300)
+    }
+
     /// With audits on, faults of every kind still end with the undisturbed model, and answers are
     /// audited (and agree: nobody lies here).
     func testAuditsUnderFaultsKeepTheModel() {

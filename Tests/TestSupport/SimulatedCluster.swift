@@ -47,6 +47,9 @@ public struct ClusterOptions: Sendable {
     public var poisons: [Int: Int] = [:]
     /// Workers (by index) whose answers have one gradient value off by one (finite, wrong) from this tick on.
     public var liars: [Int: Int] = [:]
+    /// Workers (by index) that answer with one piece per block instead of adding them along the tree
+    /// first (as a worker in another language may).
+    public var leafAnswers: Set<Int> = []
     /// The coordinator's `auditFraction` (and its audit seed: the run's seed).
     public var auditFraction = 0.0
     /// Workers (by index) restarted as a new process (new identity, nothing held) at this tick.
@@ -368,7 +371,8 @@ public final class SimulatedCluster {
     private func syntheticReport(worker: Int, assignment: StepAssignment) -> GradientReport {
         let samples = held[worker]
         return Self.syntheticReport(
-            assignment: assignment, tree: coordinator.tree, sample: { samples[$0] })
+            assignment: assignment, tree: coordinator.tree, asLeaves: options.leafAnswers.contains(worker),
+            sample: { samples[$0] })
     }
 
     /// Step `step` as one node holding every block computes it: the reference for bit-identity.
@@ -394,7 +398,8 @@ public final class SimulatedCluster {
     /// Double, then rounded to Float), the micro-batches added along `tree`. `sample` gives a key's
     /// pixels and label (nil: not held, which gives an answer with no pieces).
     public static func syntheticReport(
-        assignment: StepAssignment, tree: GradientTree, sample: (Int) -> (pixels: ArraySlice<UInt8>, label: UInt8)?
+        assignment: StepAssignment, tree: GradientTree, asLeaves: Bool = false,
+        sample: (Int) -> (pixels: ArraySlice<UInt8>, label: UInt8)?
     ) -> GradientReport {
         var leaves: [GradientPiece] = []
         for (microBatch, keys) in assignment.microBatchIndices {
@@ -416,7 +421,8 @@ public final class SimulatedCluster {
                     blocks: microBatch.block..<(microBatch.block + 1), sampleCount: keys.count, correctCount: correct,
                     lossSum: lossSum, gradient: sum.map { Float($0) }))
         }
-        return GradientReport(step: assignment.step, pieces: assignment.pieces(fromLeaves: leaves, tree: tree))
+        return GradientReport(
+            step: assignment.step, pieces: asLeaves ? leaves : assignment.pieces(fromLeaves: leaves, tree: tree))
     }
 
     /// The synthetic report of a worker holding one shard.

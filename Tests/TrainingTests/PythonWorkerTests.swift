@@ -1,0 +1,69 @@
+// PROTOCOL.md's Python worker skeleton, taken from the document itself, against a real coordinator with
+// keys: with the worker key it passes the CURVE handshake, says hello, gets its shard and reports ready,
+// so that training starts with it (its gradient function is left to the reader, so it stops at the
+// first step); with a key the coordinator does not know it exits saying the key was refused.
+import Foundation
+import Host
+import TestSupport
+import XCTest
+
+final class PythonWorkerTests: XCTestCase {
+    private static let repository = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The first ```python block of PROTOCOL.md.
+    private func skeleton() throws -> String {
+        let text = try String(
+            contentsOf: Self.repository.appendingPathComponent("Sources/DataParallel/PROTOCOL.md"), encoding: .utf8)
+        let start = try XCTUnwrap(text.range(of: "```python\n"))
+        let end = try XCTUnwrap(text.range(of: "\n```", range: start.upperBound..<text.endIndex))
+        return String(text[start.upperBound..<end.lowerBound])
+    }
+
+    func testTheDocumentedPythonWorkerJoinsAKeyedCoordinator() throws {
+        let probe = try Subprocess.capture(["/usr/bin/env", "python3", "-c", "import zmq, numpy"], timeout: 60)
+        guard probe.status == 0 else {
+            if isContinuousIntegration { return XCTFail("python3 with zmq and numpy: \(probe.standardError)") }
+            throw XCTSkip("python3 with zmq and numpy is needed (Cluster/setup.sh --test installs them)")
+        }
+        let data = try TinyDataset.folder("py-data", seed: 27)
+        let root = try TemporaryDirectory("py-worker")
+        let script = root.file("worker.py")
+        try skeleton().write(to: script, atomically: true, encoding: .utf8)
+        let keys = root.file("keys"), other = root.file("other")
+        for folder in [keys, other] {
+            XCTAssertEqual(try Subprocess.capture([Products.mnist.path, "keygen", folder.path], timeout: 30).status, 0)
+        }
+        // The stranger's folder: the real coordinator.public, a worker key the coordinator does not know.
+        try FileManager.default.removeItem(at: other.appendingPathComponent("coordinator.public"))
+        try FileManager.default.copyItem(
+            at: keys.appendingPathComponent("coordinator.public"),
+            to: other.appendingPathComponent("coordinator.public"))
+
+        let endpoint = "tcp://127.0.0.1:\(try freeLoopbackPort())"
+        let coordinator = try WatchedProcess(
+            Products.mnist,
+            [
+                "coordinator", "--bind", endpoint, "--workers", "1", "--keys", keys.path, "--data", data.url.path,
+                "--epochs", "1", "--batch-size", "64", "--output", root.file("model.safetensors").path,
+                "--join-timeout", "60",
+            ])
+        defer { coordinator.kill(SIGKILL) }
+        XCTAssertNotNil(coordinator.waitForLine(containing: "listening", seconds: 60), coordinator.output)
+
+        let refused = try Subprocess.capture(
+            ["/usr/bin/env", "python3", script.path, endpoint, other.path, "py-stranger"], timeout: 60)
+        XCTAssertNotEqual(refused.status, 0, refused.standardError)
+        XCTAssertTrue(refused.standardError.contains("refused our key"), refused.standardError)
+
+        let worker = try WatchedProcess(
+            URL(fileURLWithPath: "/usr/bin/env"), ["python3", script.path, endpoint, keys.path, "py-worker"])
+        defer { worker.kill(SIGKILL) }
+        XCTAssertNotNil(
+            coordinator.waitForLine(containing: "training started", and: "py-worker", seconds: 60),
+            "coordinator: \(coordinator.output)\nworker: \(worker.output)")
+        XCTAssertFalse(coordinator.output.contains("py-stranger"), "the stranger got past the handshake")
+        XCTAssertTrue(worker.wait(seconds: 60), worker.output)
+        XCTAssertTrue(worker.output.contains("NotImplementedError"), "it stops at its first gradient: \(worker.output)")
+    }
+}
