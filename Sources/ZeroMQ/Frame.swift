@@ -63,6 +63,13 @@ public final class Frame {
         return try body(UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: count))
     }
 
+    /// A property of the connection the frame came over (zmq_msg_gets), such as "User-Id" (what the
+    /// authenticator said of the peer) or "Peer-Address"; nil if libzmq has none.
+    public func property(_ name: String) -> String? {
+        guard let value = zmq_msg_gets(&message, name) else { return nil }
+        return String(cString: value)
+    }
+
     /// A copy of the frame's bytes.
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 }

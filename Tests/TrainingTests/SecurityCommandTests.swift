@@ -167,6 +167,8 @@ final class SecurityCommandTests: XCTestCase {
             XCTAssertEqual(misled.status, 1, misled.output)
         }
         XCTAssertTrue(log.contains("refused a connection from 127.0.0.1"), log)
+        let joined = log.split(separator: "\n").first { $0.contains("\"allowed\"") && $0.contains("joined") }
+        XCTAssertTrue(joined?.hasSuffix("[key worker]") ?? false, "the join names the key: \(log)")
         for name in ["no-keys", "stranger", "misled"] {
             XCTAssertFalse(log.contains("\"\(name)\""), "\(name) reached the message loop: \(log)")
         }

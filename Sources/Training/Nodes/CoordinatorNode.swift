@@ -155,6 +155,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var machine: Coordinator
         var router: Socket?
         let evaluations = EvaluationQueue()
+        /// With keys, the name of the key each peer authenticated with (from the authenticator's User-Id).
+        var keyNames: [PeerID: String] = [:]
 
         init(node: CoordinatorNode) {
             self.node = node
@@ -251,6 +253,11 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             reportEvaluations()
             guard let router, let frames = try router.receiveFrames(), let id = frames.first else { return nil }
             let peer = PeerID(id.bytes)
+            if configuration.security != nil, keyNames[peer] == nil, let key = frames.last?.property("User-Id"),
+                !key.isEmpty
+            {
+                keyNames[peer] = key
+            }
             do {
                 return .received(
                     try Message.decode(
@@ -297,7 +304,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 case .workerJoined(let info, let joined, let expected, let step):
                     let event = CoordinatorNodeEvent.workerJoined(
                         info, joined: joined, expected: expected, step: step, workers: machine.liveWorkers)
-                    report(event, at: .info)
+                    report(event, at: .info, key: keyNames[info.peer])
                 case .sharesChanged(let workers, let step, let why):
                     report(.sharesChanged(workers: workers, step: step, why: why), at: .notice)
                 case .workerRefused(let peer, let name, let reason):
@@ -338,7 +345,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         contentsOf: machine.handle(.refereed(blocks: assignment.microBatches.map(\.block), report)))
                 case .workerDied(let info, let step, let reason):
                     let event = CoordinatorNodeEvent.workerDied(info, step: step, reason: reason)
-                    report(event, at: .warning)
+                    report(event, at: .warning, key: keyNames.removeValue(forKey: info.peer))
                 case .ignored(let peer, let kind, let reason):
                     let event = CoordinatorNodeEvent.ignored(peer: peer, kind: kind, reason: reason)
                     report(event, at: .debug)
@@ -367,9 +374,9 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
         private func emit(_ event: CoordinatorNodeEvent) { node.onEvent(event) }
 
-        /// Logs `event` at `level` and hands it to the caller.
-        private func report(_ event: CoordinatorNodeEvent, at level: Logger.Level) {
-            node.logger.log(level: level, "\(event)")
+        /// Logs `event` at `level` (naming the worker's key, if it has one) and hands it to the caller.
+        private func report(_ event: CoordinatorNodeEvent, at level: Logger.Level, key: String? = nil) {
+            node.logger.log(level: level, "\(event)\(key.map { " [key \($0)]" } ?? "")")
             emit(event)
         }
     }
