@@ -37,7 +37,18 @@ public struct Evaluation: Sendable, Equatable, Codable {
     /// Evaluates `network` on `images` (pixels normalised with `InputNormalization`), in batches
     /// of `batchSize`.
     public init(network: Network, images: LabeledImages, batchSize: Int = 1000) {
-        let classes = network.classCount
+        self.init(
+            classes: network.classCount, images: images, batchSize: batchSize, probabilities: network.probabilities)
+    }
+
+    /// Evaluates an ensemble: its mean probabilities decide (see `Ensemble`).
+    public init(ensemble: Ensemble, images: LabeledImages, batchSize: Int = 1000) {
+        self.init(
+            classes: ensemble.classCount, images: images, batchSize: batchSize, probabilities: ensemble.probabilities)
+    }
+
+    /// Evaluates whatever gives `[N, classes]` probabilities for normalised images.
+    init(classes: Int, images: LabeledImages, batchSize: Int, probabilities probabilitiesOf: ([Float]) -> [Float]) {
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
         var lossSum = 0.0
         let perImage = images.pixelsPerImage
@@ -46,7 +57,7 @@ public struct Evaluation: Sendable, Equatable, Codable {
             let count = min(batchSize, images.count - first)
             let inputs = InputNormalization.normalized(
                 Array(images.pixels[(first * perImage)..<((first + count) * perImage)]))
-            let probabilities = network.probabilities(images: inputs)
+            let probabilities = probabilitiesOf(inputs)
             for n in 0..<count {
                 let row = probabilities[(n * classes)..<((n + 1) * classes)]
                 var best = row.startIndex

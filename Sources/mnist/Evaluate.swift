@@ -8,8 +8,15 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Test accuracy, per-class precision and recall, and the confusion matrix of a saved model.")
 
-    @Option(help: ArgumentHelp("The model file (safetensors).", valueName: "path"))
-    var model = "model.safetensors"
+    @Option(
+        name: .customLong("model"),
+        help: ArgumentHelp(
+            "The model file (safetensors); repeat it to evaluate an ensemble, whose mean probabilities decide "
+                + "(default: model.safetensors).", valueName: "path"))
+    var models: [String] = []
+
+    /// The files named, or the default one.
+    var modelFiles: [String] { models.isEmpty ? ["model.safetensors"] : models }
 
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
@@ -19,12 +26,13 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.evaluate")
-        let (network, _) = try Network.loadChecked(from: URL(fileURLWithPath: model))
+        let ensemble = try Ensemble(loading: modelFiles.map { URL(fileURLWithPath: $0) })
         let dataset = try data.load(logger: logger)
-        let evaluation = Evaluation(network: network, images: dataset.test)
+        let evaluation = Evaluation(ensemble: ensemble, images: dataset.test)
         if json {
             let object: [String: Any] = [
-                "model": model, "count": evaluation.count, "accuracy": evaluation.accuracy,
+                "model": modelFiles[0], "models": modelFiles, "count": evaluation.count,
+                "accuracy": evaluation.accuracy,
                 "mean_loss": evaluation.meanLoss, "precision": evaluation.precision, "recall": evaluation.recall,
                 "confusion": evaluation.confusion,
             ]
@@ -35,7 +43,8 @@ struct Evaluate: ParsableCommand {
         print(
             String(
                 format: "accuracy %.2f%% on %d test images (mean loss %.4f)", evaluation.accuracy * 100,
-                evaluation.count, evaluation.meanLoss))
+                evaluation.count, evaluation.meanLoss)
+                + (modelFiles.count > 1 ? ", an ensemble of \(modelFiles.count) models" : ""))
         print("\nclass  precision  recall")
         for k in evaluation.precision.indices {
             print(String(format: "%5d  %8.2f%%  %6.2f%%", k, evaluation.precision[k] * 100, evaluation.recall[k] * 100))

@@ -18,8 +18,12 @@ struct Predict: ParsableCommand {
             The exit status is 1 if any image could not be read.
             """)
 
-    @Option(help: ArgumentHelp("The model file (safetensors).", valueName: "path"))
-    var model = "model.safetensors"
+    @Option(
+        name: .customLong("model"),
+        help: ArgumentHelp(
+            "The model file (safetensors); repeat it to ask an ensemble, whose mean probabilities decide "
+                + "(default: model.safetensors).", valueName: "path"))
+    var models: [String] = []
 
     @Option(help: "Also list the next most likely digits, up to K in all (1-10).")
     var top = 1
@@ -42,11 +46,9 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         let logger = logging.makeLogger(label: "mnist.predict")
-        let (network, metadata) = try Network.loadChecked(from: URL(fileURLWithPath: model))
-        let mean = metadata[ModelMetadataKey.inputMean].flatMap(Float.init) ?? InputNormalization.mean
-        let deviation =
-            metadata[ModelMetadataKey.inputStandardDeviation].flatMap(Float.init)
-            ?? InputNormalization.standardDeviation
+        let ensemble = try Ensemble(
+            loading: (models.isEmpty ? ["model.safetensors"] : models).map { URL(fileURLWithPath: $0) })
+        let mean = ensemble.inputMean, deviation = ensemble.inputStandardDeviation
         let preprocessor = MNISTPreprocessor()
 
         var digits: [(file: String, digit: PreprocessedDigit)] = []
@@ -66,8 +68,8 @@ struct Predict: ParsableCommand {
             }
         }
         let inputs = digits.flatMap { $0.digit.pixels.map { ($0 - mean) / deviation } }
-        let probabilities = inputs.isEmpty ? [] : network.probabilities(images: inputs)
-        let classes = network.classCount
+        let probabilities = inputs.isEmpty ? [] : ensemble.probabilities(images: inputs)
+        let classes = ensemble.classCount
         for (index, entry) in digits.enumerated() {
             let row = Array(probabilities[(index * classes)..<((index + 1) * classes)])
             let ranked = row.indices.sorted { row[$0] > row[$1] }

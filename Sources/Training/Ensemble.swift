@@ -1,0 +1,66 @@
+// Several trained models that answer together: each image's class probabilities are the mean of the
+// models' (a vote that keeps each model's confidence). The models may have different architectures;
+// they must read the same images the same way and name the same classes.
+import ConvNet
+import Foundation
+
+/// Models whose class probabilities are averaged.
+public struct Ensemble {
+    public let networks: [Network]
+    /// Each model's file, in order (for messages).
+    public let paths: [String]
+    /// The input normalisation all the models were trained with (from their metadata).
+    public let inputMean: Float
+    public let inputStandardDeviation: Float
+
+    public var classCount: Int { networks[0].classCount }
+    public var inputCount: Int { networks[0].inputCount }
+
+    /// Loads and checks each file (`Network.loadChecked`); throws `ModelFileError` naming the file that
+    /// does not fit the first: another input size, class count or input normalisation.
+    public init(loading urls: [URL]) throws {
+        precondition(!urls.isEmpty, "an ensemble needs a model")
+        var networks: [Network] = []
+        var normalizations: [(Float, Float)] = []
+        for url in urls {
+            let (network, metadata) = try Network.loadChecked(from: url)
+            let mean = metadata[ModelMetadataKey.inputMean].flatMap(Float.init) ?? InputNormalization.mean
+            let deviation =
+                metadata[ModelMetadataKey.inputStandardDeviation].flatMap(Float.init)
+                ?? InputNormalization.standardDeviation
+            if let first = networks.first {
+                let what =
+                    network.inputCount != first.inputCount
+                    ? "it reads images of \(network.inputCount) pixels, \(urls[0].path) of \(first.inputCount)"
+                    : network.classCount != first.classCount
+                        ? "it has \(network.classCount) classes, \(urls[0].path) has \(first.classCount)"
+                        : (mean, deviation) != normalizations[0]
+                            ? "it normalises its input with mean \(mean) and deviation \(deviation), "
+                                + "\(urls[0].path) with \(normalizations[0].0) and \(normalizations[0].1)" : nil
+                if let what {
+                    throw ModelFileError(
+                        path: url.path, reason: "cannot join an ensemble with \(urls[0].path): \(what)")
+                }
+            }
+            networks.append(network)
+            normalizations.append((mean, deviation))
+        }
+        self.networks = networks
+        self.paths = urls.map(\.path)
+        (inputMean, inputStandardDeviation) = normalizations[0]
+    }
+
+    /// The mean of the models' class probabilities for normalised `images` `[N, C, H, W]`: `[N, classes]`.
+    /// Summed in Double in model order, so the result does not depend on anything but the models.
+    public func probabilities(images: [Float]) -> [Float] {
+        guard networks.count > 1 else { return networks[0].probabilities(images: images) }
+        var sum: [Double] = []
+        for network in networks {
+            let each = network.probabilities(images: images)
+            if sum.isEmpty { sum = [Double](repeating: 0, count: each.count) }
+            for index in each.indices { sum[index] += Double(each[index]) }
+        }
+        let count = Double(networks.count)
+        return sum.map { Float($0 / count) }
+    }
+}
