@@ -1,0 +1,85 @@
+// What the tests that run real processes share: a child process whose output a test can wait on, and a
+// loopback port the system reports free.
+import Foundation
+
+/// A child process whose stderr and stdout go to a file that a test can wait on for a line.
+final class WatchedProcess {
+    private let process = Process()
+    private let log: URL
+
+    init(_ executable: URL, _ arguments: [String]) throws {
+        log = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-watched-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.executableURL = executable
+        process.arguments = arguments
+        process.standardError = handle
+        process.standardOutput = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try handle.close()
+    }
+
+    deinit { try? FileManager.default.removeItem(at: log) }
+
+    /// Everything the process has written so far.
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// The process id.
+    var pid: Int32 { process.processIdentifier }
+
+    /// The exit status, or -1 while the process still runs.
+    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
+
+    /// The first line holding `text` (and `other`), waiting up to `seconds` for it.
+    func waitForLine(containing text: String, and other: String = "", seconds: Double) -> String? {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            let lines = output.split(separator: "\n")
+            if let line = lines.first(where: { $0.contains(text) && (other.isEmpty || $0.contains(other)) }) {
+                return String(line)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        } while Date() < deadline
+        return nil
+    }
+
+    /// The highest step the coordinator's log reports completed (-1 before the first).
+    func lastStep() -> Int {
+        output.split(separator: "\n").compactMap { line -> Int? in
+            guard let range = line.range(of: "step "), line.contains(" (epoch") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber })
+        }.max() ?? -1
+    }
+
+    func kill(_ signal: Int32) {
+        if process.isRunning { _ = Foundation.kill(process.processIdentifier, signal) }
+    }
+
+    /// Waits up to `seconds` for the process to exit; true if it did.
+    func wait(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        return !process.isRunning
+    }
+}
+
+/// A tcp port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed): unlike a port
+/// derived from the pid, it cannot be one the system already gave to another connection.
+func freeLoopbackPort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
+            bind(descriptor, generic, length) == 0 && getsockname(descriptor, generic, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
