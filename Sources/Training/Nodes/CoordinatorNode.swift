@@ -46,6 +46,25 @@ public struct CoordinatorNodeConfiguration: Sendable {
     }
 }
 
+/// The worker keys evicted so far, shared by the polling thread and the authenticator's thread.
+// @unchecked Sendable: `reasons` is read and written under `lock`.
+final class EvictedKeys: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reasons: [String: String] = [:]
+
+    func add(_ key: String, reason: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if reasons[key] == nil { reasons[key] = reason }
+    }
+
+    func reason(_ key: String) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return reasons[key]
+    }
+}
+
 /// Runs end-of-epoch evaluations one at a time, in order, off the node's polling thread, and hands
 /// their results back to it.
 // @unchecked Sendable: `results` is read and written under `lock`; the queue is serial.
@@ -94,6 +113,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
     private let stop = StopRequest()
     private let keepWorkers = StopRequest()
     private let warnings: WarningLimiter
+    /// Keys of workers evicted in this run, refused at the handshake from then on.
+    private let evictedKeys = EvictedKeys()
 
     /// - Parameters:
     ///   - trainingSet: the samples to shard; `workerCount` must not exceed its count.
@@ -216,9 +237,14 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         /// Lets in the workers whose keys `security` allows; refusals are logged, limited per address.
         private func startAuthenticator(context: Context, _ security: CoordinatorSecurity) throws -> Authenticator {
             let logger = node.logger, warnings = node.warnings, allowed = security.allowedWorkers
+            let evicted = node.evictedKeys
             return try Authenticator(context: context) { request in
                 if request.mechanism == "CURVE", let key = request.clientKey, let name = allowed[key] {
-                    return .allow(userID: name)
+                    guard let why = evicted.reason(name) else { return .allow(userID: name) }
+                    let line =
+                        "refused a connection from \(request.address): its key \(name) belongs to a worker \(why)"
+                    if let admitted = warnings.admit(line, about: request.address) { logger.warning("\(admitted)") }
+                    return .deny(reason: "key evicted")
                 }
                 let what =
                     request.clientKey.map { "its key \($0.prefix(8))… is not a worker key of the keys folder" }
@@ -345,7 +371,12 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         contentsOf: machine.handle(.refereed(blocks: assignment.microBatches.map(\.block), report)))
                 case .workerDied(let info, let step, let reason):
                     let event = CoordinatorNodeEvent.workerDied(info, step: step, reason: reason)
-                    report(event, at: .warning, key: keyNames.removeValue(forKey: info.peer))
+                    let key = keyNames.removeValue(forKey: info.peer)
+                    // A worker's own key goes with it when it is evicted; a shared key would shut out all.
+                    if let key, key.hasPrefix("worker-"), reason.hasPrefix("evicted") {
+                        node.evictedKeys.add(key, reason: "evicted at step \(step) (\(reason))")
+                    }
+                    report(event, at: .warning, key: key)
                 case .ignored(let peer, let kind, let reason):
                     let event = CoordinatorNodeEvent.ignored(peer: peer, kind: kind, reason: reason)
                     report(event, at: .debug)
