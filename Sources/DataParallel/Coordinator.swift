@@ -809,12 +809,14 @@ public struct Coordinator {
             // A member that does not acknowledge its samples in time loses its slot, also while joining:
             // a peer that never completes the join cannot hold a slot that a real worker needs.
             if let late = worker.transfers.first(where: { $0.ticksOutstanding >= transferTimeoutTicks }) {
+                // Evicted (and banned) while training; while joining it only gives its slot up.
+                let training = phase == .training
                 workerDied(
                     peer,
-                    reason:
-                        "evicted: it did not acknowledge the samples of blocks \(describeBlocks(Array(late.blocks))) "
+                    reason: (training ? "evicted: it" : "gave its slot up: it")
+                        + " did not acknowledge the samples of blocks \(describeBlocks(Array(late.blocks))) "
                         + "within \(describeTicks(transferTimeoutTicks, seconds))",
-                    ban: phase == .training, into: &actions)
+                    ban: training, into: &actions)
                 continue
             }
             for index in worker.transfers.indices {
