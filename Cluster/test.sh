@@ -19,9 +19,17 @@ Fuzz/run.sh 60
 Cluster/kubernetes/validate.sh
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+started=$(mktemp)  # Its time stamp marks the start of the tests.
+trap 'rm -f "$log" "$started"' EXIT
 status=0
 swift test "$@" 2>&1 | tee "$log" || status=$?
+# Tests write into their own temporary folders: a model or checkpoint left here would be found by the
+# next `mnist train` in this folder.
+left=$(find . -maxdepth 1 -name '*.safetensors' -newer "$started" | sort)
+if [ -n "$left" ]; then
+    echo "tests left files in $(pwd): $left" >&2
+    status=1
+fi
 # One plain closing line, whatever the runner printed above it.
 summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 || true)
 if [ -n "$summary" ]; then

@@ -81,10 +81,13 @@ final class SecurityCommandTests: XCTestCase {
         XCTAssertEqual(both.status, 64, both.standardError)
         XCTAssertTrue(both.standardError.contains("exclude each other"), both.standardError)
         let data = try TinyDataset.folder("sec-insecure", seed: 5)
+        // Its output (and the checkpoint a failed run keeps) in a folder of the test's own.
+        let output = try TemporaryDirectory("sec-insecure-out")
         let insecure = try Subprocess.capture(
             [
                 Products.mnist.path, "coordinator", "--bind", "tcp://*:\(try freeLoopbackPort())", "--workers", "1",
-                "--insecure", "--join-timeout", "1", "--data", data.url.path,
+                "--insecure", "--join-timeout", "1", "--data", data.url.path, "--output",
+                output.file("model.safetensors").path,
             ], timeout: 60)
         XCTAssertEqual(insecure.status, 1, "it listened, then no worker came: \(insecure.standardError)")
         XCTAssertTrue(insecure.standardError.contains("joined"), insecure.standardError)
