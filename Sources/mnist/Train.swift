@@ -94,6 +94,7 @@ extension Train {
             endpoint: "ipc://\(socketPath)", workers: workers, data: data, configuration: configuration,
             cluster: self.cluster, security: security, checkpoints: checkpoints, output: output, logger: logger,
             onListening: { endpoint in
+                chmod(socketPath, 0o600)  // Inside a folder of its own, and this user's only as well.
                 let started = LocalCluster(
                     executable: executable, workerCount: workers,
                     arguments: { index in
