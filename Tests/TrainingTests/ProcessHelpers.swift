@@ -7,12 +7,16 @@ final class WatchedProcess {
     private let process = Process()
     private let log: URL
 
-    init(_ executable: URL, _ arguments: [String]) throws {
+    /// - Parameter environment: variables added to this process's own.
+    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
         log = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-watched-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardError = handle
         process.standardOutput = handle
         process.standardInput = FileHandle.nullDevice

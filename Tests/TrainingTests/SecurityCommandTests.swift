@@ -264,3 +264,33 @@ extension SecurityCommandTests {
         squatters.forEach { $0.close() }
     }
 }
+
+extension SecurityCommandTests {
+    /// `mnist train --workers N` listens on an ipc socket of mode 0600 in a folder of mode 0700 that only
+    /// this run uses, and removes the folder when it ends.
+    func testTheLocalSocketIsPrivate() throws {
+        let data = try TinyDataset.folder("sec-ipc-data", seed: 29)
+        let temporary = try TemporaryDirectory("sec-ipc-tmp")
+        let train = try WatchedProcess(
+            Products.mnist,
+            [
+                "train", "--workers", "1", "--data", data.url.path, "--epochs", "40", "--batch-size", "64",
+                "--output", temporary.file("model.safetensors").path, "--verbose",
+            ], environment: ["TMPDIR": temporary.url.path])
+        defer { train.kill(SIGKILL) }
+        XCTAssertNotNil(train.waitForLine(containing: "training started", seconds: 60), train.output)
+        let folders = try FileManager.default.contentsOfDirectory(atPath: temporary.url.path)
+            .filter { $0.hasPrefix("mnist-train-") }
+        XCTAssertEqual(folders.count, 1, "\(folders)")
+        let folder = temporary.url.appendingPathComponent(folders.first ?? "")
+        var status = stat()
+        XCTAssertEqual(stat(folder.path, &status), 0)
+        XCTAssertEqual(status.st_mode & 0o777, 0o700, "the folder's mode")
+        XCTAssertEqual(stat(folder.appendingPathComponent("coordinator.ipc").path, &status), 0)
+        XCTAssertEqual(status.st_mode & S_IFMT, S_IFSOCK)
+        XCTAssertEqual(status.st_mode & 0o777, 0o600, "the socket's mode")
+        XCTAssertTrue(train.wait(seconds: 300), train.output)
+        XCTAssertEqual(train.status, 0, train.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.path), "the folder outlived the run")
+    }
+}
