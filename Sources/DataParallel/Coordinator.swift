@@ -483,8 +483,9 @@ public struct Coordinator {
 
     /// The members in slot order, each with the member that audits it (the next one, cyclically).
     private var auditorOf: [PeerID: PeerID] {
+        guard configuration.auditFraction > 0 else { return [:] }  // Every step asks: no sorting then.
         let ring = members
-        guard configuration.auditFraction > 0, ring.count >= 2 else { return [:] }
+        guard ring.count >= 2 else { return [:] }
         var result: [PeerID: PeerID] = [:]
         for (index, member) in ring.enumerated() { result[member.peer] = ring[(index + 1) % ring.count].peer }
         return result
@@ -498,11 +499,7 @@ public struct Coordinator {
 
     /// Whether `owner`'s answer for this step is audited: a draw from `auditSeed`, the step and its slot.
     private func isAudited(_ owner: WorkerState) -> Bool {
-        var z = configuration.auditSeed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)
-        z = z &+ 0xD1B5_4A32_D192_ED03 &* UInt64((owner.slot ?? 0) + 1)
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
+        let z = SplitMix64.derivedSeed(configuration.auditSeed, UInt64(step), UInt64(owner.slot ?? 0))
         return Double(z >> 11) / Double(UInt64(1) << 53) < configuration.auditFraction
     }
 
