@@ -66,7 +66,9 @@ public enum Benchmark {
         let computerNetwork = try Network(architecture: model.architecture, seed: 0)
         if let chunkSize { computerNetwork.chunkSize = chunkSize }
         let computer = MicroBatchComputer(
-            network: computerNetwork, samples: samples, firstKey: 0, seed: 1, augment: true, tree: step.tree)
+            network: computerNetwork, samples: samples, firstKey: 0, seed: 1,
+            augmentation: TrainingConfiguration().augmentation,
+            tree: step.tree)
         func trainStep(_ index: Int) { _ = step.runLocally(step: index % step.plan.stepsPerEpoch, computer: computer) }
         trainStep(0)  // warm-up: allocates scratch
         var steps = 0

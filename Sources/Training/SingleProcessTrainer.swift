@@ -72,7 +72,8 @@ public struct SingleProcessTrainer {
         let stepsPerEpoch = step.plan.stepsPerEpoch
         let computer = MicroBatchComputer(
             network: try Network(architecture: network.architecture, seed: 0), samples: step.samplesInKeyOrder(train),
-            firstKey: 0, seed: configuration.seed, augment: configuration.augment, tree: step.tree)
+            firstKey: 0, seed: configuration.seed, augmentation: configuration.augmentation,
+            tree: step.tree)
         var progress = TrainingProgress(
             configuration: configuration, stepsPerEpoch: stepsPerEpoch, totalSteps: step.totalSteps)
         onEvent(

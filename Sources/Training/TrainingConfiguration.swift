@@ -28,8 +28,16 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var model: String = ModelPreset.defaultPreset.name
     /// `--seed`: seeds initialisation, the blocks and batches, dropout and augmentation.
     public var seed: UInt64 = 1
-    /// `--augment`: shift each training image by up to ±2 pixels each way.
+    /// `--augment`: vary each training image by a random affine transform (`augmentation`).
     public var augment: Bool = true
+    /// `--shift`: largest translation in pixels along each axis, 0...8.
+    public var shift: Double = 2
+    /// `--rotation`: largest rotation in degrees either way, 0...90.
+    public var rotation: Double = 0
+    /// `--scale`: largest relative change of size, 0...0.5 (factors in [1 - scale, 1 + scale]).
+    public var scale: Double = 0
+    /// `--shear`: largest horizontal shear in degrees either way, 0...45.
+    public var shear: Double = 0
     /// `--threads`: threads for OpenBLAS and the element-wise kernels, 1...256.
     public var threads: Int = AvailableCPUs.count
     /// `--weight-decay`: L2 (SGD) or decoupled (Adam) weight decay, 0...1.
@@ -46,11 +54,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     /// thread count), and each process chooses its own.
     private enum CodingKeys: String, CodingKey {
         case epochs, batchSize, learningRate, optimizer, schedule, model, seed, augment, weightDecay
-        case averageDecay
+        case averageDecay, shift, rotation, scale, shear
     }
 
     /// Decodes the JSON of `jsonString()`; settings missing from files of earlier versions keep
-    /// their defaults.
+    /// their defaults, except those added later whose absence means what those versions did:
+    /// `averageDecay` 0 and whole-pixel shifts of up to 2 (`shift` 2, no rotation, scale or shear).
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = TrainingConfiguration()
@@ -64,6 +73,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         augment = try container.decodeIfPresent(Bool.self, forKey: .augment) ?? defaults.augment
         weightDecay = try container.decodeIfPresent(Double.self, forKey: .weightDecay) ?? defaults.weightDecay
         averageDecay = try container.decodeIfPresent(Double.self, forKey: .averageDecay) ?? 0
+        shift = try container.decodeIfPresent(Double.self, forKey: .shift) ?? 2
+        rotation = try container.decodeIfPresent(Double.self, forKey: .rotation) ?? 0
+        scale = try container.decodeIfPresent(Double.self, forKey: .scale) ?? 0
+        shear = try container.decodeIfPresent(Double.self, forKey: .shear) ?? 0
     }
 
     /// A setting outside its allowed range, naming the command-line flag.
@@ -101,10 +114,22 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         guard averageDecay.isFinite, averageDecay >= 0, averageDecay < 1 else {
             throw fail("--average-decay", "must be in [0, 1), got \(averageDecay)")
         }
+        for (flag, value, limit) in [
+            ("--shift", shift, 8.0), ("--rotation", rotation, 90), ("--scale", scale, 0.5), ("--shear", shear, 45),
+        ] {
+            guard value.isFinite, (0...limit).contains(value) else {
+                throw fail(flag, "must be 0...\(limit.formatted()), got \(value)")
+            }
+        }
     }
 
     /// The preset named by `model` (validate first; falls back to the default preset).
     public var preset: ModelPreset { ModelPreset.named(model) ?? ModelPreset.defaultPreset }
+
+    /// The variation of training images, or nil without `augment`.
+    public var augmentation: Augmentation? {
+        augment ? Augmentation(shift: shift, rotation: rotation, scale: scale, shear: shear) : nil
+    }
 
     /// The optimizer settings this configuration implies.
     public var optimizerSettings: OptimizerSettings {

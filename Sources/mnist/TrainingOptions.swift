@@ -38,8 +38,25 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Seed for initialisation, shuffling, dropout and augmentation; the same seed gives the same model.")
     var seed = defaults.seed
 
-    @Flag(inversion: .prefixedNo, help: "Shift each training image by up to 2 pixels each way.")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Vary each training image by a random affine transform (--shift, --rotation, --scale, --shear).")
     var augment = defaults.augment
+
+    @Option(help: ArgumentHelp("Largest translation of a training image along each axis, 0-8.", valueName: "pixels"))
+    var shift = defaults.shift
+
+    @Option(help: ArgumentHelp("Largest rotation of a training image either way, 0-90.", valueName: "degrees"))
+    var rotation = defaults.rotation
+
+    @Option(
+        help: ArgumentHelp(
+            "Largest relative change of a training image's size, 0-0.5 (factors in [1 - scale, 1 + scale]).",
+            valueName: "fraction"))
+    var scale = defaults.scale
+
+    @Option(help: ArgumentHelp("Largest horizontal shear of a training image either way, 0-45.", valueName: "degrees"))
+    var shear = defaults.shear
 
     @Option(
         help: """
@@ -68,6 +85,10 @@ struct TrainingOptions: ParsableArguments {
         configuration.model = model
         configuration.seed = seed
         configuration.augment = augment
+        configuration.shift = shift
+        configuration.rotation = rotation
+        configuration.scale = scale
+        configuration.shear = shear
         configuration.threads = threads
         configuration.weightDecay = weightDecay
         configuration.averageDecay = averageDecay

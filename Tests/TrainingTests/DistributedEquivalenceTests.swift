@@ -16,7 +16,11 @@ final class DistributedEquivalenceTests: XCTestCase {
     private func configuration() -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
         configuration.model = ModelPreset.classic.name  // has dropout
-        configuration.augment = true
+        configuration.augment = true  // affine: sampled between pixels
+        configuration.rotation = 12
+        configuration.scale = 0.1
+        configuration.shear = 8
+        configuration.shift = 2.5
         configuration.batchSize = 160
         configuration.epochs = 2
         configuration.seed = 17
@@ -37,7 +41,7 @@ final class DistributedEquivalenceTests: XCTestCase {
         let computer = MicroBatchComputer(
             network: try Network(architecture: step.network.architecture, seed: 0),
             samples: step.samplesInKeyOrder(train), firstKey: 0, seed: configuration().seed,
-            augment: true, tree: step.tree)
+            augmentation: configuration().augmentation, tree: step.tree)
         var trace: Trace = []
         for index in 0..<step.totalSteps {
             let (result, _) = step.runLocally(step: index, computer: computer)
@@ -131,7 +135,7 @@ final class DistributedEquivalenceTests: XCTestCase {
         let samples = step.samplesInKeyOrder(train)
         let computer = MicroBatchComputer(
             network: try Network(architecture: step.network.architecture, seed: 0), samples: samples, firstKey: 0,
-            seed: configuration.seed, augment: false, tree: step.tree)
+            seed: configuration.seed, augmentation: nil, tree: step.tree)
         let weights = step.network.parameters
         let (result, _) = step.runLocally(step: 1, computer: computer)
         let keys = step.plan.microBatches(step: 1).flatMap { $0 }

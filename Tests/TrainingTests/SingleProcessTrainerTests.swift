@@ -166,7 +166,7 @@ final class SingleProcessTrainerTests: XCTestCase {
         func computer(_ keys: Range<Int>) throws -> MicroBatchComputer {
             MicroBatchComputer(
                 network: try Network(architecture: ModelPreset.classic.architecture, seed: 0),
-                samples: images.subset(keys), firstKey: keys.lowerBound, seed: 9, augment: true, tree: tree)
+                samples: images.subset(keys), firstKey: keys.lowerBound, seed: 9, augmentation: Self.affine, tree: tree)
         }
         let weights = try Network(architecture: ModelPreset.classic.architecture, seed: 6).parameters
         // Five micro-batches of four samples, block b holding keys 4b..<4b+4, visited in a shuffled order.
@@ -190,10 +190,12 @@ final class SingleProcessTrainerTests: XCTestCase {
         // Another key offset changes the randomness, so the test above could fail.
         let shifted = MicroBatchComputer(
             network: try Network(architecture: ModelPreset.classic.architecture, seed: 0),
-            samples: images.subset(8..<20), firstKey: 0, seed: 9, augment: true, tree: tree
+            samples: images.subset(8..<20), firstKey: 0, seed: 9, augmentation: Self.affine, tree: tree
         ).report(for: assignment(blocks: 2..<5))
         XCTAssertNotEqual(shifted.pieces.map(\.gradient), second.pieces.map(\.gradient))
     }
+
+    private static let affine = Augmentation(shift: 2, rotation: 15, scale: 0.1, shear: 10)
 
     /// A micro-batch's gradient is the engine's plain single-threaded gradient of its samples.
     func testAMicroBatchGradientIsThePlainGradientOfItsSamples() throws {

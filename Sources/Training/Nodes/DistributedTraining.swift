@@ -151,7 +151,8 @@ public final class NetworkGradientComputer: GradientComputer {
         computer = MicroBatchComputer(
             network: network,
             samples: LabeledImages(rows: side, columns: side, pixels: shard.images, labels: shard.labels),
-            firstKey: shard.firstKey, seed: settings.configuration.seed, augment: settings.configuration.augment,
+            firstKey: shard.firstKey, seed: settings.configuration.seed,
+            augmentation: settings.configuration.augmentation,
             tree: GradientTree(blockCount: settings.blockCount))
         coordinatorLivenessSeconds = settings.livenessSeconds
     }

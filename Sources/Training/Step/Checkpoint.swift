@@ -122,6 +122,10 @@ extension TrainingConfiguration {
         compare("--model", model, other.model)
         compare("--seed", seed, other.seed)
         compare("--augment", augment, other.augment)
+        compare("--shift", shift, other.shift)
+        compare("--rotation", rotation, other.rotation)
+        compare("--scale", scale, other.scale)
+        compare("--shear", shear, other.shear)
         compare("--weight-decay", weightDecay, other.weightDecay)
         compare("--average-decay", averageDecay, other.averageDecay)
         return result

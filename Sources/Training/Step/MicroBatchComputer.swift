@@ -1,6 +1,6 @@
 // The gradients of a step's micro-batches on the samples one node holds: the work of a worker, and of
 // the single process (which holds every block). Inputs are normalised (and, when the run augments,
-// shifted) into a buffer reused from step to step; each micro-batch's gradient is computed by one
+// transformed: `Augmentation`) into a buffer reused from step to step; each micro-batch's gradient is computed by one
 // thread into its own slab (`Network.microBatchGradients`) and the micro-batches are added along the
 // fixed tree (`StepAssignment.pieces`), so the answer has the same bits on any node with any threads.
 import ConvNet
@@ -16,9 +16,9 @@ public final class MicroBatchComputer {
     public private(set) var samples: LabeledImages
     /// Each shard's keys and the position of its first sample in `samples`.
     private var segments: [(keys: Range<Int>, offset: Int)]
-    /// The run's seed and whether it augments: they key dropout and the shifts.
+    /// The run's seed and its augmentation (nil: none): they key dropout and the transforms.
     public let seed: UInt64
-    public let augment: Bool
+    public let augmentation: Augmentation?
     /// The tree over the run's micro-batch positions.
     public let tree: GradientTree
     private var inputs = [Float]()
@@ -26,13 +26,14 @@ public final class MicroBatchComputer {
     private var gradients = [Float]()
 
     public init(
-        network: Network, samples: LabeledImages, firstKey: Int, seed: UInt64, augment: Bool, tree: GradientTree
+        network: Network, samples: LabeledImages, firstKey: Int, seed: UInt64, augmentation: Augmentation?,
+        tree: GradientTree
     ) {
         self.network = network
         self.samples = samples
         segments = [(firstKey..<(firstKey + samples.count), 0)]
         self.seed = seed
-        self.augment = augment
+        self.augmentation = augmentation
         self.tree = tree
     }
 
@@ -64,8 +65,7 @@ public final class MicroBatchComputer {
             indices.append(index)
         }
         prepareInputs(
-            indices: indices, keys: keys,
-            augmentationSeed: augment ? TrainingSeeds.augmentation(seed, epoch: assignment.epoch) : nil)
+            indices: indices, keys: keys, epochSeed: TrainingSeeds.augmentation(seed, epoch: assignment.epoch))
         let labels = indices.map { samples.labels[$0] }
         var ranges: [Range<Int>] = []
         var start = 0
@@ -135,35 +135,28 @@ public final class MicroBatchComputer {
         return GradientReport(step: assignment.step, pieces: pieces)
     }
 
-    /// Fills `inputs` with the normalised images at `indices`; with an augmentation seed, image i is
-    /// shifted by (dx, dy) in -2...2 drawn from (seed, keys[i]), the uncovered border filled with the
-    /// normalised value of a 0 pixel.
-    private func prepareInputs(indices: [Int], keys: [Int], augmentationSeed: UInt64?) {
+    /// Fills `inputs` with the normalised images at `indices`, image i transformed by `augmentation`
+    /// as drawn for (epochSeed, keys[i]) when the run augments.
+    private func prepareInputs(indices: [Int], keys: [Int], epochSeed: UInt64) {
         let rows = samples.rows, columns = samples.columns, perImage = samples.pixelsPerImage
         let needed = indices.count * perImage
         if inputs.count != needed { inputs = [Float](repeating: 0, count: needed) }
-        let table = InputNormalization.table
-        let background = table[0]
+        let augmentation = self.augmentation
         samples.pixels.withUnsafeBufferPointer { pixels in
             inputs.withUnsafeMutableBufferPointer { output in
-                table.withUnsafeBufferPointer { table in
+                InputNormalization.table.withUnsafeBufferPointer { table in
                     for (position, index) in indices.enumerated() {
-                        let source = index * perImage, target = position * perImage
-                        guard let seed = augmentationSeed else {
-                            for offset in 0..<perImage { output[target + offset] = table[Int(pixels[source + offset])] }
+                        let source = UnsafeBufferPointer(
+                            rebasing: pixels[(index * perImage)..<((index + 1) * perImage)])
+                        let target = UnsafeMutableBufferPointer(
+                            rebasing: output[(position * perImage)..<((position + 1) * perImage)])
+                        guard let augmentation else {
+                            for offset in 0..<perImage { target[offset] = table[Int(source[offset])] }
                             continue
                         }
-                        let bits = SplitMix64.finalize(SplitMix64.derivedSeed(seed, UInt64(keys[position])))
-                        let shiftX = Int(bits % 5) - 2, shiftY = Int((bits >> 8) % 5) - 2
-                        for y in 0..<rows {
-                            let fromY = y - shiftY
-                            for x in 0..<columns {
-                                let fromX = x - shiftX
-                                let inside = fromY >= 0 && fromY < rows && fromX >= 0 && fromX < columns
-                                output[target + y * columns + x] =
-                                    inside ? table[Int(pixels[source + fromY * columns + fromX])] : background
-                            }
-                        }
+                        augmentation.apply(
+                            pixels: source, rows: rows, columns: columns, key: keys[position], epochSeed: epochSeed,
+                            table: table, output: target)
                     }
                 }
             }

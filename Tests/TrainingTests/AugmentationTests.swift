@@ -1,0 +1,125 @@
+// The augmentation against a naive reference written from its documentation: draw the five amounts,
+// build the forward matrix, invert it, and sample each output pixel bilinearly in Double. Plus the
+// whole-pixel shifts of earlier versions, bit for bit.
+import ConvNet
+import Foundation
+import MNIST
+import Training
+import XCTest
+
+final class AugmentationTests: XCTestCase {
+    /// A 28x28 test image with structure everywhere: a bright diagonal bar, a ring, a gradient.
+    private static let image: [UInt8] = (0..<784).map { index in
+        let x = Double(index % 28), y = Double(index / 28)
+        let ring = abs(((x - 14) * (x - 14) + (y - 12) * (y - 12)).squareRoot() - 8) < 1.5 ? 255.0 : 0
+        let bar = abs(x - y - 3) < 1.2 ? 200.0 : 0
+        return UInt8(min(255, ring + bar + x * 2))
+    }
+
+    private func augmented(_ augmentation: Augmentation, key: Int, epochSeed: UInt64) -> [Float] {
+        var output = [Float](repeating: .nan, count: 784)
+        Self.image.withUnsafeBufferPointer { pixels in
+            InputNormalization.table.withUnsafeBufferPointer { table in
+                output.withUnsafeMutableBufferPointer { output in
+                    augmentation.apply(
+                        pixels: pixels, rows: 28, columns: 28, key: key, epochSeed: epochSeed, table: table,
+                        output: output)
+                }
+            }
+        }
+        return output
+    }
+
+    /// The documented transform, computed independently in Double.
+    private func reference(_ augmentation: Augmentation, key: Int, epochSeed: UInt64) -> [Double] {
+        var generator = SplitMix64(seed: SplitMix64.derivedSeed(epochSeed, UInt64(key)))
+        let u = (0..<5).map { _ in generator.nextUnitDouble() * 2 - 1 }
+        let angle = u[0] * augmentation.rotation * .pi / 180
+        let factor = 1 + u[1] * augmentation.scale
+        let shear = tan(u[2] * augmentation.shear * .pi / 180)
+        let shift = (u[3] * augmentation.shift, u[4] * augmentation.shift)
+        // Forward matrix factor · R · Sh, applied about the centre (13.5, 13.5), then the shift.
+        let rotation = [[cos(angle), -sin(angle)], [sin(angle), cos(angle)]]
+        let m00 = factor * rotation[0][0], m01 = factor * (rotation[0][0] * shear + rotation[0][1])
+        let m10 = factor * rotation[1][0], m11 = factor * (rotation[1][0] * shear + rotation[1][1])
+        let determinant = m00 * m11 - m01 * m10
+        func pixel(_ x: Int, _ y: Int) -> Double {
+            guard (0..<28).contains(x), (0..<28).contains(y) else { return 0 }
+            return Double(Self.image[y * 28 + x])
+        }
+        return (0..<784).map { index in
+            let qx = Double(index % 28) - 13.5 - shift.0, qy = Double(index / 28) - 13.5 - shift.1
+            let px = (m11 * qx - m01 * qy) / determinant + 13.5
+            let py = (-m10 * qx + m00 * qy) / determinant + 13.5
+            let x0 = Int(px.rounded(.down)), y0 = Int(py.rounded(.down))
+            let fx = px - Double(x0), fy = py - Double(y0)
+            let value =
+                (1 - fy) * ((1 - fx) * pixel(x0, y0) + fx * pixel(x0 + 1, y0))
+                + fy * ((1 - fx) * pixel(x0, y0 + 1) + fx * pixel(x0 + 1, y0 + 1))
+            return (value / 255 - Double(InputNormalization.mean)) / Double(InputNormalization.standardDeviation)
+        }
+    }
+
+    func testAffineTransformsMatchANaiveReference() {
+        let augmentation = Augmentation(shift: 3, rotation: 20, scale: 0.2, shear: 15)
+        var largest = 0.0
+        var moved = 0
+        for key in 0..<40 {
+            let fast = augmented(augmentation, key: key, epochSeed: 99)
+            let slow = reference(augmentation, key: key, epochSeed: 99)
+            for (a, b) in zip(fast, slow) { largest = max(largest, abs(Double(a) - b)) }
+            let plain = InputNormalization.normalized(Self.image)
+            if zip(fast, plain).contains(where: { abs($0 - $1) > 0.5 }) { moved += 1 }
+        }
+        // Float against Double: the pixel positions differ by ~1e-5 px, values by ~1e-4 (of a range of 3.2).
+        XCTAssertLessThan(largest, 2e-3)
+        XCTAssertEqual(moved, 40, "every image is transformed")
+    }
+
+    func testWholePixelShiftsAreThoseOfEarlierVersions() {
+        let augmentation = Augmentation()  // shift 2, nothing else
+        XCTAssertTrue(augmentation.isWholePixelShift)
+        let plain = InputNormalization.normalized(Self.image)
+        for key in 0..<20 {
+            let bits = SplitMix64.finalize(SplitMix64.derivedSeed(7, UInt64(key)))
+            let dx = Int(bits % 5) - 2, dy = Int((bits >> 8) % 5) - 2
+            let expected: [Float] = (0..<784).map { index in
+                let x = index % 28 - dx, y = index / 28 - dy
+                return (0..<28).contains(x) && (0..<28).contains(y) ? plain[y * 28 + x] : InputNormalization.table[0]
+            }
+            XCTAssertEqual(
+                augmented(augmentation, key: key, epochSeed: 7).map(\.bitPattern), expected.map(\.bitPattern))
+        }
+    }
+
+    /// The same (seed, key) gives the same bits; another key or epoch another transform.
+    func testTransformsDependOnlyOnTheSeedAndTheKey() {
+        let augmentation = Augmentation(shift: 2, rotation: 10, scale: 0.1, shear: 5)
+        XCTAssertEqual(
+            augmented(augmentation, key: 5, epochSeed: 3).map(\.bitPattern),
+            augmented(augmentation, key: 5, epochSeed: 3).map(\.bitPattern))
+        XCTAssertNotEqual(augmented(augmentation, key: 5, epochSeed: 3), augmented(augmentation, key: 6, epochSeed: 3))
+        XCTAssertNotEqual(augmented(augmentation, key: 5, epochSeed: 3), augmented(augmentation, key: 5, epochSeed: 4))
+    }
+
+    /// Old configurations (no augmentation keys) decode to whole-pixel shifts of 2; every new limit
+    /// is validated, naming its flag.
+    func testConfigurationsOfEarlierVersionsKeepTheirAugmentation() throws {
+        let old = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(#"{"augment":true}"#.utf8))
+        XCTAssertEqual(old.augmentation, Augmentation(shift: 2, rotation: 0, scale: 0, shear: 0))
+        var configuration = TrainingConfiguration()
+        configuration.rotation = 91
+        XCTAssertThrowsError(try configuration.validate()) { error in
+            XCTAssertEqual((error as? TrainingConfiguration.ValidationError)?.flag, "--rotation")
+        }
+        configuration.rotation = 10
+        configuration.scale = .nan
+        XCTAssertThrowsError(try configuration.validate()) { error in
+            XCTAssertEqual((error as? TrainingConfiguration.ValidationError)?.flag, "--scale")
+        }
+        configuration.scale = 0.1
+        XCTAssertNoThrow(try configuration.validate())
+        configuration.augment = false
+        XCTAssertNil(configuration.augmentation)
+    }
+}
