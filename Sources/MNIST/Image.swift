@@ -67,8 +67,8 @@ public struct RasterImage: Sendable, Equatable {
     /// The number of pixels (width * height).
     public var pixelCount: Int { width * height }
 
-    /// The sample of `channel` at column `x`, row `y`. The indices must be in range: the module is
-    /// compiled without bounds checks.
+    /// The sample of `channel` at column `x`, row `y`. The indices must be in range (an index past
+    /// the samples traps).
     public subscript(x: Int, y: Int, channel: Int) -> UInt8 {
         get { samples[(y * width + x) * layout.channelCount + channel] }
         set { samples[(y * width + x) * layout.channelCount + channel] = newValue }
@@ -156,9 +156,9 @@ public struct RasterImage: Sendable, Equatable {
 
 /// Traps with `message` unless `condition` holds, in every build configuration.
 ///
-/// The MNIST module is compiled with -Ounchecked, which removes `precondition` checks (and array
-/// bounds checks) entirely; the public entry points of the image code check their arguments with
-/// this instead, so a misuse stops the program rather than corrupting memory.
+/// The MNIST module is compiled with -O, where a failed `precondition` stops the program without
+/// its message; the public entry points of the image code check their arguments with this instead,
+/// so that a misuse stops the program saying what was wrong.
 @inline(__always)
 func requireArgument(
     _ condition: Bool, _ message: @autoclosure () -> String, file: StaticString = #file,

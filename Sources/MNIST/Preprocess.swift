@@ -164,7 +164,11 @@ public struct MNISTPreprocessor: Sendable {
         var histogram = [Int](repeating: 0, count: 256)
         var borderHistogram = [Int](repeating: 0, count: 256)
         grey.withUnsafeBufferPointer { g in
-            for i in 0..<count { histogram[Int(g[i])] += 1 }
+            // The one loop over every pixel: a byte always indexes the 256 bins, so the bins are
+            // reached through a buffer pointer (no bounds check to keep the loop from unrolling).
+            histogram.withUnsafeMutableBufferPointer { bins in
+                for i in 0..<count { bins[Int(g[i])] &+= 1 }
+            }
             for x in 0..<width {
                 borderHistogram[Int(g[x])] += 1
                 if height > 1 { borderHistogram[Int(g[(height - 1) * width + x])] += 1 }

@@ -118,8 +118,8 @@ final class ImageFileTests: XCTestCase {
         }
     }
 
-    /// Untrusted bytes: the MNIST module runs without bounds checks, so every mangled file must
-    /// either decode or throw an `ImageFileError`, and whatever decodes must preprocess or throw.
+    /// Untrusted bytes: every mangled file must either decode or throw an `ImageFileError` (never
+    /// trap), and whatever decodes must preprocess or throw. (Fuzz/run.sh goes further, with libFuzzer.)
     func testMangledFilesNeverCrash() throws {
         var generator = TestGenerator(seed: 2024)
         let ink = DigitSketch.one.coverage(width: 24, height: 20, box: (6, 2, 10, 16), strokeWidth: 3)
