@@ -25,6 +25,10 @@ public enum LayerDescription: Codable, Sendable, Equatable {
     /// Inverted dropout: during training zero each value with probability `rate` and scale the
     /// rest by `1 / (1 - rate)`; identity at inference.
     case dropout(rate: Double)
+    /// Batch normalisation of each channel (or flat feature) with a learnt scale and shift; must
+    /// directly follow a convolution or dense layer. Training normalises each micro-batch by its own
+    /// statistics; model files hold the network folded for inference (`Network.folded()`), without it.
+    case batchNorm
 }
 
 /// A network's shape: what it takes in and its layers in order. The last layer's outputs are the
@@ -63,10 +67,32 @@ public struct Architecture: Codable, Sendable, Equatable {
                 guard rate >= 0, rate < 1 else {
                     throw ArchitectureError("layer \(index): dropout rate must be in [0, 1), got \(rate)")
                 }
+            case .batchNorm:
+                guard foldTarget(ofNormalization: index) != nil else {
+                    throw ArchitectureError(
+                        "layer \(index): batchNorm must directly follow a convolution or dense layer, or come before "
+                            + "a dense layer or a valid convolution with only flatten or dropout between")
+                }
             case .maxPool, .relu, .flatten:
                 break
             }
         }
+    }
+
+    /// Where the batch normalisation at `index` folds for inference: into the convolution or dense layer
+    /// directly before it (`.before`), else into the first layer after it with only flatten and dropout
+    /// between, which must be a dense layer or a convolution without padding (`.after`, its index):
+    /// zero padding would not be normalised. Nil: it cannot be folded.
+    func foldTarget(ofNormalization index: Int) -> NormalizationFold? {
+        if index > 0, layers[index - 1].isConvolution || layers[index - 1].isDense { return .before }
+        for next in (index + 1)..<layers.count {
+            switch layers[next] {
+            case .flatten, .dropout: continue
+            case .dense, .convolution(_, _, .valid): return .after(next)
+            default: return nil
+            }
+        }
+        return nil
     }
 
     /// Compact JSON, as stored in model-file metadata.
@@ -83,6 +109,14 @@ public struct Architecture: Codable, Sendable, Equatable {
     public init(jsonString: String) throws {
         self = try JSONDecoder().decode(Architecture.self, from: Data(jsonString.utf8))
     }
+}
+
+/// Where a batch normalisation folds (`Architecture.foldTarget(ofNormalization:)`).
+enum NormalizationFold: Equatable {
+    /// Into the layer directly before it (its outputs).
+    case before
+    /// Into the layer at this index after it (its inputs).
+    case after(Int)
 }
 
 /// A reason why an architecture cannot be built.
@@ -132,8 +166,30 @@ public struct ModelPreset: Sendable {
             .dense(outputs: 10),
         ]))
 
+    /// Experimental: fast with batch normalisation.
+    public static let fastBN = ModelPreset(
+        name: "fast-bn",
+        summary: "fast with batch normalisation",
+        architecture: Architecture(layers: [
+            .convolution(outputChannels: 16, kernelSize: 3, padding: .valid), .relu, .maxPool, .batchNorm,
+            .convolution(outputChannels: 32, kernelSize: 3, padding: .valid), .relu, .maxPool, .batchNorm,
+            .flatten, .dense(outputs: 128), .batchNorm, .relu, .dropout(rate: 0.3), .dense(outputs: 10),
+        ]))
+
+    /// Experimental: best with batch normalisation.
+    public static let bestBN = ModelPreset(
+        name: "best-bn",
+        summary: "best with batch normalisation",
+        architecture: Architecture(layers: [
+            .convolution(outputChannels: 32, kernelSize: 3, padding: .same), .relu, .batchNorm,
+            .convolution(outputChannels: 32, kernelSize: 3, padding: .valid), .relu, .maxPool, .batchNorm,
+            .convolution(outputChannels: 64, kernelSize: 3, padding: .valid), .relu, .batchNorm,
+            .convolution(outputChannels: 64, kernelSize: 3, padding: .valid), .relu, .maxPool, .batchNorm,
+            .flatten, .dense(outputs: 256), .batchNorm, .relu, .dropout(rate: 0.4), .dense(outputs: 10),
+        ]))
+
     /// Every preset, default first.
-    public static let all: [ModelPreset] = [fast, classic, best]
+    public static let all: [ModelPreset] = [fast, classic, best, fastBN, bestBN]
 
     /// The preset used when none is named.
     public static let defaultPreset = fast

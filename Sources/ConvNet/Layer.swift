@@ -40,6 +40,8 @@ struct LayerContext {
     var sampleKeys: UnsafePointer<Int>? = nil
     /// Threads the layer's kernels may use for this call (1 inside one of the network's lanes).
     var threads: Int = ComputeThreads.kernelThreadCount
+    /// The statistics batch-normalisation layers use.
+    var normalization: NormalizationSource = .batch
 
     /// The key that decides sample `n`'s random streams.
     func key(ofSample n: Int) -> Int { sampleKeys.map { $0[n] } ?? (firstSample + n) }

@@ -50,6 +50,12 @@ public final class Network {
     public var parameters: [Float]
     /// Gradients, laid out exactly like `parameters`; added to by `accumulateGradients`.
     public var gradients: [Float]
+    /// Population mean and variance of every batch-normalisation layer's input (each layer's
+    /// `[mean C, variance C]` in turn, named by `normalizationLayout`): what inference normalises with.
+    /// Not trained: `calibrateNormalization` measures them. Empty without such layers.
+    public var normalization: [Float]
+    /// Names and shapes of `normalization`'s tensors (PyTorch's `running_mean`, `running_var`).
+    public let normalizationLayout: ParameterLayout
     /// Samples each lane processes at a time; larger batches are split so that a chunk's
     /// activations stay in the cache.
     public var chunkSize: Int = 32
@@ -68,6 +74,8 @@ public final class Network {
 
     /// Number of trainable values.
     public var parameterCount: Int { layout.count }
+    /// Has batch-normalisation layers (and so `normalization` statistics).
+    public var hasBatchNormalization: Bool { !normalization.isEmpty }
     /// Values per input sample (C * H * W; 784 for MNIST).
     public var inputCount: Int { architecture.inputShape.reduce(1, *) }
     /// Number of classes (outputs of the last layer).
@@ -91,6 +99,12 @@ public final class Network {
         }
         self.layerOffsets = offsets
         self.lanes = [Lane(layers: layers)]
+        let statistics = layers.compactMap { $0 as? BatchNormalization }.flatMap(\.statisticsTable)
+        normalizationLayout = ParameterLayout(statistics)
+        // Mean 0, variance 1 until calibrated, as PyTorch starts its running statistics.
+        normalization = statistics.flatMap { tensor in
+            [Float](repeating: tensor.name.hasSuffix("running_var") ? 1 : 0, count: tensor.shape.reduce(1, *))
+        }
         self.parameters = [Float](repeating: 0, count: layout.count)
         self.gradients = [Float](repeating: 0, count: layout.count)
         var generator = SplitMix64(seed: seed)
@@ -123,16 +137,17 @@ public final class Network {
             order.swapAt(index, index + 1)
         }
         var layers = [Layer]()
-        var convolutions = 0, denses = 0
+        var convolutions = 0, denses = 0, normalizations = 0, statisticsOffset = 0
         var position = 0
         while position < order.count {
             let (index, description) = order[position]
             position += 1
+            // Batch normalisation between a layer and its ReLU does not change the initialisation.
+            let next = index + 1 < described.count && described[index + 1] == .batchNorm ? index + 2 : index + 1
             let feedsRelu =
-                index + 1 < described.count
-                && (described[index + 1] == .relu
-                    || (described[index + 1] == .maxPool && index + 2 < described.count
-                        && described[index + 2] == .relu))
+                next < described.count
+                && (described[next] == .relu
+                    || (described[next] == .maxPool && next + 1 < described.count && described[next + 1] == .relu))
             let layer: Layer
             switch description {
             case let .convolution(outputChannels, kernelSize, padding):
@@ -155,6 +170,11 @@ public final class Network {
                 layer = try Dense(name: "dense\(denses)", input: shape, outputs: outputs, feedsRelu: feedsRelu)
             case let .dropout(rate):
                 layer = try Dropout(input: shape, rate: rate, layerIndex: index)
+            case .batchNorm:
+                normalizations += 1
+                layer = BatchNormalization(
+                    name: "bn\(normalizations)", input: shape, statisticsOffset: statisticsOffset)
+                statisticsOffset += 2 * shape.channels
             }
             layers.append(layer)
             shape = layer.outputShape
@@ -163,12 +183,15 @@ public final class Network {
             throw ArchitectureError("the last layer must produce flat logits for at least 2 classes (end with dense)")
         }
         guard shape.count <= 256 else { throw ArchitectureError("at most 256 classes (labels are bytes)") }
-        // A direct convolution hands the next convolution its output channels last.
+        // A direct convolution hands the next convolution its output channels last, through a batch
+        // normalisation between them if there is one.
         for index in layers.indices.dropLast() {
-            guard let producer = layers[index] as? Convolution, producer.isDirect,
-                let consumer = layers[index + 1] as? Convolution, !consumer.isDirect
-            else { continue }
+            guard let producer = layers[index] as? Convolution, producer.isDirect else { continue }
+            let normalization = layers[index + 1] as? BatchNormalization
+            let next = normalization == nil ? index + 1 : index + 2
+            guard next < layers.count, let consumer = layers[next] as? Convolution, !consumer.isDirect else { continue }
             producer.outputChannelsLast = true
+            normalization?.channelsLast = true
             consumer.inputChannelsLast = true
         }
         return layers
@@ -291,25 +314,29 @@ public final class Network {
         let lanes = self.lanes
         let chunkPlan = LanePlan(
             count: chunks, lanes: min(plan.lanes, chunks), threadsPerLane: plan.lanes == 1 ? plan.threadsPerLane : 1)
-        parameters.withUnsafeBufferPointer { parameterSlab in
-            result.withUnsafeMutableBufferPointer { resultBuffer in
-                let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
-                let resultBase = resultBuffer.baseAddress.unsafelyUnwrappedForKernels
-                runLanes(chunkPlan) { lane, laneChunks in
-                    let plan = chunkPlan
-                    var first = laneChunks.lowerBound * chunkSize
-                    let end = min(count, laneChunks.upperBound * chunkSize)
-                    while first < end {
-                        let batch = min(chunkSize, end - first)
-                        let context = LayerContext(
-                            isTraining: false, dropoutSeed: 0, firstSample: first, threads: plan.threadsPerLane)
-                        let logits = lanes[lane].forward(
-                            images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
-                            offsets: layerOffsets, context: context)
-                        SoftmaxCrossEntropy.softmax(
-                            logits: logits, probabilities: resultBase + first * classes, batch: batch,
-                            classes: classes)
-                        first += batch
+        normalization.withUnsafeBufferPointer { statisticsSlab in
+            parameters.withUnsafeBufferPointer { parameterSlab in
+                result.withUnsafeMutableBufferPointer { resultBuffer in
+                    let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
+                    let resultBase = resultBuffer.baseAddress.unsafelyUnwrappedForKernels
+                    let statistics = statisticsSlab.baseAddress
+                    runLanes(chunkPlan) { lane, laneChunks in
+                        let plan = chunkPlan
+                        var first = laneChunks.lowerBound * chunkSize
+                        let end = min(count, laneChunks.upperBound * chunkSize)
+                        while first < end {
+                            let batch = min(chunkSize, end - first)
+                            var context = LayerContext(
+                                isTraining: false, dropoutSeed: 0, firstSample: first, threads: plan.threadsPerLane)
+                            if let statistics { context.normalization = .population(statistics) }
+                            let logits = lanes[lane].forward(
+                                images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
+                                offsets: layerOffsets, context: context)
+                            SoftmaxCrossEntropy.softmax(
+                                logits: logits, probabilities: resultBase + first * classes, batch: batch,
+                                classes: classes)
+                            first += batch
+                        }
                     }
                 }
             }
@@ -347,7 +374,8 @@ public final class Network {
         precondition(
             microBatches.allSatisfy { $0.lowerBound >= 0 && $0.upperBound <= count }, "micro-batch outside the samples")
         let parameterCount = self.parameterCount, inputCount = self.inputCount, classCount = self.classCount
-        let chunkSize = self.chunkSize
+        // With batch normalisation a micro-batch is one chunk: its "ghost batch".
+        let chunkSize = hasBatchNormalization ? Int.max : self.chunkSize
         let lanes = makeLanes(min(ComputeThreads.kernelThreadCount, microBatches.count))
         let layerOffsets = self.layerOffsets
         var statistics = [BatchStatistics](repeating: BatchStatistics(), count: microBatches.count)
@@ -389,6 +417,43 @@ public final class Network {
             }
         }
         return statistics
+    }
+
+    /// Measures `normalization`, the population mean and variance of each batch-normalisation layer's
+    /// input, as PyTorch's `update_bn` does: the network runs over `images` (`[count, C, H, W]`) in
+    /// ghost batches of `ghostBatch`, dropout off and each layer normalising by its batch's statistics
+    /// as in training; each statistic is the average over the batches of the batch mean and the
+    /// unbiased batch variance. Each batch is computed by one thread and the batches are added in
+    /// order, so the result has the same bits for any thread count. Does nothing without such layers.
+    public func calibrateNormalization(images: UnsafeBufferPointer<Float>, count: Int, ghostBatch: Int = 32) {
+        precondition(images.count >= count * inputCount, "images must hold \(inputCount) values per image")
+        precondition(ghostBatch > 0, "a ghost batch needs samples")
+        guard hasBatchNormalization, count > 0, let imageBase = images.baseAddress else { return }
+        let width = normalization.count, inputCount = self.inputCount, layerOffsets = self.layerOffsets
+        let batches = (count + ghostBatch - 1) / ghostBatch
+        var rows = [Float](repeating: 0, count: batches * width)  // [batches, width]: each batch's own figures
+        let lanes = makeLanes(min(ComputeThreads.kernelThreadCount, batches))
+        parameters.withUnsafeBufferPointer { parameterSlab in
+            rows.withUnsafeMutableBufferPointer { rowSlab in
+                let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
+                let rowBase = rowSlab.baseAddress.unsafelyUnwrappedForKernels
+                runLanes(LanePlan(count: batches, lanes: lanes, threadsPerLane: 1)) { lane, assigned in
+                    for index in assigned {
+                        let first = index * ghostBatch, batch = min(ghostBatch, count - first)
+                        var context = LayerContext(isTraining: false, dropoutSeed: 0, firstSample: first, threads: 1)
+                        context.normalization = .recording(rowBase + index * width)
+                        _ = self.lanes[lane].forward(
+                            images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
+                            offsets: layerOffsets, context: context)
+                    }
+                }
+            }
+        }
+        var sums = [Double](repeating: 0, count: width)
+        for index in 0..<batches {
+            for column in 0..<width { sums[column] += Double(rows[index * width + column]) }
+        }
+        normalization = sums.map { Float($0 / Double(batches)) }
     }
 
     /// Array form of `probabilities(images:count:)`; `count` is `images.count / inputCount`.
@@ -516,6 +581,11 @@ private final class Lane {
 extension LayerDescription {
     var isConvolution: Bool {
         if case .convolution = self { return true }
+        return false
+    }
+
+    var isDense: Bool {
+        if case .dense = self { return true }
         return false
     }
 }

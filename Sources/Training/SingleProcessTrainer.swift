@@ -65,9 +65,11 @@ public struct SingleProcessTrainer {
         }
         if let resume = checkpoints?.resume { step.restore(resume) }
         let fingerprint = checkpoints.map { $0.dataFingerprint ?? Checkpoint.fingerprint(of: train) } ?? ""
+        let calibration = step.calibrationImages(train)
         func writeCheckpoint() throws {
             guard let checkpoints else { return }
-            try step.checkpoint(dataFingerprint: fingerprint).write(to: checkpoints.url, architecture: network)
+            try step.checkpoint(dataFingerprint: fingerprint).write(
+                to: checkpoints.url, model: try step.inferenceModel(calibration: calibration))
         }
         let stepsPerEpoch = step.plan.stepsPerEpoch
         let computer = MicroBatchComputer(
@@ -104,9 +106,7 @@ public struct SingleProcessTrainer {
             }
             let epochSeconds = (clock.now - epochStart).seconds
             let evaluationStart = clock.now
-            let evaluated = network.withParameters(step.modelParameters) {
-                Evaluation(network: network, images: data.test)
-            }
+            let evaluated = Evaluation(network: try step.inferenceModel(calibration: calibration), images: data.test)
             evaluation = evaluated
             onEvent(
                 .epochCompleted(
@@ -115,10 +115,10 @@ public struct SingleProcessTrainer {
                         evaluationSeconds: (clock.now - evaluationStart).seconds)))
         }
         let finalState = checkpoints.map { _ in step.checkpoint(dataFingerprint: fingerprint) }
-        network.parameters = step.modelParameters
+        let model = try step.inferenceModel(calibration: calibration)
         return TrainingResult(
-            network: network, epochs: progress.summaries,
-            testEvaluation: evaluation ?? Evaluation(network: network, images: data.test), finalState: finalState)
+            network: model, epochs: progress.summaries,
+            testEvaluation: evaluation ?? Evaluation(network: model, images: data.test), finalState: finalState)
     }
 }
 
@@ -155,16 +155,6 @@ public struct TrainingInterrupted: Error, CustomStringConvertible {
     public var description: String {
         "\(reason) after step \(step) of \(totalSteps)"
             + (checkpoint.map { "; the checkpoint \($0.path) holds the run: the same command continues it" } ?? "")
-    }
-}
-
-extension Network {
-    /// Runs `body` with `parameters` in place of the network's own, then puts those back.
-    func withParameters<T>(_ parameters: [Float], _ body: () throws -> T) rethrows -> T {
-        let own = self.parameters
-        self.parameters = parameters
-        defer { self.parameters = own }
-        return try body()
     }
 }
 

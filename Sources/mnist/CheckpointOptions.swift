@@ -80,7 +80,7 @@ func saveModel(
         let fallback = FileManager.default.temporaryDirectory.appendingPathComponent(
             Checkpoint.defaultURL(forOutput: output).lastPathComponent)
         for place in [checkpoint, fallback].compactMap({ $0 }) {
-            guard (try? state.write(to: place, architecture: network)) != nil else { continue }
+            guard (try? state.write(to: place, model: network)) != nil else { continue }
             throw ModelNotWritten(
                 description: "could not write the model to \(output.path): \(error). The finished run is kept in "
                     + "\(place.path); `mnist export \(place.path) --output FILE` writes the model from it.")

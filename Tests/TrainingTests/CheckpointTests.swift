@@ -215,7 +215,9 @@ final class CheckpointTests: XCTestCase {
             average: random.uniformArray(count))
         let directory = try TemporaryDirectory("checkpoint-unit")
         let url = directory.file("c.safetensors")
-        try state.write(to: url, architecture: step.network)
+        let modelNetwork = try TrainingStep.inferenceModel(
+            architecture: step.network.architecture, parameters: state.average, calibration: [])
+        try state.write(to: url, model: modelNetwork)
         XCTAssertEqual(try Checkpoint.read(from: url, parameterCount: count), state)
         let (model, _) = try Network.load(from: url)
         XCTAssertEqual(model.parameters, state.average, "the model in a checkpoint is the moving average")

@@ -13,9 +13,9 @@ import XCTest
 
 final class DistributedEquivalenceTests: XCTestCase {
     /// 300 samples in batches of 160 (5 micro-batches of 32): 2 steps per epoch, the second of 140.
-    private func configuration() -> TrainingConfiguration {
+    private func configuration(model: String = ModelPreset.classic.name) -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
-        configuration.model = ModelPreset.classic.name  // has dropout
+        configuration.model = model  // classic has dropout
         configuration.augment = true  // affine: sampled between pixels
         configuration.rotation = 12
         configuration.scale = 0.1
@@ -35,13 +35,14 @@ final class DistributedEquivalenceTests: XCTestCase {
     private typealias Trace = [[UInt32]]
 
     /// One process computes every micro-batch (`mnist train` without workers).
-    private func singleProcess(threads: Int) throws -> Trace {
+    private func singleProcess(threads: Int, model: String = ModelPreset.classic.name) throws -> Trace {
         ComputeThreads.configure(threads: threads)
-        let step = try TrainingStep(configuration: configuration(), sampleCount: train.count)
+        let configuration = configuration(model: model)
+        let step = try TrainingStep(configuration: configuration, sampleCount: train.count)
         let computer = MicroBatchComputer(
             network: try Network(architecture: step.network.architecture, seed: 0),
-            samples: step.samplesInKeyOrder(train), firstKey: 0, seed: configuration().seed,
-            augmentation: configuration().augmentation, tree: step.tree)
+            samples: step.samplesInKeyOrder(train), firstKey: 0, seed: configuration.seed,
+            augmentation: configuration.augmentation, tree: step.tree)
         var trace: Trace = []
         for index in 0..<step.totalSteps {
             let (result, _) = step.runLocally(step: index, computer: computer)
@@ -52,9 +53,9 @@ final class DistributedEquivalenceTests: XCTestCase {
     }
 
     /// A coordinator state machine and in-process workers, every message through the codec.
-    private func coordinated(workerThreads: [Int]) throws -> Trace {
+    private func coordinated(workerThreads: [Int], model: String = ModelPreset.classic.name) throws -> Trace {
         var host = try NetworkHost(
-            configuration: configuration(), testSet: TinyDataset.images(count: 10), trainCount: 300)
+            configuration: configuration(model: model), testSet: TinyDataset.images(count: 10), trainCount: 300)
         var coordinatorConfiguration = CoordinatorConfiguration(
             workerCount: workerThreads.count, batchSize: 160, totalSteps: host.step.totalSteps, seed: 17,
             settings: host.settings())
@@ -115,6 +116,26 @@ final class DistributedEquivalenceTests: XCTestCase {
             ("2 workers (2 + 3 blocks), threads 2 and 1", try coordinated(workerThreads: [2, 1])),
             ("3 workers (1 + 2 + 2 blocks)", try coordinated(workerThreads: [1, 1, 2])),
             ("5 workers, one block each", try coordinated(workerThreads: [1, 2, 1, 2, 1])),
+        ]
+        for (mode, trace) in runs {
+            XCTAssertEqual(trace.count, reference.count, mode)
+            for (step, (bits, expected)) in zip(trace, reference).enumerated() {
+                let differing = zip(bits, expected).filter { $0 != $1 }.count
+                XCTAssertEqual(differing, 0, "\(mode), step \(step): \(differing) of \(bits.count) values differ")
+            }
+        }
+    }
+
+    /// Batch normalisation per micro-batch ("ghost" batches) keeps the step bit-identical too.
+    func testBatchNormalizationGivesTheSameBitsForEveryThreadAndWorkerCount() throws {
+        let model = ModelPreset.fastBN.name
+        XCTAssertTrue(try Network(architecture: ModelPreset.fastBN.architecture, seed: 0).hasBatchNormalization)
+        let reference = try singleProcess(threads: 1, model: model)
+        XCTAssertNotEqual(reference[0], reference[1], "the weights move")
+        let runs: [(String, Trace)] = [
+            ("single process, 3 threads", try singleProcess(threads: 3, model: model)),
+            ("2 workers (2 + 3 blocks), threads 2 and 1", try coordinated(workerThreads: [2, 1], model: model)),
+            ("5 workers, one block each", try coordinated(workerThreads: [1, 2, 1, 2, 1], model: model)),
         ]
         for (mode, trace) in runs {
             XCTAssertEqual(trace.count, reference.count, mode)

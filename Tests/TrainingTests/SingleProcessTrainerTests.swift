@@ -157,6 +157,37 @@ final class SingleProcessTrainerTests: XCTestCase {
         XCTAssertEqual(Evaluation(network: loaded, images: data.test), evaluation)
     }
 
+    /// With batch normalisation the trainer evaluates and returns the calibrated, folded network: a
+    /// plain network whose model file reads back and scores what the run reported, and a checkpoint
+    /// whose model part is the same.
+    func testBatchNormalizationIsFoldedIntoTheModelAndItsCheckpoint() throws {
+        let data = MNISTData(train: Self.makeImages(count: 300, seed: 1), test: Self.makeImages(count: 100, seed: 2))
+        var configuration = TrainingConfiguration()
+        configuration.model = ModelPreset.fastBN.name
+        configuration.epochs = 2
+        configuration.batchSize = 32
+        let directory = try TemporaryDirectory("batch-normalisation")
+        let checkpoint = directory.file("c.safetensors")
+        let result = try SingleProcessTrainer(configuration: configuration).train(
+            data: data, checkpoints: CheckpointPolicy(url: checkpoint, everySteps: 5))
+        XCTAssertFalse(result.network.hasBatchNormalization)
+        XCTAssertFalse(result.network.architecture.layers.contains(.batchNorm))
+        XCTAssertGreaterThanOrEqual(result.testAccuracy, 0.9)
+        let url = directory.file("m.safetensors")
+        try result.network.save(to: url, configuration: configuration, testAccuracy: result.testAccuracy)
+        let (loaded, _) = try Network.loadChecked(from: url)
+        XCTAssertEqual(Evaluation(network: loaded, images: data.test), result.testEvaluation)
+        // The last periodic checkpoint (step 15 of 20) holds a plain model too, and the state to resume.
+        let (inCheckpoint, metadata) = try Network.loadChecked(from: checkpoint)
+        XCTAssertFalse(inCheckpoint.architecture.layers.contains(.batchNorm))
+        XCTAssertEqual(metadata[Checkpoint.Key.step], "15")
+        let state = try Checkpoint.read(
+            from: checkpoint,
+            parameterCount: try Network(architecture: ModelPreset.fastBN.architecture, seed: 0)
+                .parameterCount)
+        XCTAssertEqual(state.step, 15)
+    }
+
     /// Two nodes holding keys 0..<8 and 8..<20 (the second knows its first sample as key 8) answer
     /// their micro-batches; added along the tree, the pieces have the bits of one node holding all 20,
     /// dropout and augmentation included: each sample's randomness is keyed by its key.

@@ -55,13 +55,24 @@ public struct NetworkHost: ModelHost {
     private let livenessSeconds: Double?
     private let evaluations = EvaluationRecord()
 
+    /// Training images that calibrate batch normalisation (`TrainingStep.calibrationImages`); empty without it.
+    public let calibration: [Float]
+
+    /// The host of a run over `trainCount` training images; `training`, when given, is that set
+    /// (whose first keys calibrate batch normalisation, which needs it).
     public init(
-        configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int, livenessSeconds: Double? = nil
+        configuration: TrainingConfiguration, testSet: LabeledImages, trainCount: Int, training: LabeledImages? = nil,
+        livenessSeconds: Double? = nil
     ) throws {
-        step = try TrainingStep(configuration: configuration, sampleCount: trainCount)
+        let step = try TrainingStep(configuration: configuration, sampleCount: trainCount)
+        self.step = step
         self.testSet = testSet
         self.livenessSeconds = livenessSeconds
+        calibration = training.map { step.calibrationImages($0) } ?? []
     }
+
+    /// The model as it stands (`TrainingStep.inferenceModel`).
+    public func inferenceModel() throws -> Network { try step.inferenceModel(calibration: calibration) }
 
     public var network: Network { step.network }
     public var configuration: TrainingConfiguration { step.configuration }
@@ -96,11 +107,13 @@ public struct NetworkHost: ModelHost {
 
     public func evaluation(ofEpoch epoch: Int) -> (@Sendable () -> EpochEvaluation?)? {
         let architecture = network.architecture, parameters = modelParameters, testSet = testSet
-        let evaluations = self.evaluations
+        let evaluations = self.evaluations, calibration = self.calibration
         return {
             let start = DispatchTime.now().uptimeNanoseconds
-            guard let network = try? Network(architecture: architecture, seed: 0) else { return nil }
-            network.parameters = parameters
+            guard
+                let network = try? TrainingStep.inferenceModel(
+                    architecture: architecture, parameters: parameters, calibration: calibration)
+            else { return nil }
             let evaluation = Evaluation(network: network, images: testSet)
             evaluations.record(evaluation)
             return EpochEvaluation(
@@ -228,7 +241,7 @@ public final class DistributedTraining: @unchecked Sendable {
         self.logger = logger
         ComputeThreads.configure(threads: configuration.threads)
         let host = try NetworkHost(
-            configuration: configuration, testSet: data.test, trainCount: data.train.count,
+            configuration: configuration, testSet: data.test, trainCount: data.train.count, training: data.train,
             livenessSeconds: cluster.livenessSeconds)
         if let resume = checkpoints?.resume { host.step.restore(resume) }
         stepsPerEpoch = host.step.plan.stepsPerEpoch
@@ -264,7 +277,7 @@ public final class DistributedTraining: @unchecked Sendable {
                 guard step.stepsDone % every == 0, step.stepsDone < total else { return }
                 do {
                     try step.checkpoint(dataFingerprint: fingerprint).write(
-                        to: checkpoints.url, architecture: step.network)
+                        to: checkpoints.url, model: try host.inferenceModel())
                     logger.debug("checkpoint after step \(step.stepsDone) written to \(checkpoints.url.path)")
                 } catch {
                     logger.warning(
@@ -287,14 +300,12 @@ public final class DistributedTraining: @unchecked Sendable {
         var written: Result<URL, Error>?
         if !result.outcome.isFinished, let checkpoints {
             written = Result {
-                try state().write(
-                    to: checkpoints.url, architecture: host.network)
+                try state().write(to: checkpoints.url, model: try host.inferenceModel())
                 return checkpoints.url
             }
         }
         // The model in a network of its own, so the run's state (which a checkpoint reads) stays as it is.
-        let network = (try? Network(architecture: host.network.architecture, seed: 0)) ?? host.network
-        network.parameters = host.modelParameters
+        let network = (try? host.inferenceModel()) ?? host.network
         let evaluation =
             result.outcome.isFinished
             ? host.lastEvaluation ?? Evaluation(network: network, images: data.test)

@@ -48,14 +48,11 @@ public struct Checkpoint: Equatable {
         return data.sha256Hex
     }
 
-    /// Writes the checkpoint atomically to `url`: the model tensors of `network`'s architecture hold
-    /// the model as it stands (the moving average when one is kept), so `evaluate` and `predict`
-    /// accept the file.
-    public func write(to url: URL, architecture network: Network) throws {
-        let model = average.isEmpty ? weights : average
-        var tensors = network.layout.tensors.map {
-            NamedTensor(name: $0.name, shape: $0.shape, values: Array(model[$0.range]))
-        }
+    /// Writes the checkpoint atomically to `url`: the model tensors are `model`, the model as it stands
+    /// (`TrainingStep.inferenceModel`: the moving average when one is kept, batch normalisation
+    /// folded), so `evaluate` and `predict` accept the file.
+    public func write(to url: URL, model network: Network) throws {
+        var tensors = network.namedTensors
         let count = weights.count
         tensors.append(NamedTensor(name: Key.weights, shape: [count], values: weights))
         tensors.append(NamedTensor(name: Key.firstMoment, shape: [firstMoment.count], values: firstMoment))
@@ -68,7 +65,7 @@ public struct Checkpoint: Equatable {
         metadata[Key.dataFingerprint] = dataFingerprint
         metadata[Network.MetadataKey.architecture] = network.architecture.jsonString()
         metadata[Network.MetadataKey.formatVersion] = Network.modelFormatVersion
-        metadata[ModelMetadataKey.weightsSHA256] = Network.digest(of: model)
+        metadata[ModelMetadataKey.weightsSHA256] = Network.digest(of: network.parameters)
         try SafeTensors.write(tensors: tensors, metadata: metadata, to: url)
     }
 

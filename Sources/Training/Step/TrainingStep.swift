@@ -129,6 +129,44 @@ public final class TrainingStep {
     /// Steps applied so far.
     public var stepsDone: Int { update.step }
 
+    /// Training images that calibrate batch normalisation for inference (`Network.calibrateNormalization`).
+    public static let calibrationSampleCount = 2048
+
+    /// The normalised images, without augmentation, of the first `calibrationSampleCount` keys of
+    /// `training` (key order, `plan.layoutOrder`): the same on the single process and the coordinator.
+    /// Empty when the network has no batch normalisation.
+    public func calibrationImages(_ training: LabeledImages) -> [Float] {
+        guard network.hasBatchNormalization else { return [] }
+        let perImage = training.pixelsPerImage
+        var images: [Float] = []
+        images.reserveCapacity(min(training.count, Self.calibrationSampleCount) * perImage)
+        for sample in plan.layoutOrder.prefix(Self.calibrationSampleCount) {
+            images += InputNormalization.normalized(
+                Array(training.pixels[(sample * perImage)..<((sample + 1) * perImage)]))
+        }
+        return images
+    }
+
+    /// The model to evaluate and save (`modelParameters`) as a network of its own; with batch
+    /// normalisation, calibrated on `calibration` (`calibrationImages`) and folded, so it is a plain network.
+    public func inferenceModel(calibration: [Float]) throws -> Network {
+        try Self.inferenceModel(
+            architecture: network.architecture, parameters: modelParameters, calibration: calibration)
+    }
+
+    /// `inferenceModel(calibration:)` for any architecture and parameters.
+    public static func inferenceModel(
+        architecture: Architecture, parameters: [Float], calibration: [Float]
+    ) throws -> Network {
+        let model = try Network(architecture: architecture, seed: 0)
+        model.parameters = parameters
+        guard model.hasBatchNormalization else { return model }
+        calibration.withUnsafeBufferPointer {
+            model.calibrateNormalization(images: $0, count: $0.count / model.inputCount)
+        }
+        return try model.folded()
+    }
+
     /// Everything a resumed run needs to continue exactly from here.
     public func checkpoint(dataFingerprint: String) -> Checkpoint {
         Checkpoint(
