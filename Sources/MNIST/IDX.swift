@@ -50,11 +50,16 @@ public enum IDX {
         } catch {
             throw IDXError.unreadable(file: url.path, reason: (error as NSError).localizedDescription)
         }
+        return try decompressed(data, file: url.path)
+    }
+
+    /// A file's bytes as read: decompressed when they start with the gzip magic, else unchanged.
+    public static func decompressed(_ data: Data, file: String) throws -> Data {
         guard Gzip.isCompressed(data) else { return data }
         do {
             return try Gzip.decompress(data)
         } catch {
-            throw IDXError.badGzip(file: url.path, reason: "\(error)")
+            throw IDXError.badGzip(file: file, reason: "\(error)")
         }
     }
 
