@@ -1,23 +1,38 @@
 // PROTOCOL.md's Python worker skeleton, taken from the document itself, against a real coordinator with
 // keys: with the worker key it passes the CURVE handshake, says hello, gets its shard and reports ready,
 // so that training starts with it (its gradient function is left to the reader, so it stops at the
-// first step); with a key the coordinator does not know it exits saying the key was refused.
+// first step); with a key the coordinator does not know it exits saying the key was refused. And the
+// document's example settings are what a coordinator with the defaults sends.
 import Foundation
 import Host
 import TestSupport
+import Training
 import XCTest
 
 final class PythonWorkerTests: XCTestCase {
     private static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The first ```python block of PROTOCOL.md.
-    private func skeleton() throws -> String {
+    /// What follows the first `opening` in PROTOCOL.md, up to the closing ``` of its block.
+    private func block(startingWith opening: String) throws -> String {
         let text = try String(
             contentsOf: Self.repository.appendingPathComponent("Sources/DataParallel/PROTOCOL.md"), encoding: .utf8)
-        let start = try XCTUnwrap(text.range(of: "```python\n"))
+        let start = try XCTUnwrap(text.range(of: opening))
         let end = try XCTUnwrap(text.range(of: "\n```", range: start.upperBound..<text.endIndex))
         return String(text[start.upperBound..<end.lowerBound])
+    }
+
+    /// The first ```python block of PROTOCOL.md.
+    private func skeleton() throws -> String { try block(startingWith: "```python\n") }
+
+    /// "The settings" shows the settings of a run with the defaults and `--liveness 10`, broken into lines.
+    func testTheDocumentedSettingsAreWhatTheCoordinatorSends() throws {
+        let documented = try "{\"architecture\"" + block(startingWith: "```\n{\"architecture\"")
+        let host = try NetworkHost(
+            configuration: TrainingConfiguration(), testSet: TinyDataset.images(count: 10), trainCount: 60_000,
+            livenessSeconds: 10)
+        XCTAssertEqual(
+            documented.replacingOccurrences(of: "\n", with: ""), String(decoding: host.settings(), as: UTF8.self))
     }
 
     func testTheDocumentedPythonWorkerJoinsAKeyedCoordinator() throws {
