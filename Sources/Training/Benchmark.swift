@@ -23,6 +23,16 @@ public struct BenchmarkFigures: Sendable, Codable, Equatable {
     /// for a core does not count.
     public var trainingImagesPerCPUSecond: Double
     public var inferenceImagesPerCPUSecond: Double
+    /// Microseconds of one thread to prepare one 28x28 training input: normalised only, shifted by
+    /// whole pixels (`--rotation 0 --scale 0 --shear 0`), and by the default affine augmentation.
+    public var inputMicroseconds: InputPreparation
+}
+
+/// Microseconds per image of each way of preparing a training input.
+public struct InputPreparation: Sendable, Codable, Equatable {
+    public var plain: Double
+    public var wholePixelShift: Double
+    public var affine: Double
 }
 
 /// Seconds of CPU time this process has used, all threads.
@@ -34,6 +44,45 @@ func processCPUSeconds() -> Double {
 
 /// Throughput measurements.
 public enum Benchmark {
+    /// Times `Augmentation.apply` (and plain normalisation) on 256 random 28x28 images, one thread,
+    /// about `seconds` each.
+    static func inputPreparation(seconds: Double) -> InputPreparation {
+        var generator = SplitMix64(seed: 3)
+        let count = 256, side = 28, perImage = side * side
+        let pixels = (0..<(count * perImage)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        var output = [Float](repeating: 0, count: perImage)
+        let defaults = TrainingConfiguration()
+        let shift = Augmentation(shift: defaults.shift.rounded())
+        let clock = ContinuousClock()
+        func time(_ augmentation: Augmentation?) -> Double {
+            var images = 0
+            let start = clock.now
+            pixels.withUnsafeBufferPointer { pixels in
+                InputNormalization.table.withUnsafeBufferPointer { table in
+                    output.withUnsafeMutableBufferPointer { output in
+                        while (clock.now - start).seconds < seconds {
+                            for index in 0..<count {
+                                let image = UnsafeBufferPointer(
+                                    rebasing: pixels[(index * perImage)..<((index + 1) * perImage)])
+                                if let augmentation {
+                                    augmentation.apply(
+                                        pixels: image, rows: side, columns: side, key: images, epochSeed: 5,
+                                        table: table, output: output)
+                                } else {
+                                    for offset in 0..<perImage { output[offset] = table[Int(image[offset])] }
+                                }
+                                images += 1
+                            }
+                        }
+                    }
+                }
+            }
+            return (clock.now - start).seconds * 1e6 / Double(max(1, images))
+        }
+        let affine = defaults.augmentation ?? Augmentation(shift: 2, rotation: 10, scale: 0.1)
+        return InputPreparation(plain: time(nil), wholePixelShift: time(shift), affine: time(affine))
+    }
+
     /// Measures `model` for about `seconds` each for training and inference.
     public static func run(
         model: ModelPreset = .classic, threads: Int = AvailableCPUs.count,
@@ -81,15 +130,17 @@ public enum Benchmark {
         let trainingRate = Double(steps * trainingBatchSize) / (clock.now - trainStart).seconds
         let trainingCPURate = Double(steps * trainingBatchSize) / (processCPUSeconds() - trainCPUStart)
 
+        // Inference as model files run it: batch normalisation folded away.
+        let inference = network.hasBatchNormalization ? try network.folded() : network
         var bestBatch = inferenceBatchSizes.first ?? 256, bestRate = 0.0, bestCPURate = 0.0
         for batch in inferenceBatchSizes {
             let input = Array(images[0..<(batch * network.inputCount)])
-            _ = network.probabilities(images: input)
+            _ = inference.probabilities(images: input)
             var processed = 0
             let cpuStart = processCPUSeconds()
             let start = clock.now
             while (clock.now - start).seconds < seconds / Double(max(1, inferenceBatchSizes.count)) {
-                _ = network.probabilities(images: input)
+                _ = inference.probabilities(images: input)
                 processed += batch
             }
             let rate = Double(processed) / (clock.now - start).seconds
@@ -101,6 +152,7 @@ public enum Benchmark {
             model: model.name, threads: threads, trainingBatchSize: trainingBatchSize,
             trainingImagesPerSecond: trainingRate,
             inferenceBatchSize: bestBatch, inferenceImagesPerSecond: bestRate,
-            trainingImagesPerCPUSecond: trainingCPURate, inferenceImagesPerCPUSecond: bestCPURate)
+            trainingImagesPerCPUSecond: trainingCPURate, inferenceImagesPerCPUSecond: bestCPURate,
+            inputMicroseconds: inputPreparation(seconds: min(1, seconds / 3)))
     }
 }

@@ -64,6 +64,12 @@ struct Bench: ParsableCommand {
             String(
                 format: "inference  %8.0f images/s  (best batch %d; %.0f per CPU-second)",
                 figures.inferenceImagesPerSecond, figures.inferenceBatchSize, figures.inferenceImagesPerCPUSecond))
+        let inputs = figures.inputMicroseconds
+        print(
+            String(
+                format:
+                    "inputs     %8.2f µs per image normalised, %.2f shifted by whole pixels, %.2f affine (one thread)",
+                inputs.plain, inputs.wholePixelShift, inputs.affine))
         if let target = toAccuracy {
             try timeToAccuracy(target)
         }

@@ -35,7 +35,7 @@ struct Export: ParsableCommand {
         let logger = logging.makeLogger(label: "mnist.export")
         let url = URL(fileURLWithPath: checkpoint)
         let (network, _) = try Network.loadChecked(from: url)
-        let state = try Checkpoint.read(from: url, parameterCount: network.parameterCount)
+        let state = try Checkpoint.read(from: url)
         let dataset = try data.load(logger: logger)
         let evaluation = Evaluation(network: network, images: dataset.test)
         try network.save(

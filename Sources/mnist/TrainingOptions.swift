@@ -11,8 +11,11 @@ extension LearningRateSchedule: ExpressibleByArgument {}
 struct TrainingOptions: ParsableArguments {
     private static let defaults = TrainingConfiguration()
 
-    @Option(help: "Passes over the training set (1-1000).")
-    var epochs = defaults.epochs
+    @Option(
+        help: ArgumentHelp(
+            "Passes over the training set (1-1000; default: \(TrainingConfiguration.epochsHelp)).",
+            valueName: "epochs"))
+    var epochs: Int?
 
     @Option(help: "Images per optimizer step; the global batch when training with workers (1-8192).")
     var batchSize = defaults.batchSize
@@ -76,8 +79,8 @@ struct TrainingOptions: ParsableArguments {
 
     /// The configuration these flags describe.
     var configuration: TrainingConfiguration {
-        var configuration = TrainingConfiguration()
-        configuration.epochs = epochs
+        var configuration = TrainingConfiguration(model: model)
+        if let epochs { configuration.epochs = epochs }
         configuration.batchSize = batchSize
         configuration.learningRate = learningRate
         configuration.optimizer = optimizer

@@ -128,8 +128,8 @@ final class DistributedEquivalenceTests: XCTestCase {
 
     /// Batch normalisation per micro-batch ("ghost" batches) keeps the step bit-identical too.
     func testBatchNormalizationGivesTheSameBitsForEveryThreadAndWorkerCount() throws {
-        let model = ModelPreset.fastBN.name
-        XCTAssertTrue(try Network(architecture: ModelPreset.fastBN.architecture, seed: 0).hasBatchNormalization)
+        let model = ModelPreset.fast.name
+        XCTAssertTrue(try Network(architecture: ModelPreset.fast.architecture, seed: 0).hasBatchNormalization)
         let reference = try singleProcess(threads: 1, model: model)
         XCTAssertNotEqual(reference[0], reference[1], "the weights move")
         let runs: [(String, Trace)] = [

@@ -163,7 +163,7 @@ final class SingleProcessTrainerTests: XCTestCase {
     func testBatchNormalizationIsFoldedIntoTheModelAndItsCheckpoint() throws {
         let data = MNISTData(train: Self.makeImages(count: 300, seed: 1), test: Self.makeImages(count: 100, seed: 2))
         var configuration = TrainingConfiguration()
-        configuration.model = ModelPreset.fastBN.name
+        configuration.model = ModelPreset.fast.name
         configuration.epochs = 2
         configuration.batchSize = 32
         let directory = try TemporaryDirectory("batch-normalisation")
@@ -183,7 +183,7 @@ final class SingleProcessTrainerTests: XCTestCase {
         XCTAssertEqual(metadata[Checkpoint.Key.step], "15")
         let state = try Checkpoint.read(
             from: checkpoint,
-            parameterCount: try Network(architecture: ModelPreset.fastBN.architecture, seed: 0)
+            parameterCount: try Network(architecture: ModelPreset.fast.architecture, seed: 0)
                 .parameterCount)
         XCTAssertEqual(state.step, 15)
     }

@@ -70,8 +70,9 @@ public struct Checkpoint: Equatable {
     }
 
     /// Reads a checkpoint written by `write`; throws an error naming the file when it is not one, is
-    /// damaged, or does not fit `parameterCount`.
-    public static func read(from url: URL, parameterCount: Int) throws -> Checkpoint {
+    /// damaged, or does not fit `parameterCount` (nil: the parameter count of its configuration's preset;
+    /// the model part may be smaller, its batch normalisation folded).
+    public static func read(from url: URL, parameterCount: Int? = nil) throws -> Checkpoint {
         let (tensors, metadata) = try SafeTensors.read(from: url)
         func fail(_ reason: String) -> ModelFileError { ModelFileError(path: url.path, reason: reason) }
         let byName = Dictionary(tensors.map { ($0.name, $0.values) }, uniquingKeysWith: { first, _ in first })
@@ -82,9 +83,18 @@ public struct Checkpoint: Equatable {
             let configuration = try? JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8))
         else { throw fail("the checkpoint's training configuration is missing or damaged") }
         guard let fingerprint = metadata[Key.dataFingerprint] else { throw fail("no training data fingerprint") }
+        guard
+            let parameterCount = parameterCount
+                ?? (try? Network(architecture: configuration.preset.architecture, seed: 0))?.parameterCount
+        else { throw fail("the checkpoint's model \(configuration.model) cannot be built") }
         guard let weights = byName[Key.weights], weights.count == parameterCount,
             let firstMoment = byName[Key.firstMoment], firstMoment.count == parameterCount
-        else { throw fail("the training state does not fit a model of \(parameterCount) parameters") }
+        else {
+            throw fail(
+                "the training state (\(byName[Key.weights]?.count ?? 0) weights) does not fit a model of \(parameterCount) "
+                    + "parameters; a checkpoint of an earlier release whose preset \(configuration.model) differed cannot "
+                    + "be continued (--fresh starts over)")
+        }
         let secondMoment = byName[Key.secondMoment] ?? []
         let average = byName[Key.average] ?? []
         guard [0, parameterCount].contains(secondMoment.count), [0, parameterCount].contains(average.count),
