@@ -102,7 +102,8 @@ final class PythonAugmentationTests: XCTestCase {
         }
         // (epoch, configuration as the coordinator sends it); the affine ones are not whole-pixel shifts.
         let cases: [(epoch: Int, configuration: TrainingConfiguration)] = [
-            (0, TrainingConfiguration()),  // the defaults: whole-pixel shifts of up to 2
+            (0, TrainingConfiguration()),  // the defaults: rotation 10, scale 0.1, shift 2 (affine)
+            (0, configuration(seed: 1)),  // whole-pixel shifts of up to 2 (the defaults before)
             (3, configuration(seed: 7, shift: 3)),
             (1, configuration(seed: 2, shift: 8)),
             (0, configuration(seed: 1, shift: 2.5, rotation: 12, scale: 0.1, shear: 8)),
