@@ -28,7 +28,7 @@ public enum ComputeThreads {
 /// parallel when there is more than one. Chunks never overlap, so a body that writes only inside
 /// its own range needs no locking.
 @inline(__always)
-func parallelChunks(_ count: Int, threads: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+public func parallelChunks(_ count: Int, threads: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
     let tasks = min(threads, max(1, count / max(1, minimumChunk)))
     if tasks <= 1 {
         if count > 0 { body(0..<count) }

@@ -142,21 +142,25 @@ public final class MicroBatchComputer {
         let needed = indices.count * perImage
         if inputs.count != needed { inputs = [Float](repeating: 0, count: needed) }
         let augmentation = self.augmentation
+        // Each image on its own: any split over threads gives the same bits.
         samples.pixels.withUnsafeBufferPointer { pixels in
             inputs.withUnsafeMutableBufferPointer { output in
                 InputNormalization.table.withUnsafeBufferPointer { table in
-                    for (position, index) in indices.enumerated() {
-                        let source = UnsafeBufferPointer(
-                            rebasing: pixels[(index * perImage)..<((index + 1) * perImage)])
-                        let target = UnsafeMutableBufferPointer(
-                            rebasing: output[(position * perImage)..<((position + 1) * perImage)])
-                        guard let augmentation else {
-                            for offset in 0..<perImage { target[offset] = table[Int(source[offset])] }
-                            continue
+                    parallelChunks(indices.count, threads: ComputeThreads.kernelThreadCount, minimumChunk: 16) {
+                        for position in $0 {
+                            let index = indices[position]
+                            let source = UnsafeBufferPointer(
+                                rebasing: pixels[(index * perImage)..<((index + 1) * perImage)])
+                            let target = UnsafeMutableBufferPointer(
+                                rebasing: output[(position * perImage)..<((position + 1) * perImage)])
+                            guard let augmentation else {
+                                for offset in 0..<perImage { target[offset] = table[Int(source[offset])] }
+                                continue
+                            }
+                            augmentation.apply(
+                                pixels: source, rows: rows, columns: columns, key: keys[position], epochSeed: epochSeed,
+                                table: table, output: target)
                         }
-                        augmentation.apply(
-                            pixels: source, rows: rows, columns: columns, key: keys[position], epochSeed: epochSeed,
-                            table: table, output: target)
                     }
                 }
             }
