@@ -236,8 +236,15 @@ public final class Network {
                     let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
                     let gradientBase = gradientSlab.baseAddress.unsafelyUnwrappedForKernels
                     let statisticsBase = statisticsBuffer.baseAddress.unsafelyUnwrappedForKernels
+                    // With batch normalisation a chunk is a ghost batch: lanes then take whole chunks, so
+                    // that the batches normalised together do not depend on the number of lanes.
+                    let chunks = (count + chunkSize - 1) / chunkSize, aligned = !normalization.isEmpty
                     // Lane 0 adds into the slab itself, the others into their own zeroed copy.
-                    runLanes(plan) { lane, samples in
+                    runLanes(plan) { lane, planned in
+                        let samples =
+                            aligned
+                            ? (chunks * lane / plan.lanes * chunkSize)..<min(
+                                count, chunks * (lane + 1) / plan.lanes * chunkSize) : planned
                         let laneGradient: UnsafeMutablePointer<Float>
                         if lane == 0 {
                             laneGradient = gradientBase

@@ -99,7 +99,7 @@ final class DistributedCommandTests: XCTestCase {
         let (network, metadata) = try Network.load(from: model)
         XCTAssertEqual(
             network.parameterCount,
-            try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
+            try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).folded().parameterCount)
         XCTAssertNotNil(metadata[ModelMetadataKey.testAccuracy])
     }
 
