@@ -1,6 +1,8 @@
 // The commands as a user runs them, on the real MNIST: train a model with `mnist train`, check it with
 // `mnist evaluate`, and predict digits that were saved the way users save them with `mnist predict`.
-// One short training run (one epoch) is shared by the tests of this class.
+// One training run with the default configuration, the model users get, is shared by the tests of this
+// class. (A one-epoch model, used before, agrees less with itself on re-saved digits: 294 of 300 with
+// batch normalisation, against 299 for the default model.)
 import ConvNet
 import Foundation
 import Host
@@ -14,7 +16,7 @@ final class EndToEndTests: XCTestCase {
     nonisolated(unsafe) private static var directory: TemporaryDirectory?
     nonisolated(unsafe) private static var trainResult: Subprocess.Outcome?
 
-    /// Trains once, for the whole class: one epoch of the default preset.
+    /// Trains once, for the whole class: the default configuration.
     private func trainedModel() throws -> URL {
         do {
             _ = try requireRealMNIST()
@@ -26,7 +28,7 @@ final class EndToEndTests: XCTestCase {
             Self.directory = directory
             Self.trainResult = try Subprocess.capture(
                 [
-                    Products.mnist.path, "train", "--epochs", "1", "--output", directory.file("model.safetensors").path,
+                    Products.mnist.path, "train", "--output", directory.file("model.safetensors").path,
                     "--log-format", "json",
                 ],
                 timeout: 900)
@@ -67,7 +69,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(metadata[ModelMetadataKey.model], ModelPreset.defaultPreset.name)
         XCTAssertEqual(
             network.parameterCount,
-            try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).parameterCount)
+            try Network(architecture: ModelPreset.defaultPreset.architecture, seed: 0).folded().parameterCount)
     }
 
     /// `mnist train --workers 3` writes the very file that the single process wrote, on the real data.
@@ -76,7 +78,7 @@ final class EndToEndTests: XCTestCase {
         let directory = try XCTUnwrap(Self.directory)
         let result = try Subprocess.capture(
             [
-                Products.mnist.path, "train", "--workers", "3", "--epochs", "1", "--output",
+                Products.mnist.path, "train", "--workers", "3", "--output",
                 directory.file("workers3.safetensors").path, "--quiet",
             ],
             timeout: 900)
