@@ -43,11 +43,11 @@ final class EndToEndTests: XCTestCase {
         let result = try XCTUnwrap(Self.trainResult)
         // --log-format json: one object per epoch on stdout.
         let lines = result.standardOutput.split(separator: "\n")
-        XCTAssertEqual(lines.count, 1, result.standardOutput)
+        XCTAssertEqual(lines.count, TrainingConfiguration().epochs, result.standardOutput)
         let epoch = try XCTUnwrap(
-            JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any], result.standardOutput)
+            JSONSerialization.jsonObject(with: Data((lines.last ?? "").utf8)) as? [String: Any], result.standardOutput)
         let reported = try XCTUnwrap(epoch["test_accuracy"] as? Double)
-        XCTAssertGreaterThan(reported, 0.97, "one epoch of the default preset should pass 97%")
+        XCTAssertGreaterThan(reported, 0.993, "the default configuration reached 99.40-99.46% with seeds 1-3")
         for key in ["epoch", "loss", "train_accuracy", "seconds", "images_per_second"] {
             XCTAssertNotNil(epoch[key], "missing \(key) in \(epoch)")
         }
