@@ -66,10 +66,19 @@ public struct SingleProcessTrainer {
         if let resume = checkpoints?.resume { step.restore(resume) }
         let fingerprint = checkpoints.map { $0.dataFingerprint ?? Checkpoint.fingerprint(of: train) } ?? ""
         let calibration = step.calibrationImages(train)
+        // The model as it stands, built (calibrated and folded) once per step reached: the checkpoint at
+        // the end of an epoch, its evaluation and the final result share it.
+        var built: (step: Int, network: Network)?
+        func inferenceModel() throws -> Network {
+            if let built, built.step == step.stepsDone { return built.network }
+            let network = try step.inferenceModel(calibration: calibration)
+            built = (step.stepsDone, network)
+            return network
+        }
         func writeCheckpoint() throws {
             guard let checkpoints else { return }
             try step.checkpoint(dataFingerprint: fingerprint).write(
-                to: checkpoints.url, model: try step.inferenceModel(calibration: calibration))
+                to: checkpoints.url, model: try inferenceModel())
         }
         let stepsPerEpoch = step.plan.stepsPerEpoch
         let computer = MicroBatchComputer(
@@ -106,7 +115,7 @@ public struct SingleProcessTrainer {
             }
             let epochSeconds = (clock.now - epochStart).seconds
             let evaluationStart = clock.now
-            let evaluated = Evaluation(network: try step.inferenceModel(calibration: calibration), images: data.test)
+            let evaluated = Evaluation(network: try inferenceModel(), images: data.test)
             evaluation = evaluated
             onEvent(
                 .epochCompleted(
@@ -115,7 +124,7 @@ public struct SingleProcessTrainer {
                         evaluationSeconds: (clock.now - evaluationStart).seconds)))
         }
         let finalState = checkpoints.map { _ in step.checkpoint(dataFingerprint: fingerprint) }
-        let model = try step.inferenceModel(calibration: calibration)
+        let model = try inferenceModel()
         return TrainingResult(
             network: model, epochs: progress.summaries,
             testEvaluation: evaluation ?? Evaluation(network: model, images: data.test), finalState: finalState)
