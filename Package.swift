@@ -1,6 +1,6 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // A synchronous data-parallel MNIST trainer whose coordinator and workers talk over ZeroMQ.
-// Modules depend downwards only: mnist -> Training -> {ConvNet, MNIST, DataParallel, ZeroMQ, Host} -> C shims.
+// Modules depend downwards only: mnist -> Dashboard -> Training -> {ConvNet, MNIST, DataParallel, ZeroMQ, Host} -> C shims.
 import PackageDescription
 
 /// Numeric kernels are compiled optimised in every configuration so that debug test runs
@@ -38,6 +38,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // HTTP for `mnist serve` and the training dashboard; swift-configuration is not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries, found with pkg-config; each is imported by exactly one Swift module.
@@ -61,10 +65,20 @@ let package = Package(
                 "ConvNet", "MNIST", "DataParallel", "ZeroMQ", "Host",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // HTTP: `mnist serve` (draw-a-digit page, POST /predict), Prometheus /metrics.
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "Training", "MNIST", "ConvNet",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "mnist",
             dependencies: [
-                "Training", "MNIST", "ConvNet", "Host",
+                "Training", "Dashboard", "MNIST", "ConvNet", "Host",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -79,6 +93,12 @@ let package = Package(
         .testTarget(
             name: "TrainingTests",
             dependencies: ["Training", "ConvNet", "MNIST", "Host", "ZeroMQ", "DataParallel", "TestSupport"]),
+        .testTarget(
+            name: "DashboardTests",
+            dependencies: [
+                "Dashboard", "Training", "ConvNet", "MNIST", "Host", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

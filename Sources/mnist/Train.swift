@@ -10,7 +10,7 @@ import Training
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the network on MNIST in this process and write the model.",
-        discussion: "With no options this trains the default preset to about 99.2% test accuracy.")
+        discussion: "With no options this trains the default preset (fast, 6 epochs) to about 99.4% test accuracy.")
 
     @OptionGroup var data: DataOptions
     @OptionGroup var training: TrainingOptions

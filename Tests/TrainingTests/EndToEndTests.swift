@@ -16,6 +16,13 @@ final class EndToEndTests: XCTestCase {
     nonisolated(unsafe) private static var directory: TemporaryDirectory?
     nonisolated(unsafe) private static var trainResult: Subprocess.Outcome?
 
+    /// The shared folder goes when the class is done (a static is never released otherwise).
+    override class func tearDown() {
+        directory = nil
+        trainResult = nil
+        super.tearDown()
+    }
+
     /// Trains once, for the whole class: the default configuration.
     private func trainedModel() throws -> URL {
         do {

@@ -3,12 +3,12 @@
 import Foundation
 
 /// A child process whose stderr and stdout go to a file that a test can wait on for a line.
-final class WatchedProcess {
+public final class WatchedProcess {
     private let process = Process()
     private let log: URL
 
     /// - Parameter environment: variables added to this process's own.
-    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
+    public init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
         log = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-watched-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
@@ -27,16 +27,16 @@ final class WatchedProcess {
     deinit { try? FileManager.default.removeItem(at: log) }
 
     /// Everything the process has written so far.
-    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+    public var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
     /// The process id.
-    var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { process.processIdentifier }
 
     /// The exit status, or -1 while the process still runs.
-    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
+    public var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
 
     /// The first line holding `text` (and `other`), waiting up to `seconds` for it.
-    func waitForLine(containing text: String, and other: String = "", seconds: Double) -> String? {
+    public func waitForLine(containing text: String, and other: String = "", seconds: Double) -> String? {
         let deadline = Date().addingTimeInterval(seconds)
         repeat {
             let lines = output.split(separator: "\n")
@@ -49,19 +49,19 @@ final class WatchedProcess {
     }
 
     /// The highest step the coordinator's log reports completed (-1 before the first).
-    func lastStep() -> Int {
+    public func lastStep() -> Int {
         output.split(separator: "\n").compactMap { line -> Int? in
             guard let range = line.range(of: "step "), line.contains(" (epoch") else { return nil }
             return Int(line[range.upperBound...].prefix { $0.isNumber })
         }.max() ?? -1
     }
 
-    func kill(_ signal: Int32) {
+    public func kill(_ signal: Int32) {
         if process.isRunning { _ = Foundation.kill(process.processIdentifier, signal) }
     }
 
     /// Waits up to `seconds` for the process to exit; true if it did.
-    func wait(seconds: Double) -> Bool {
+    public func wait(seconds: Double) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         return !process.isRunning
@@ -70,7 +70,7 @@ final class WatchedProcess {
 
 /// A tcp port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed): unlike a port
 /// derived from the pid, it cannot be one the system already gave to another connection.
-func freeLoopbackPort() throws -> Int {
+public func freeLoopbackPort() throws -> Int {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard descriptor >= 0 else { throw POSIXError(.EMFILE) }
     defer { close(descriptor) }
