@@ -14,6 +14,10 @@ fi
 if [ "${1:-}" = "--test" ] && ! python3 -c "import zmq, numpy" >/dev/null 2>&1; then
     packages+=(python3-zmq python3-numpy)
 fi
+# The browser tests drive Debian's Chromium with Selenium (installed by Tests/Browser/install.sh).
+if [ "${1:-}" = "--test" ]; then
+    packages+=(chromium chromium-driver)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -17,6 +17,8 @@ Fuzz/run.sh 60
 # The Kubernetes manifests, offline: API schemas and cross-object consistency (installs a pinned
 # kubernetes-validate into .build/ the first time).
 Cluster/kubernetes/validate.sh
+# Selenium for the browser tests (Chromium itself comes from setup.sh --test).
+Tests/Browser/install.sh
 
 log=$(mktemp)
 started=$(mktemp)  # Its time stamp marks the start of the tests.

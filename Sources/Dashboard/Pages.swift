@@ -127,25 +127,36 @@ enum Pages {
           function finish() {
             if (!drawing) return;
             drawing = false;
-            pad.toBlob(function (blob) { ask(blob); }, "image/png");
+            const question = begin();
+            pad.toBlob(function (blob) { ask(question, blob); }, "image/png");
           }
           pad.addEventListener("pointerup", finish);
           pad.addEventListener("pointercancel", finish);
           document.getElementById("clear").addEventListener("click", clear);
           document.getElementById("file").addEventListener("change", function (event) {
             const file = event.target.files[0];
-            if (file) ask(file);
+            if (file) ask(begin(), file);
           });
-          function ask(body) {
+          // Each stroke's end asks again; only the latest question's answer is shown.
+          // window.pendingPredictions lets tests (and people) see when the page is idle.
+          let asked = 0;
+          window.pendingPredictions = 0;
+          function begin() {
+            window.pendingPredictions++;
+            return ++asked;
+          }
+          function ask(question, body) {
             fetch("predict", { method: "POST", body: body, headers: { "Content-Type": "application/octet-stream" } })
               .then(function (response) {
                 return response.json().then(function (json) { return { ok: response.ok, json: json }; });
               })
               .then(function (reply) {
+                if (question !== asked) return;
                 if (!reply.ok) throw new Error(reply.json.error ? reply.json.error.message : "the server refused the image");
                 show(reply.json);
               })
-              .catch(function (error) { document.getElementById("error").textContent = error.message; });
+              .catch(function (error) { if (question === asked) document.getElementById("error").textContent = error.message; })
+              .finally(function () { window.pendingPredictions--; });
           }
           function show(answer) {
             document.getElementById("error").textContent = "";
