@@ -46,10 +46,19 @@ public final class DigitReader: @unchecked Sendable {
     private let lock = NSLock()
     private var ensemble: Ensemble?
     private let preprocessor = MNISTPreprocessor()
+    /// Asked before each read for a newer model (called outside `lock`; nil: keep the one there is).
+    private let source: @Sendable () -> Ensemble?
 
     /// A reader that answers with `ensemble` (nil: no model yet, until `replace(with:)`).
     public init(ensemble: Ensemble?) {
         self.ensemble = ensemble
+        source = { nil }
+    }
+
+    /// A reader that asks `source` before each read for a newer model (the live dashboard's weights).
+    public init(source: @escaping @Sendable () -> Ensemble?) {
+        self.ensemble = nil
+        self.source = source
     }
 
     /// Answers with `ensemble` from now on; the caller must not use it afterwards.
@@ -75,6 +84,7 @@ public final class DigitReader: @unchecked Sendable {
         } catch {
             throw DigitReaderError.unreadableImage("\(error)")
         }
+        if let newer = source() { replace(with: newer) }
         let probabilities = lock.withLock { () -> [Float]? in
             guard let ensemble else { return nil }
             let mean = ensemble.inputMean, deviation = ensemble.inputStandardDeviation

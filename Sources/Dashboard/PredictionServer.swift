@@ -47,13 +47,18 @@ public final class PredictionServer: Sendable {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.render())))
         }
+        addPredictRoutes(to: router)
+        return router
+    }
+
+    /// POST /predict (and a 405 that says so for GET).
+    public func addPredictRoutes(to router: Router<BasicRequestContext>) {
         router.post("predict") { request, _ in try await self.predict(request) }
         router.get("predict") { _, _ -> Response in
             throw HTTPError(
                 .methodNotAllowed, headers: [.allow: "POST"],
                 message: "POST an image file (PNG, PGM or PPM) as the body of /predict")
         }
-        return router
     }
 
     /// The whole request body, at most `maximumUploadBytes` of it, arriving within `uploadTimeout`.

@@ -87,6 +87,14 @@ public struct WorkerInfo: Equatable, Sendable, CustomStringConvertible {
     /// The blocks whose micro-batches it computes each step (its share of the data), in order.
     public var blocks: [Int]
 
+    public init(peer: PeerID, name: String, slot: Int?, threads: Int, blocks: [Int]) {
+        self.peer = peer
+        self.name = name
+        self.slot = slot
+        self.threads = threads
+        self.blocks = blocks
+    }
+
     public var description: String {
         slot.map { "worker \($0) \"\(name)\" (\(peer))" } ?? "spare \"\(name)\" (\(peer))"
     }

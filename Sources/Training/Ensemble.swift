@@ -50,6 +50,15 @@ public struct Ensemble {
         (inputMean, inputStandardDeviation) = normalizations[0]
     }
 
+    /// One network in memory (the dashboard's model of the moment), with the input normalisation of
+    /// training (`InputNormalization`).
+    public init(network: Network, name: String = "current weights") {
+        networks = [network]
+        paths = [name]
+        inputMean = InputNormalization.mean
+        inputStandardDeviation = InputNormalization.standardDeviation
+    }
+
     /// The mean of the models' class probabilities for normalised `images` `[N, C, H, W]`: `[N, classes]`.
     /// Summed in Double in model order, so the result does not depend on anything but the models.
     public func probabilities(images: [Float]) -> [Float] {

@@ -12,6 +12,21 @@ public struct Evaluation: Sendable, Equatable, Codable {
     public let confusion: [[Int]]
     /// Mean cross-entropy loss (natural log).
     public let meanLoss: Double
+    /// The first `mistakeLimit` misclassified images, in the set's order (for a gallery).
+    public let mistakes: [Mistake]
+
+    /// An image the network got wrong.
+    public struct Mistake: Sendable, Equatable, Codable {
+        /// Its index in the evaluated set.
+        public let index: Int
+        public let label: Int
+        public let predicted: Int
+        /// The probability given to `predicted`.
+        public let confidence: Float
+    }
+
+    /// How many mistakes are kept.
+    public static let mistakeLimit = 100
 
     /// Correctly classified fraction, in [0, 1].
     public var accuracy: Double {
@@ -51,6 +66,7 @@ public struct Evaluation: Sendable, Equatable, Codable {
     init(classes: Int, images: LabeledImages, batchSize: Int, probabilities probabilitiesOf: ([Float]) -> [Float]) {
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
         var lossSum = 0.0
+        var mistakes: [Mistake] = []
         let perImage = images.pixelsPerImage
         var first = 0
         while first < images.count {
@@ -65,6 +81,12 @@ public struct Evaluation: Sendable, Equatable, Codable {
                 let label = Int(images.labels[first + n])
                 if label < classes {
                     confusion[label][best - row.startIndex] += 1
+                    if best - row.startIndex != label, mistakes.count < Self.mistakeLimit {
+                        mistakes.append(
+                            Mistake(
+                                index: first + n, label: label, predicted: best - row.startIndex,
+                                confidence: row[best]))
+                    }
                     lossSum -= log(Double(max(row[row.startIndex + label], 1e-30)))
                 }
             }
@@ -73,5 +95,6 @@ public struct Evaluation: Sendable, Equatable, Codable {
         self.count = images.count
         self.confusion = confusion
         self.meanLoss = images.count == 0 ? 0 : lossSum / Double(images.count)
+        self.mistakes = mistakes
     }
 }

@@ -79,6 +79,7 @@ public struct SingleProcessTrainer {
             guard let checkpoints else { return }
             try step.checkpoint(dataFingerprint: fingerprint).write(
                 to: checkpoints.url, model: try inferenceModel())
+            onEvent(.checkpointWritten(step: step.stepsDone, path: checkpoints.url.path))
         }
         let stepsPerEpoch = step.plan.stepsPerEpoch
         let computer = MicroBatchComputer(
@@ -107,6 +108,11 @@ public struct SingleProcessTrainer {
                         progress.record(
                             step: result.step, epoch: epoch, statistics: result.statistics, learningRate: Double(rate),
                             epochSeconds: (clock.now - epochStart).seconds)))
+                onEvent(
+                    .modelUpdated(
+                        ModelSnapshot(
+                            step: step.stepsDone, architecture: network.architecture, parameters: step.modelParameters,
+                            calibration: calibration)))
                 if step.stepsDone % every == 0, step.stepsDone < step.totalSteps {
                     // A failed periodic checkpoint (a full disk, a folder gone) costs no training: the
                     // previous one is kept, and the run goes on.
@@ -117,6 +123,7 @@ public struct SingleProcessTrainer {
             let evaluationStart = clock.now
             let evaluated = Evaluation(network: try inferenceModel(), images: data.test)
             evaluation = evaluated
+            onEvent(.evaluated(epoch: epoch + 1, evaluated))
             onEvent(
                 .epochCompleted(
                     progress.finishEpoch(

@@ -27,6 +27,7 @@ struct Coordinator: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var dashboard: DashboardOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -39,8 +40,13 @@ struct Coordinator: ParsableCommand {
         let logger = logging.makeLogger(label: "mnist.coordinator")
         let keys = try security.security()
         let dataset = try data.load(logger: logger)
+        let live = try dashboard.start(
+            mode: "coordinator", configuration: training.configuration, data: dataset, logger: logger)
+        var ending = ("stopped", "training stopped")
+        defer { live?.stop(status: ending.0, ending.1) }
         try runCoordinator(
             endpoint: bind, workers: workers, data: dataset, configuration: training.configuration, cluster: cluster,
-            security: keys, checkpoints: checkpoints, output: output, logger: logger)
+            security: keys, checkpoints: checkpoints, output: output, dashboard: live, logger: logger)
+        ending = ("finished", "model written to \(output.output)")
     }
 }

@@ -70,19 +70,21 @@ struct ClusterOptions: ParsableArguments {
 /// - Parameter onListening: called once the socket is bound, with the actual endpoint.
 func runCoordinator(
     endpoint: String, workers: Int, data: MNISTData, configuration: TrainingConfiguration, cluster: ClusterOptions,
-    security: CoordinatorSecurity?, checkpoints: CheckpointOptions, output: OutputOptions, logger: Logger,
-    onListening: @escaping (String) throws -> Void = { _ in }
+    security: CoordinatorSecurity?, checkpoints: CheckpointOptions, output: OutputOptions,
+    dashboard: LiveDashboard? = nil, logger: Logger, onListening: @escaping (String) throws -> Void = { _ in }
 ) throws {
     let renderer = ProgressRenderer(format: output.logFormat)
     let policy = try checkpoints.policy(
         output: output.outputURL, data: data, configuration: configuration, logger: logger)
     var listeningError: Error?
     var training: DistributedTraining?
+    var blockCount = 1
     training = try DistributedTraining(
         configuration: configuration, data: data, endpoint: endpoint,
         cluster: cluster.settings(workers: workers, security: security),
         checkpoints: policy, logger: logger,
         onNodeEvent: { event in
+            dashboard?.monitor.record(event, blockCount: blockCount)
             guard case .listening(let bound) = event else { return }
             let secured = security.map {
                 " (CURVE: \($0.allowedWorkers.count) worker key\($0.allowedWorkers.count == 1 ? "" : "s") allowed)"
@@ -97,6 +99,7 @@ func runCoordinator(
             }
         })
     guard let training else { return }
+    blockCount = training.blockCount
     let stopSignal = StopRequest()
     let watch = SignalWatch { signal in
         stopSignal.request("\(signal)")
@@ -107,7 +110,10 @@ func runCoordinator(
             releaseWorkers: signal == SIGINT)
     }
     defer { watch.cancel() }
-    let result = training.run(onEvent: renderer.render)
+    let result = training.run(onEvent: {
+        renderer.render($0)
+        dashboard?.monitor.record($0)
+    })
     if let listeningError { throw listeningError }
     let accuracy = result.testEvaluation.accuracy
     guard result.outcome.isFinished else {

@@ -33,6 +33,8 @@ final class ProgressRenderer {
                 print(Self.json(summary))
                 fflush(nil)  // All output streams: stdout is shared mutable state to Swift 6.
             }
+        case .modelUpdated, .evaluated, .checkpointWritten:
+            break  // For the dashboard; the log says nothing of them.
         }
     }
 

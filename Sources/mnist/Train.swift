@@ -26,6 +26,7 @@ struct Train: ParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var checkpoints: CheckpointOptions
+    @OptionGroup var dashboard: DashboardOptions
 
     @Option(
         help: ArgumentHelp(
@@ -42,8 +43,13 @@ struct Train: ParsableCommand {
         let logger = logging.makeLogger(label: "mnist.train")
         let dataset = try data.load(logger: logger)
         let configuration = training.configuration
+        let live = try dashboard.start(
+            mode: workers > 0 ? "coordinator" : "single", configuration: configuration, data: dataset, logger: logger)
+        var ending = ("stopped", "training stopped")
+        defer { live?.stop(status: ending.0, ending.1) }
         if workers > 0 {
-            try trainWithLocalWorkers(data: dataset, configuration: configuration, logger: logger)
+            try trainWithLocalWorkers(data: dataset, configuration: configuration, dashboard: live, logger: logger)
+            ending = ("finished", "model written to \(output.output)")
             return
         }
         let renderer = ProgressRenderer(format: output.logFormat)
@@ -56,7 +62,11 @@ struct Train: ParsableCommand {
         let result: TrainingResult
         do {
             result = try SingleProcessTrainer(configuration: configuration).train(
-                data: dataset, checkpoints: policy, onEvent: renderer.render, stopReason: { stop.reason })
+                data: dataset, checkpoints: policy,
+                onEvent: {
+                    renderer.render($0)
+                    live?.monitor.record($0)
+                }, stopReason: { stop.reason })
         } catch let interrupted as TrainingInterrupted {
             watch.cancel()
             logger.error("\(interrupted)")
@@ -67,6 +77,7 @@ struct Train: ParsableCommand {
             result.network, to: output.outputURL, configuration: configuration, testAccuracy: result.testAccuracy,
             finalState: { result.finalState }, checkpoint: policy.url)
         try? FileManager.default.removeItem(at: policy.url)  // The run is finished; its model is written.
+        ending = ("finished", "model written to \(output.output)")
         logger.debug("peak resident memory \(Int(peakResidentMegabytes())) MB")
         logger.info(
             "test accuracy \(String(format: "%.2f", result.testAccuracy * 100))% after \(String(format: "%.1f", result.trainingSeconds)) s of training; model written to \(output.output)"
@@ -76,7 +87,9 @@ struct Train: ParsableCommand {
 
 extension Train {
     /// The coordinator here, `workers` child processes of this executable as workers, all stopped on exit.
-    func trainWithLocalWorkers(data: MNISTData, configuration: TrainingConfiguration, logger: Logger) throws {
+    func trainWithLocalWorkers(
+        data: MNISTData, configuration: TrainingConfiguration, dashboard: LiveDashboard?, logger: Logger
+    ) throws {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let threadsPerWorker = max(1, configuration.threads / workers)
         let verbosity = logging.verbose ? ["--verbose"] : logging.quiet ? ["--quiet"] : []
@@ -92,7 +105,8 @@ extension Train {
         let socketPath = folder.url.appendingPathComponent("coordinator.ipc").path
         try runCoordinator(
             endpoint: "ipc://\(socketPath)", workers: workers, data: data, configuration: configuration,
-            cluster: self.cluster, security: security, checkpoints: checkpoints, output: output, logger: logger,
+            cluster: self.cluster, security: security, checkpoints: checkpoints, output: output,
+            dashboard: dashboard, logger: logger,
             onListening: { endpoint in
                 chmod(socketPath, 0o600)  // Inside a folder of its own, and this user's only as well.
                 let started = LocalCluster(

@@ -15,6 +15,7 @@ enum BrowserTools {
         .deletingLastPathComponent().deletingLastPathComponent()
     static let selenium = packageRoot.appendingPathComponent(".build/selenium-4.38.0")
     static let script = packageRoot.appendingPathComponent("Tests/Browser/draw_digits.py")
+    static let dashboardScript = packageRoot.appendingPathComponent("Tests/Browser/dashboard.py")
     static let screenshots = packageRoot.appendingPathComponent(".build/screenshots")
 
     /// What is missing to run a browser test, or nil.
@@ -80,5 +81,46 @@ final class BrowserTests: XCTestCase {
         }
         server.kill(SIGTERM)
         XCTAssertTrue(server.wait(seconds: 10), server.output)
+    }
+
+    func testTheDashboardShowsALiveRunWithItsWorkersAndAnswersTheDrawBox() throws {
+        try BrowserTools.require()
+        let directory = try TemporaryDirectory("browser")
+        let model = directory.file("model.safetensors")
+        // Three epochs: the browser watches the first one and draws during the next.
+        let training = try WatchedProcess(
+            Products.mnist,
+            [
+                "train", "--workers", "2", "--epochs", "3", "--dashboard", "0", "--output", model.path, "--log-format",
+                "json",
+            ])
+        defer { training.kill(SIGKILL) }
+        let line = try XCTUnwrap(training.waitForLine(containing: "dashboard at", seconds: 120), training.output)
+        let url = try XCTUnwrap(line.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }, line)
+
+        let browser = try Subprocess.capture(
+            ["python3", BrowserTools.dashboardScript.path, String(url), "2", BrowserTools.screenshots.path],
+            environment: ["PYTHONPATH": BrowserTools.selenium.path], timeout: 600)
+        XCTAssertEqual(browser.status, 0, browser.standardError + training.output)
+        let report = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(browser.standardOutput.utf8)) as? [String: Any],
+            browser.standardOutput)
+        XCTAssertGreaterThanOrEqual(report["points"] as? Int ?? 0, 2, "\(report)")
+        XCTAssertEqual(report["workers"] as? [String], ["local-0", "local-1"], "\(report)")
+        XCTAssertEqual(report["confusion_rows"] as? Int, 10, "\(report)")
+        let mistakes = try XCTUnwrap(report["mistakes"] as? Int)
+        XCTAssertGreaterThan(mistakes, 0, "about 1% of 10,000 after an epoch")
+        XCTAssertEqual(report["mistake_images_loaded"] as? Int, mistakes, "every mistake's image loads")
+        XCTAssertEqual(report["answer"] as? String, "1", "the weights of the moment read a drawn 1: \(report)")
+        XCTAssertGreaterThan(report["states"] as? Int ?? 0, 2, "states keep coming over the event stream")
+        for name in ["dashboard-training.png", "dashboard-evaluated.png"] {
+            let screenshot = BrowserTools.screenshots.appendingPathComponent(name)
+            XCTAssertGreaterThan(
+                (try FileManager.default.attributesOfItem(atPath: screenshot.path)[.size] as? Int) ?? 0, 10_000, name)
+        }
+        // The run ends as it would without a dashboard: the model is written and the process exits 0.
+        XCTAssertTrue(training.wait(seconds: 600), training.output)
+        XCTAssertEqual(training.status, 0, training.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: model.path))
     }
 }

@@ -118,7 +118,7 @@ public struct NetworkHost: ModelHost {
             evaluations.record(evaluation)
             return EpochEvaluation(
                 accuracy: evaluation.accuracy, meanLoss: evaluation.meanLoss,
-                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, details: evaluation)
         }
     }
 }
@@ -216,6 +216,9 @@ public final class DistributedTraining: @unchecked Sendable {
     private let dataFingerprint: String
     private let logger: Logger
 
+    /// The blocks the training set is cut into (a worker's share is a run of them).
+    public var blockCount: Int { node.model.step.plan.blockCount }
+
     /// - Parameters:
     ///   - endpoint: where to bind, e.g. `tcp://*:5555` or `tcp://127.0.0.1:*`.
     ///   - cluster: the workers to wait for and how they are watched.
@@ -273,12 +276,13 @@ public final class DistributedTraining: @unchecked Sendable {
         dataFingerprint = fingerprint ?? ""
         if let checkpoints, let fingerprint {
             let step = host.step, every = checkpoints.everySteps ?? stepsPerEpoch, total = totalSteps
-            relay.afterStep = {
+            relay.afterStep = { [weak relay] in
                 guard step.stepsDone % every == 0, step.stepsDone < total else { return }
                 do {
                     try step.checkpoint(dataFingerprint: fingerprint).write(
                         to: checkpoints.url, model: try host.inferenceModel())
                     logger.debug("checkpoint after step \(step.stepsDone) written to \(checkpoints.url.path)")
+                    relay?.checkpointed(step.stepsDone, checkpoints.url.path)
                 } catch {
                     logger.warning(
                         "could not write the checkpoint after step \(step.stepsDone): \(error); the previous one is kept"
@@ -294,7 +298,18 @@ public final class DistributedTraining: @unchecked Sendable {
         var progress = ProgressTracker(
             configuration: configuration, trainCount: data.train.count, testCount: data.test.count,
             parameterCount: node.model.network.parameterCount, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
-        relay.translate = { event in progress.translate(event).forEach(onEvent) }
+        let model = node.model
+        relay.translate = { event in
+            progress.translate(event).forEach(onEvent)
+            if case .stepCompleted = event {
+                onEvent(
+                    .modelUpdated(
+                        ModelSnapshot(
+                            step: model.step.stepsDone, architecture: model.network.architecture,
+                            parameters: model.modelParameters, calibration: model.calibration)))
+            }
+        }
+        relay.checkpointed = { onEvent(.checkpointWritten(step: $0, path: $1)) }
         let result = node.run()
         let host = node.model
         var written: Result<URL, Error>?
@@ -350,6 +365,8 @@ private final class EventRelay: @unchecked Sendable {
     var translate: (CoordinatorNodeEvent) -> Void = { _ in }
     /// After each applied step (a checkpoint may be due).
     var afterStep: () -> Void = {}
+    /// After a periodic checkpoint was written: its step and path.
+    var checkpointed: (Int, String) -> Void = { _, _ in }
 
     func handle(_ event: CoordinatorNodeEvent) {
         forward(event)
@@ -429,7 +446,7 @@ struct ProgressTracker {
         case .epochCompleted(let epoch, let evaluation):
             let summary = progress.finishEpoch(
                 epoch, testAccuracy: evaluation?.accuracy ?? 0, evaluationSeconds: evaluation?.seconds ?? 0)
-            return [.epochCompleted(summary)]
+            return (evaluation?.details.map { [.evaluated(epoch: epoch + 1, $0)] } ?? []) + [.epochCompleted(summary)]
         default:
             return []
         }

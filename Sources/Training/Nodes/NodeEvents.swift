@@ -43,11 +43,14 @@ public struct EpochEvaluation: Sendable, Equatable {
     public var meanLoss: Double
     /// Seconds the evaluation took.
     public var seconds: Double
+    /// The whole evaluation (confusion matrix, mistakes), when the host made one.
+    public var details: Evaluation?
 
-    public init(accuracy: Double, meanLoss: Double, seconds: Double = 0) {
+    public init(accuracy: Double, meanLoss: Double, seconds: Double = 0, details: Evaluation? = nil) {
         self.accuracy = accuracy
         self.meanLoss = meanLoss
         self.seconds = seconds
+        self.details = details
     }
 }
 

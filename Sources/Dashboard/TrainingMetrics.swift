@@ -1,0 +1,77 @@
+// What a training run exposes at the dashboard's GET /metrics, in Prometheus's text format (names
+// `mnist_train_*`). Updated from the training thread with atomic counters and gauges.
+import Prometheus
+import Training
+
+/// The counters, gauges and histograms of a training run.
+public final class TrainingMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let steps: Counter
+    let samples: Counter
+    let loss: Gauge
+    let learningRate: Gauge
+    let imagesPerSecond: Gauge
+    let epoch: Gauge
+    let testAccuracy: Gauge
+    let parameters: Gauge
+    let checkpoints: Counter
+    let checkpointAge: Gauge
+    let stepSeconds: DurationHistogram
+    private let workers: [String: Gauge]
+
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        func name(_ metric: String, unit: String = "", help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(
+                namespace: "mnist", subsystem: "train", metricName: metric, unitName: unit, helpText: help)
+        }
+        steps = registry.makeCounter(descriptor: name("steps", unit: "total", help: "Optimizer steps applied."))
+        samples = registry.makeCounter(
+            descriptor: name("samples", unit: "total", help: "Training images that went into applied steps."))
+        loss = registry.makeGauge(descriptor: name("loss", help: "Mean loss of the last step's batch."))
+        learningRate = registry.makeGauge(descriptor: name("learning_rate", help: "The last step's learning rate."))
+        imagesPerSecond = registry.makeGauge(
+            descriptor: name("images_per_second", help: "Training images per second so far in this epoch."))
+        epoch = registry.makeGauge(descriptor: name("epoch", help: "Epochs finished."))
+        testAccuracy = registry.makeGauge(
+            descriptor: name("test_accuracy", help: "Test accuracy of the last evaluation, 0-1."))
+        parameters = registry.makeGauge(descriptor: name("model_parameters", help: "Parameters of the network."))
+        checkpoints = registry.makeCounter(
+            descriptor: name("checkpoints", unit: "total", help: "Checkpoints written."))
+        checkpointAge = registry.makeGauge(
+            descriptor: name(
+                "checkpoint_age", unit: "seconds", help: "Seconds since the last checkpoint was written (-1: none yet)."
+            ))
+        stepSeconds = registry.makeDurationHistogram(
+            descriptor: name(
+                "step", unit: "seconds",
+                help: "Coordinator: seconds from sending a step to applying its gradient (every worker's answer)."),
+            buckets: [
+                .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100),
+                .milliseconds(200), .milliseconds(500), .seconds(1), .seconds(5),
+            ])
+        let workerDescriptor = name("workers", help: "Workers by state (coordinator).")
+        workers = Dictionary(
+            uniqueKeysWithValues: ["training", "spare", "lost"].map {
+                ($0, registry.makeGauge(descriptor: workerDescriptor, labels: [("state", $0)]))
+            })
+        checkpointAge.set(-1.0)
+    }
+
+    func recordStep(_ progress: BatchProgress) {
+        steps.increment()
+        loss.set(progress.loss)
+        learningRate.set(progress.learningRate)
+        imagesPerSecond.set(progress.imagesPerSecond)
+    }
+
+    func recordSamples(_ count: Int) { samples.increment(by: Int64(count)) }
+
+    func setWorkers(_ states: [String]) {
+        for (state, gauge) in workers { gauge.set(Double(states.filter { $0 == state }.count)) }
+    }
+
+    /// The exposition text.
+    public func render() -> [UInt8] { registry.emitToBuffer() }
+}
