@@ -1,6 +1,7 @@
 // The live training page: curves, progress, the run's settings, the workers, the log, the last
 // evaluation's confusion matrix and mistakes, and the draw box. Its script listens to /events and
 // redraws; the charts are SVG drawn by the script itself.
+import Foundation
 import Hummingbird
 
 extension Pages {
@@ -92,6 +93,7 @@ extension Pages {
             let y1 = Math.max.apply(null, ys);
             if (x1 === x0) { x0 -= 1; x1 += 1; }
             if (y1 === y0) { y0 -= Math.abs(y0) * 0.1 + 1e-9; y1 += Math.abs(y1) * 0.1 + 1e-9; }
+            if (options.percent) { y1 = Math.min(y1, 1); y0 = Math.min(y0, y1 - 0.001); }
             function px(x) { return left + (x - x0) / (x1 - x0) * (width - left - right); }
             function py(y) { return top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom); }
             for (let i = 0; i <= 4; i++) {
@@ -186,7 +188,7 @@ extension Pages {
                 gallery.replaceChildren.apply(gallery, evaluation.mistakes.map(function (m) {
                   const figure = document.createElement("figure");
                   const image = document.createElement("img");
-                  image.src = "mistake/" + m.index + ".png";
+                  image.src = window.reportImages ? window.reportImages[m.index] : "mistake/" + m.index + ".png";
                   image.width = 56; image.height = 56;
                   image.alt = "test image " + m.index;
                   const caption = document.createElement("figcaption");
@@ -201,6 +203,11 @@ extension Pages {
             }
           }
           window.dashboardStates = 0;
+          // A saved report (--report) carries its final state and the mistakes' images; no server.
+          if (window.reportState) {
+            render(window.reportState);
+            return;
+          }
           const events = new EventSource("events");
           events.onmessage = function (message) {
             window.dashboardStates++;
@@ -212,6 +219,32 @@ extension Pages {
           };
         })();
         """
+
+    /// A finished run's page as one self-contained HTML file (`--report`): its final state, the
+    /// mistakes' images as data URLs, and the page's own style and script inline; no draw box, no server.
+    static func report(state: DashboardState, images: [String: String]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Inside <script>, "</" would end the element early: JSON allows "<\/" for it.
+        func script(_ value: some Encodable) throws -> String {
+            String(decoding: try encoder.encode(value), as: UTF8.self).replacingOccurrences(of: "</", with: "<\\/")
+        }
+        let page =
+            dashboardPage
+            .replacingOccurrences(
+                of: "<link rel=\"stylesheet\" href=\"style.css\">", with: "<style>\(style + dashboardStyle)</style>"
+            )
+            .replacingOccurrences(of: "<title>mnist training</title>", with: "<title>mnist training report</title>")
+            .replacingOccurrences(of: "<h1>mnist training</h1>", with: "<h1>mnist training report</h1>")
+            .replacingOccurrences(of: drawBox, with: "")
+            .replacingOccurrences(of: "<script src=\"draw.js\"></script>\n", with: "")
+            .replacingOccurrences(
+                of: "<script src=\"dashboard.js\"></script>",
+                with:
+                    "<script>window.reportState = \(try script(state));\nwindow.reportImages = \(try script(images));\n</script>\n"
+                    + "<script>\(dashboardScript)</script>")
+        return page
+    }
 
     static let dashboardStyle = """
 

@@ -315,6 +315,22 @@ public final class TrainingMonitor: @unchecked Sendable {
         }
     }
 
+    // MARK: - Report
+
+    /// The run's page as it stands, as one self-contained HTML file (`--report`).
+    public func report() throws -> String {
+        let state = current
+        var images: [String: String] = [:]
+        let size = testImages.pixelsPerImage
+        for mistake in state.evaluation?.mistakes ?? [] where (0..<testImages.count).contains(mistake.index) {
+            let pixels = Array(testImages.pixels[(mistake.index * size)..<((mistake.index + 1) * size)])
+            let png = try PNG.encode(
+                RasterImage(width: testImages.columns, height: testImages.rows, layout: .grey, samples: pixels))
+            images["\(mistake.index)"] = "data:image/png;base64," + Data(png).base64EncodedString()
+        }
+        return try Pages.report(state: state, images: images)
+    }
+
     // MARK: - The draw box's model
 
     /// The model of the latest kept weights, built (calibrated, folded) when a drawing asks for it and

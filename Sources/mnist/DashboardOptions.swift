@@ -17,42 +17,75 @@ struct DashboardOptions: ParsableArguments {
     @Flag(help: "Allow --dashboard on an address other machines can reach (anyone who reaches it sees the run).")
     var dashboardPublic = false
 
+    @Option(
+        help: ArgumentHelp(
+            "When the run ends, write its dashboard page (curves, confusion matrix, mistakes) to this "
+                + "self-contained HTML file.", valueName: "path"))
+    var report: String?
+
     func validate() throws {
         if let dashboard { _ = try HTTPBinding.address(dashboard, flag: "--dashboard", public: dashboardPublic) }
+        if let report {
+            let folder = URL(fileURLWithPath: report).deletingLastPathComponent().path
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue,
+                FileManager.default.isWritableFile(atPath: folder)
+            else {
+                throw ValidationError("--report \(report): the folder \(folder) does not exist or cannot be written")
+            }
+        }
     }
 
-    /// Starts the dashboard when asked (nil otherwise); logs its URL.
+    /// Starts the dashboard when asked (its URL is logged), or only the monitor for --report; nil for neither.
     func start(mode: String, configuration: TrainingConfiguration, data: MNISTData, logger: Logger) throws
         -> LiveDashboard?
     {
-        guard let dashboard else { return nil }
-        let address = try HTTPBinding.address(dashboard, flag: "--dashboard", public: dashboardPublic)
+        guard dashboard != nil || report != nil else { return nil }
         let monitor = TrainingMonitor(mode: mode, configuration: configuration, testImages: data.test)
         let routes = DashboardServer(monitor: monitor)
-        var serverLogger = logger
-        serverLogger.logLevel = max(logger.logLevel, .warning)
-        let server = try HTTPServer.start(router: routes.router(), address: address, logger: serverLogger)
-        logger.info("dashboard at \(server.address.url)")
-        return LiveDashboard(monitor: monitor, routes: routes, server: server)
+        var server: HTTPServer?
+        if let dashboard {
+            let address = try HTTPBinding.address(dashboard, flag: "--dashboard", public: dashboardPublic)
+            var serverLogger = logger
+            serverLogger.logLevel = max(logger.logLevel, .warning)
+            server = try HTTPServer.start(router: routes.router(), address: address, logger: serverLogger)
+            logger.info("dashboard at \(server?.address.url ?? "")")
+        }
+        return LiveDashboard(
+            monitor: monitor, routes: routes, server: server, report: report.map { URL(fileURLWithPath: $0) },
+            logger: logger)
     }
 }
 
-/// A running dashboard: the monitor that training feeds, and its server.
+/// A running dashboard: the monitor that training feeds, its server, and where its report goes.
 final class LiveDashboard {
     let monitor: TrainingMonitor
     let routes: DashboardServer
-    let server: HTTPServer
+    let server: HTTPServer?
+    let report: URL?
+    let logger: Logger
 
-    init(monitor: TrainingMonitor, routes: DashboardServer, server: HTTPServer) {
+    init(monitor: TrainingMonitor, routes: DashboardServer, server: HTTPServer?, report: URL?, logger: Logger) {
         self.monitor = monitor
         self.routes = routes
         self.server = server
+        self.report = report
+        self.logger = logger
     }
 
-    /// Says how the run ended, closes the event streams and stops the server.
+    /// Says how the run ended, writes the report, closes the event streams and stops the server.
     func stop(status: String, _ text: String) {
         monitor.finish(status, text)
+        if let report {
+            // Written whole or not at all (a temporary file renamed over the target).
+            do {
+                try Data(try monitor.report().utf8).write(to: report, options: .atomic)
+                logger.info("report written to \(report.path)")
+            } catch {
+                logger.error("could not write the report \(report.path): \(error)")
+            }
+        }
         routes.close()
-        server.stop()
+        server?.stop()
     }
 }
