@@ -1,6 +1,7 @@
 // What a training run exposes at the dashboard's GET /metrics, in Prometheus's text format (names
 // `mnist_train_*`). Updated from the training thread with atomic counters and gauges.
 import Prometheus
+import Synchronization
 import Training
 
 /// The counters, gauges and histograms of a training run.
@@ -18,6 +19,12 @@ public final class TrainingMetrics: Sendable {
     let checkpointAge: Gauge
     let stepSeconds: DurationHistogram
     private let workers: [String: Gauge]
+    /// Per worker name, its answer-time histogram (made when the worker first answers).
+    private let answers = Mutex<[String: DurationHistogram]>([:])
+    static let stepBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100),
+        .milliseconds(200), .milliseconds(500), .seconds(1), .seconds(5),
+    ]
 
     public init() {
         let registry = PrometheusCollectorRegistry()
@@ -47,10 +54,7 @@ public final class TrainingMetrics: Sendable {
             descriptor: name(
                 "step", unit: "seconds",
                 help: "Coordinator: seconds from sending a step to applying its gradient (every worker's answer)."),
-            buckets: [
-                .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100),
-                .milliseconds(200), .milliseconds(500), .seconds(1), .seconds(5),
-            ])
+            buckets: Self.stepBuckets)
         let workerDescriptor = name("workers", help: "Workers by state (coordinator).")
         workers = Dictionary(
             uniqueKeysWithValues: ["training", "spare", "lost"].map {
@@ -64,6 +68,22 @@ public final class TrainingMetrics: Sendable {
         loss.set(progress.loss)
         learningRate.set(progress.learningRate)
         imagesPerSecond.set(progress.imagesPerSecond)
+    }
+
+    /// A worker's answer time for one step: from the coordinator sending the step to its gradient.
+    func recordAnswer(worker: String, seconds: Double) {
+        let registry = self.registry
+        let histogram = answers.withLock { histograms in
+            if let existing = histograms[worker] { return existing }
+            let made = registry.makeDurationHistogram(
+                descriptor: MetricNameDescriptor(
+                    namespace: "mnist", subsystem: "train", metricName: "worker_answer", unitName: "seconds",
+                    helpText: "Per worker: seconds from the coordinator sending a step to the worker's gradient."),
+                labels: [("worker", worker)], buckets: Self.stepBuckets)
+            histograms[worker] = made
+            return made
+        }
+        histogram.recordNanoseconds(Int64(seconds * 1e9))
     }
 
     func recordSamples(_ count: Int) { samples.increment(by: Int64(count)) }

@@ -74,6 +74,11 @@ public struct DashboardState: Encodable, Sendable {
         /// Seconds since the run started when it was last heard of in an event.
         public var lastSeen: Double
         public var note: String
+        /// Per step (a moving average over about 20 steps), milliseconds from the coordinator sending
+        /// the step to this worker's gradient (its compute and both transfers), and from then until the
+        /// last worker's gradient (waiting for the others).
+        public var answerMilliseconds: Double?
+        public var waitMilliseconds: Double?
     }
 
     public struct LogEntry: Encodable, Sendable {
@@ -134,11 +139,18 @@ public final class TrainingMonitor: @unchecked Sendable {
     /// Seconds since the last checkpoint was written (nil: none yet).
     public var checkpointAge: Double? { lock.withLock { lastCheckpointAt.map { Date().timeIntervalSince($0) } } }
 
-    private func change(_ body: (inout DashboardState) -> Void) {
+    @discardableResult
+    private func change<Result>(_ body: (inout DashboardState) -> Result) -> Result {
         lock.withLock {
-            body(&state)
+            let result = body(&state)
             state.version += 1
+            return result
         }
+    }
+
+    /// An exponential moving average over about 20 values.
+    static func average(_ previous: Double?, _ value: Double) -> Double {
+        previous.map { $0 + (value - $0) / 20 } ?? value
     }
 
     /// Adds a line to `state`'s log (the state being changed; never `self.state` directly, which
@@ -267,13 +279,24 @@ public final class TrainingMonitor: @unchecked Sendable {
                 update(&$0, workers: workers, step: 0, now: now)
                 note(&$0, "training started with \(workers.count) worker\(workers.count == 1 ? "" : "s")")
             }
-        case .stepCompleted(let metrics):
-            self.metrics.stepSeconds.recordNanoseconds(Int64((metrics.gatherSeconds + metrics.applySeconds) * 1e9))
-            lock.withLock {
-                for index in state.workers.indices where state.workers[index].state == "training" {
+        case .stepCompleted(let step):
+            metrics.stepSeconds.recordNanoseconds(Int64((step.gatherSeconds + step.applySeconds) * 1e9))
+            let answers = Dictionary(uniqueKeysWithValues: step.answerSeconds.map { ("\($0.key)", $0.value) })
+            let names = change { state -> [(String, Double)] in
+                var answered: [(String, Double)] = []
+                for index in state.workers.indices {
+                    guard let seconds = answers[state.workers[index].peer] else { continue }
+                    let wait = max(0, step.gatherSeconds - seconds)
                     state.workers[index].lastSeen = now
+                    state.workers[index].answerMilliseconds = Self.average(
+                        state.workers[index].answerMilliseconds, seconds * 1000)
+                    state.workers[index].waitMilliseconds = Self.average(
+                        state.workers[index].waitMilliseconds, wait * 1000)
+                    answered.append((state.workers[index].name, seconds))
                 }
+                return answered
             }
+            for (name, seconds) in names { metrics.recordAnswer(worker: name, seconds: seconds) }
         case .epochCompleted:
             break
         case .workerDied(let info, let step, let reason):

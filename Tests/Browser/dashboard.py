@@ -35,6 +35,9 @@ def main():
         names = driver.execute_script(
             "return Array.from(document.querySelectorAll('#workers tbody tr')).map(function (row) {"
             " return row.cells[0].textContent; })")
+        answers = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#workers tbody tr')).map(function (row) {"
+            " return row.cells[7].textContent; })")
         driver.save_screenshot(os.path.join(screenshots, "dashboard-training.png"))
         # The first epoch's evaluation: the confusion matrix (a header row and ten rows) and the gallery.
         WebDriverWait(driver, 300).until(
@@ -50,7 +53,7 @@ def main():
         answer, confidence, error = read_drawn_digit(driver, DIGITS[1])
         driver.save_screenshot(os.path.join(screenshots, "dashboard-evaluated.png"))
         print(json.dumps({
-            "points": points, "workers": names, "confusion_rows": confusion_rows, "mistakes": mistakes,
+            "points": points, "workers": names, "answer_ms": answers, "confusion_rows": confusion_rows, "mistakes": mistakes,
             "mistake_images_loaded": loaded, "drawn": 1, "answer": answer, "confidence": confidence, "error": error,
             "states": driver.execute_script("return window.dashboardStates")}))
     finally:

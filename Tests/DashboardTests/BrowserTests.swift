@@ -107,6 +107,8 @@ final class BrowserTests: XCTestCase {
             browser.standardOutput)
         XCTAssertGreaterThanOrEqual(report["points"] as? Int ?? 0, 2, "\(report)")
         XCTAssertEqual(report["workers"] as? [String], ["local-0", "local-1"], "\(report)")
+        let answers = try XCTUnwrap(report["answer_ms"] as? [String]).map { Double($0) ?? -1 }
+        XCTAssertTrue(answers.allSatisfy { $0 > 0 && $0 < 10_000 }, "each worker's answer time per step: \(report)")
         XCTAssertEqual(report["confusion_rows"] as? Int, 10, "\(report)")
         let mistakes = try XCTUnwrap(report["mistakes"] as? Int)
         XCTAssertGreaterThan(mistakes, 0, "about 1% of 10,000 after an epoch")

@@ -36,6 +36,13 @@ final class DashboardServerTests: XCTestCase {
             .started(
                 model: "fast", parameterCount: 1234, trainCount: 300, testCount: 160, stepsPerEpoch: 5, totalSteps: 10))
         for step in 1...3 { monitor.record(.batchCompleted(progress(step: step, loss: 2.0 / Double(step)))) }
+        // Step 2 as the coordinator saw it: alpha answered after 30 ms, beta after 50 ms (all gathered).
+        monitor.record(
+            .stepCompleted(
+                StepMetrics(
+                    step: 2, epoch: 0, sampleCount: 64, lossSum: 64, correctCount: 32, learningRate: 0.002,
+                    gatherSeconds: 0.05, applySeconds: 0.001, answerSeconds: [PeerID("a"): 0.03, PeerID("b"): 0.05])),
+            blockCount: 4)
         monitor.record(.workerDied(second, step: 3, reason: "silent for 10 s"), blockCount: 4)
         let network = try Network(architecture: architecture, seed: 4)
         let evaluation = Evaluation(network: try network.folded(), images: test)
@@ -77,6 +84,9 @@ final class DashboardServerTests: XCTestCase {
                 XCTAssertEqual(workers.map { $0["state"] as? String }, ["training", "lost"])
                 XCTAssertEqual(workers.map { $0["share"] as? Double }, [0.5, 0])
                 XCTAssertEqual(workers[1]["note"] as? String, "silent for 10 s")
+                XCTAssertEqual(try XCTUnwrap(workers[0]["answerMilliseconds"] as? Double), 30, accuracy: 1e-9)
+                XCTAssertEqual(try XCTUnwrap(workers[0]["waitMilliseconds"] as? Double), 20, accuracy: 1e-9)
+                XCTAssertEqual(try XCTUnwrap(workers[1]["waitMilliseconds"] as? Double), 0, accuracy: 1e-9)
                 let view = try XCTUnwrap(state["evaluation"] as? [String: Any])
                 XCTAssertEqual(view["confusion"] as? [[Int]], evaluation.confusion)
                 let mistakes = try XCTUnwrap(view["mistakes"] as? [[String: Any]])
@@ -160,6 +170,11 @@ final class DashboardServerTests: XCTestCase {
                 let age = try XCTUnwrap(value("mnist_train_checkpoint_age_seconds"))
                 XCTAssertTrue((0..<60).contains(age), "\(age)")
                 XCTAssertEqual(value("mnist_train_model_parameters"), 1234)
+                XCTAssertEqual(value("mnist_train_worker_answer_seconds_count", ["worker": "alpha"]), 1)
+                XCTAssertEqual(value("mnist_train_worker_answer_seconds_sum", ["worker": "beta"]), 0.05)
+                XCTAssertEqual(value("mnist_train_worker_answer_seconds_bucket", ["worker": "alpha", "le": "0.02"]), 0)
+                XCTAssertEqual(value("mnist_train_worker_answer_seconds_bucket", ["worker": "alpha", "le": "0.05"]), 1)
+                XCTAssertEqual(value("mnist_train_step_seconds_count"), 1)
             }
         }
     }

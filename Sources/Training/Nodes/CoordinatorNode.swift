@@ -173,6 +173,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var endpoint: String?
         var outcome: NodeOutcome?
         var stepBroadcastAt: (step: Int, time: Double)?
+        /// Seconds from broadcasting the current step to each worker's gradient for it (its first one).
+        var answers: [PeerID: Double] = [:]
         var machine: Coordinator
         var router: Socket?
         let evaluations = EvaluationQueue()
@@ -285,10 +287,14 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 keyNames[peer] = key
             }
             do {
-                return .received(
-                    try Message.decode(
-                        Array(frames.dropFirst()), supportedVersion: configuration.stateMachine.protocolVersion),
-                    from: peer)
+                let message = try Message.decode(
+                    Array(frames.dropFirst()), supportedVersion: configuration.stateMachine.protocolVersion)
+                if case .gradient(let report) = message, let broadcast = stepBroadcastAt, report.step == broadcast.step,
+                    answers[peer] == nil
+                {
+                    answers[peer] = monotonicSeconds() - broadcast.time
+                }
+                return .received(message, from: peer)
             } catch let error as MessageDecodingError {
                 node.warn("undecodable message from \(peer): \(error)", about: "\(peer)")
                 emit(.undecodable(peer: peer, error: error))
@@ -325,6 +331,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 case .send(let message, let peer):
                     if case .step(let assignment) = message, stepBroadcastAt?.step != assignment.step {
                         stepBroadcastAt = (assignment.step, monotonicSeconds())
+                        answers = [:]
                     }
                     send(message, to: peer)
                 case .workerJoined(let info, let joined, let expected, let step):
@@ -349,7 +356,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     let metrics = StepMetrics(
                         step: result.step, epoch: result.epoch, sampleCount: result.sampleCount,
                         lossSum: result.lossSum, correctCount: result.correctCount, learningRate: learningRate,
-                        gatherSeconds: gatherSeconds, applySeconds: applySeconds)
+                        gatherSeconds: gatherSeconds, applySeconds: applySeconds, answerSeconds: answers)
                     node.logger.debug("\(CoordinatorNodeEvent.stepCompleted(metrics))")
                     emit(.stepCompleted(metrics))
                     let stepsPerEpoch = machine.plan.stepsPerEpoch, totalSteps = configuration.stateMachine.totalSteps

@@ -148,6 +148,24 @@ public struct StepMetrics: Sendable, Equatable {
     public var gatherSeconds: Double
     /// Seconds spent in `ModelHost.apply` (the optimizer).
     public var applySeconds: Double
+    /// Per worker, seconds from broadcasting the step to its gradient: its compute plus both transfers.
+    /// `gatherSeconds` minus this is how long the others kept it waiting.
+    public var answerSeconds: [PeerID: Double] = [:]
+
+    public init(
+        step: Int, epoch: Int, sampleCount: Int, lossSum: Double, correctCount: Int, learningRate: Double,
+        gatherSeconds: Double, applySeconds: Double, answerSeconds: [PeerID: Double] = [:]
+    ) {
+        self.step = step
+        self.epoch = epoch
+        self.sampleCount = sampleCount
+        self.lossSum = lossSum
+        self.correctCount = correctCount
+        self.learningRate = learningRate
+        self.gatherSeconds = gatherSeconds
+        self.applySeconds = applySeconds
+        self.answerSeconds = answerSeconds
+    }
 
     /// Mean loss per sample (0 for an empty batch).
     public var meanLoss: Double { sampleCount > 0 ? lossSum / Double(sampleCount) : 0 }
