@@ -125,6 +125,8 @@ extension Message {
             header.a = UInt64(report.pieces.count)
             let valueCount = report.pieces.first?.gradient.count ?? 0
             header.c = UInt64(valueCount)
+            header.b = report.timing?.received ?? 0
+            header.d = report.timing?.sent ?? 0
             var records: [UInt8] = []
             records.reserveCapacity(report.pieces.count * Message.pieceRecordByteCount)
             for piece in report.pieces {
@@ -239,7 +241,12 @@ extension Message {
             }
             return .step(assignment)
         case .gradient:
-            try reader.requireZero(b: true, d: true)
+            // b and d: the worker's receive and send times (both 0: not measured; else 1 <= b <= d).
+            guard (header.b == 0) == (header.d == 0), header.b <= header.d else {
+                throw MessageDecodingError.valueOutOfRange(
+                    kind: kind, field: "sent (d) before received (b)", value: header.d)
+            }
+            let timing = header.b == 0 ? nil : WorkerTiming(received: header.b, sent: header.d)
             let step = try reader.int(header.step, "step")
             let pieceCount = try reader.int(header.a, "piece count (a)")
             let valueCount = try reader.int(header.c, "values per piece (c)")
@@ -276,7 +283,7 @@ extension Message {
                         lossSum: Double(bitPattern: WireBytes.littleEndian(records, at: at + 16, width: 8)),
                         gradient: gradient))
             }
-            return .gradient(GradientReport(step: step, pieces: pieces))
+            return .gradient(GradientReport(step: step, pieces: pieces, timing: timing))
         case .heartbeat:
             try reader.requireZero(step: true, a: true, b: true, c: true, d: true)
             return .heartbeat

@@ -6,7 +6,7 @@
 public enum ProtocolInfo {
     /// The protocol version this build speaks. Bump it when any frame layout or meaning changes.
     /// `hello` and `refuse` keep their layout across every version so that a mismatch can be reported.
-    public static let version: UInt16 = 3
+    public static let version: UInt16 = 4
     /// The four bytes every header frame starts with: ASCII "MNDP" (MNIST data parallel).
     public static let magic: [UInt8] = [0x4D, 0x4E, 0x44, 0x50]
     /// The size of the header frame in bytes; every message starts with exactly one such frame.
@@ -191,14 +191,32 @@ public struct GradientReport: Equatable, Sendable {
     /// Disjoint nodes of the tree, each `[parameterCount]` values, not averaged. A worker sends them in
     /// block order; the coordinator accepts any order.
     public var pieces: [GradientPiece]
+    /// When the worker received the step and when it sent this answer, on its own clock (nil: not
+    /// measured). Only for timelines: the coordinator aligns the clocks, and nothing in the protocol
+    /// depends on it.
+    public var timing: WorkerTiming?
 
-    public init(step: Int, pieces: [GradientPiece]) {
+    public init(step: Int, pieces: [GradientPiece], timing: WorkerTiming? = nil) {
         self.step = step
         self.pieces = pieces
+        self.timing = timing
     }
 
     /// Samples summed over all pieces.
     public var sampleCount: Int { pieces.reduce(0) { $0 + $1.sampleCount } }
+}
+
+/// When a worker received a step and sent its answer: nanoseconds on the worker's own monotonic clock,
+/// whose origin is the worker's (only differences and the round trip with the coordinator's clock mean
+/// anything). Both are at least 1 and `received <= sent`; a gradient without timing carries 0 for both.
+public struct WorkerTiming: Equatable, Sendable {
+    public var received: UInt64
+    public var sent: UInt64
+
+    public init(received: UInt64, sent: UInt64) {
+        self.received = received
+        self.sent = sent
+    }
 }
 
 /// Every message on the wire. `encode()` and `decode(_:)` in Message+Codec.swift are its only codec.

@@ -46,7 +46,8 @@ struct Coordinator: ParsableCommand {
         defer { live?.stop(status: ending.0, ending.1) }
         try runCoordinator(
             endpoint: bind, workers: workers, data: dataset, configuration: training.configuration, cluster: cluster,
-            security: keys, checkpoints: checkpoints, output: output, dashboard: live, logger: logger)
+            security: keys, checkpoints: checkpoints, output: output, dashboard: live, observing: dashboard,
+            logger: logger)
         ending = ("finished", "model written to \(output.output)")
     }
 }

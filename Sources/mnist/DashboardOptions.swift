@@ -23,16 +23,38 @@ struct DashboardOptions: ParsableArguments {
                 + "self-contained HTML file.", valueName: "path"))
     var report: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "With workers: when the run ends, write the step timeline of the coordinator and every worker, clocks "
+                + "aligned, to this file (Chrome trace JSON: open it in Perfetto or chrome://tracing).",
+            valueName: "path"))
+    var trace: String?
+
     func validate() throws {
         if let dashboard { _ = try HTTPBinding.address(dashboard, flag: "--dashboard", public: dashboardPublic) }
-        if let report {
-            let folder = URL(fileURLWithPath: report).deletingLastPathComponent().path
+        for (flag, path) in [("--report", report), ("--trace", trace)] {
+            guard let path else { continue }
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue,
                 FileManager.default.isWritableFile(atPath: folder)
             else {
-                throw ValidationError("--report \(report): the folder \(folder) does not exist or cannot be written")
+                throw ValidationError("\(flag) \(path): the folder \(folder) does not exist or cannot be written")
             }
+        }
+    }
+
+    /// The timeline recorder for --trace (nil without).
+    func traceRecorder() -> TraceRecorder? { trace.map { _ in TraceRecorder() } }
+
+    /// Writes the timeline, whole or not at all, and says where (or why not).
+    func writeTrace(_ recorder: TraceRecorder?, logger: Logger) {
+        guard let recorder, let trace else { return }
+        do {
+            try recorder.write(to: URL(fileURLWithPath: trace))
+            logger.info("step timeline written to \(trace) (open it in Perfetto or chrome://tracing)")
+        } catch {
+            logger.error("could not write the step timeline \(trace): \(error)")
         }
     }
 

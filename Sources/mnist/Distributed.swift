@@ -71,8 +71,11 @@ struct ClusterOptions: ParsableArguments {
 func runCoordinator(
     endpoint: String, workers: Int, data: MNISTData, configuration: TrainingConfiguration, cluster: ClusterOptions,
     security: CoordinatorSecurity?, checkpoints: CheckpointOptions, output: OutputOptions,
-    dashboard: LiveDashboard? = nil, logger: Logger, onListening: @escaping (String) throws -> Void = { _ in }
+    dashboard: LiveDashboard? = nil, observing: DashboardOptions? = nil, logger: Logger,
+    onListening: @escaping (String) throws -> Void = { _ in }
 ) throws {
+    let trace = observing?.traceRecorder()
+    defer { observing?.writeTrace(trace, logger: logger) }
     let renderer = ProgressRenderer(format: output.logFormat)
     let policy = try checkpoints.policy(
         output: output.outputURL, data: data, configuration: configuration, logger: logger)
@@ -82,7 +85,7 @@ func runCoordinator(
     training = try DistributedTraining(
         configuration: configuration, data: data, endpoint: endpoint,
         cluster: cluster.settings(workers: workers, security: security),
-        checkpoints: policy, logger: logger,
+        checkpoints: policy, trace: trace, logger: logger,
         onNodeEvent: { event in
             dashboard?.monitor.record(event, blockCount: blockCount)
             guard case .listening(let bound) = event else { return }

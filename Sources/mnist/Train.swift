@@ -37,6 +37,9 @@ struct Train: ParsableCommand {
     func validate() throws {
         guard (0...64).contains(workers) else { throw ValidationError("--workers: must be 0...64, got \(workers)") }
         if keys != nil && workers == 0 { throw ValidationError("--keys: needs --workers (no sockets without)") }
+        if dashboard.trace != nil && workers == 0 {
+            throw ValidationError("--trace: needs --workers (the timeline is of a coordinator and its workers)")
+        }
     }
 
     func run() throws {
@@ -106,7 +109,7 @@ extension Train {
         try runCoordinator(
             endpoint: "ipc://\(socketPath)", workers: workers, data: data, configuration: configuration,
             cluster: self.cluster, security: security, checkpoints: checkpoints, output: output,
-            dashboard: dashboard, logger: logger,
+            dashboard: dashboard, observing: self.dashboard, logger: logger,
             onListening: { endpoint in
                 chmod(socketPath, 0o600)  // Inside a folder of its own, and this user's only as well.
                 let started = LocalCluster(

@@ -29,7 +29,7 @@ final class MessageCodecTests: XCTestCase {
                         blocks: 2..<4, sampleCount: 3, correctCount: 2, lossSum: 6.931471805599453,
                         gradient: [-1, 2.5, 1e-30, -0.0]),
                     GradientPiece(blocks: 4..<5, sampleCount: 0, correctCount: 0, lossSum: 0, gradient: [0, 0, 0, 1]),
-                ])),
+                ], timing: WorkerTiming(received: 1_000_000_007, sent: 1_000_250_000))),
         .heartbeat,
         .shutdown(reason: "training finished after 100 steps"),
         .goodbye(reason: "interrupted"),
@@ -94,17 +94,17 @@ final class MessageCodecTests: XCTestCase {
                 step: 0x0102,
                 pieces: [
                     GradientPiece(blocks: 4..<6, sampleCount: 3, correctCount: 2, lossSum: 1.0, gradient: [1, -2])
-                ])
+                ], timing: WorkerTiming(received: 0x10, sent: 0x20))
         ).encode()
         let expected: [UInt8] = [
             0x4D, 0x4E, 0x44, 0x50,  // magic "MNDP"
-            0x03, 0x00,  // version 3
+            0x04, 0x00,  // version 4
             0x07, 0x00,  // kind 7 = gradient
             0x02, 0x01, 0, 0, 0, 0, 0, 0,  // step
             0x01, 0, 0, 0, 0, 0, 0, 0,  // a = piece count
-            0, 0, 0, 0, 0, 0, 0, 0,  // b unused
+            0x10, 0, 0, 0, 0, 0, 0, 0,  // b = received, on the worker's clock (ns)
             0x02, 0, 0, 0, 0, 0, 0, 0,  // c = values per piece
-            0, 0, 0, 0, 0, 0, 0, 0,  // d unused
+            0x20, 0, 0, 0, 0, 0, 0, 0,  // d = sent, on the worker's clock (ns)
         ]
         XCTAssertEqual(frames[0], expected)
         XCTAssertEqual(
@@ -143,8 +143,9 @@ final class MessageCodecTests: XCTestCase {
         unknown[0][6] = 99
         expect(unknown, .unknownKind(99))
         var newer = step
-        newer[0][4] = 4
-        expect(newer, .unsupportedVersion(kind: .step, version: 4, supported: 3))
+        newer[0][4] = UInt8(ProtocolInfo.version + 1)
+        expect(
+            newer, .unsupportedVersion(kind: .step, version: ProtocolInfo.version + 1, supported: ProtocolInfo.version))
         expect(Array(step.prefix(2)), .frameCount(kind: .step, expected: 4, actual: 2))
         var shortWeights = step
         shortWeights[1].removeLast()
@@ -160,9 +161,14 @@ final class MessageCodecTests: XCTestCase {
             miscounted,
             .valueOutOfRange(
                 kind: .step, field: "microBatches (not increasing, or counts differ from the keys)", value: 1))
-        var reserved = Message.gradient(GradientReport(step: 0, pieces: [])).encode()
-        reserved[0][24] = 1
-        expect(reserved, .nonZeroUnusedField(kind: .gradient, field: "b"))
+        var halfTimed = Message.gradient(GradientReport(step: 0, pieces: [])).encode()
+        halfTimed[0][24] = 1  // received without sent
+        expect(halfTimed, .valueOutOfRange(kind: .gradient, field: "sent (d) before received (b)", value: 0))
+        var backwards = Message.gradient(
+            GradientReport(step: 0, pieces: [], timing: WorkerTiming(received: 9, sent: 9))
+        ).encode()
+        backwards[0][24] = 10  // received after sent
+        expect(backwards, .valueOutOfRange(kind: .gradient, field: "sent (d) before received (b)", value: 9))
         var emptyButSized = Message.gradient(GradientReport(step: 0, pieces: [])).encode()
         emptyButSized[0][32] = 3
         expect(emptyButSized, .valueOutOfRange(kind: .gradient, field: "values per piece (c)", value: 3))

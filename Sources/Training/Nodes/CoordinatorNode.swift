@@ -175,6 +175,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var stepBroadcastAt: (step: Int, time: Double)?
         /// Seconds from broadcasting the current step to each worker's gradient for it (its first one).
         var answers: [PeerID: Double] = [:]
+        /// The current step's exchanges as the coordinator timed them (`StepTiming`).
+        var timing = StepTiming()
         var machine: Coordinator
         var router: Socket?
         let evaluations = EvaluationQueue()
@@ -292,7 +294,11 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 if case .gradient(let report) = message, let broadcast = stepBroadcastAt, report.step == broadcast.step,
                     answers[peer] == nil
                 {
-                    answers[peer] = monotonicSeconds() - broadcast.time
+                    let now = monotonicSeconds()
+                    answers[peer] = now - broadcast.time
+                    timing.workers[peer, default: .init()].arrived = now
+                    timing.workers[peer, default: .init()].reported = report.timing
+                    timing.lastArrival = now
                 }
                 return .received(message, from: peer)
             } catch let error as MessageDecodingError {
@@ -329,11 +335,21 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             while let action = pending.popFirst() {
                 switch action {
                 case .send(let message, let peer):
-                    if case .step(let assignment) = message, stepBroadcastAt?.step != assignment.step {
-                        stepBroadcastAt = (assignment.step, monotonicSeconds())
-                        answers = [:]
+                    if case .step(let assignment) = message {
+                        let now = monotonicSeconds()
+                        if stepBroadcastAt?.step != assignment.step {
+                            stepBroadcastAt = (assignment.step, now)
+                            answers = [:]
+                            timing = StepTiming(broadcastStarted: now)
+                        }
+                        if timing.workers[peer]?.stepSent == nil {
+                            timing.workers[peer, default: .init()].stepSent = now
+                        }
+                        send(message, to: peer)
+                        timing.broadcastEnded = monotonicSeconds()
+                    } else {
+                        send(message, to: peer)
                     }
-                    send(message, to: peer)
                 case .workerJoined(let info, let joined, let expected, let step):
                     let event = CoordinatorNodeEvent.workerJoined(
                         info, joined: joined, expected: expected, step: step, workers: machine.liveWorkers)
@@ -351,12 +367,16 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     let gathered = monotonicSeconds()
                     let gatherSeconds = stepBroadcastAt.map { gathered - $0.time } ?? 0
                     let learningRate = node.model.apply(result)
-                    let applySeconds = monotonicSeconds() - gathered
+                    let applied = monotonicSeconds()
+                    let applySeconds = applied - gathered
+                    timing.gathered = gathered
+                    timing.applied = applied
                     completedSteps = result.step + 1
                     let metrics = StepMetrics(
                         step: result.step, epoch: result.epoch, sampleCount: result.sampleCount,
                         lossSum: result.lossSum, correctCount: result.correctCount, learningRate: learningRate,
-                        gatherSeconds: gatherSeconds, applySeconds: applySeconds, answerSeconds: answers)
+                        gatherSeconds: gatherSeconds, applySeconds: applySeconds, answerSeconds: answers,
+                        timing: timing)
                     node.logger.debug("\(CoordinatorNodeEvent.stepCompleted(metrics))")
                     emit(.stepCompleted(metrics))
                     let stepsPerEpoch = machine.plan.stepsPerEpoch, totalSteps = configuration.stateMachine.totalSteps

@@ -118,7 +118,8 @@ public struct NetworkHost: ModelHost {
             evaluations.record(evaluation)
             return EpochEvaluation(
                 accuracy: evaluation.accuracy, meanLoss: evaluation.meanLoss,
-                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, details: evaluation)
+                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, details: evaluation,
+                startedAt: Double(start) / 1e9)
         }
     }
 }
@@ -227,7 +228,8 @@ public final class DistributedTraining: @unchecked Sendable {
     ///   - onNodeEvent: every coordinator-node event (joins, deaths, the bound endpoint...), on the run thread.
     public init(
         configuration: TrainingConfiguration, data: MNISTData, endpoint: String, cluster: ClusterSettings,
-        checkpoints: CheckpointPolicy? = nil, logger: Logger, onNodeEvent: @escaping (CoordinatorNodeEvent) -> Void
+        checkpoints: CheckpointPolicy? = nil, trace: TraceRecorder? = nil, logger: Logger,
+        onNodeEvent: @escaping (CoordinatorNodeEvent) -> Void
     ) throws {
         try configuration.validate()
         let workerCount = cluster.workerCount
@@ -267,7 +269,10 @@ public final class DistributedTraining: @unchecked Sendable {
         nodeConfiguration.stateMachine.livenessTicks = max(5, Int(cluster.livenessSeconds / tick))
         nodeConfiguration.stateMachine.minimumWorkers = cluster.minimumWorkers
         nodeConfiguration.stateMachine.stepTimeoutTicks = cluster.stepTimeoutSeconds.map { max(1, Int($0 / tick)) }
-        relay.forward = onNodeEvent
+        relay.forward = { event in
+            trace?.record(event)
+            onNodeEvent(event)
+        }
         let relay = self.relay
         node = CoordinatorNode(
             configuration: nodeConfiguration, model: host, trainingSet: data.train, logger: logger,
@@ -279,8 +284,11 @@ public final class DistributedTraining: @unchecked Sendable {
             relay.afterStep = { [weak relay] in
                 guard step.stepsDone % every == 0, step.stepsDone < total else { return }
                 do {
+                    let start = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
                     try step.checkpoint(dataFingerprint: fingerprint).write(
                         to: checkpoints.url, model: try host.inferenceModel())
+                    trace?.recordCheckpoint(
+                        step: step.stepsDone, start: start, end: Double(DispatchTime.now().uptimeNanoseconds) / 1e9)
                     logger.debug("checkpoint after step \(step.stepsDone) written to \(checkpoints.url.path)")
                     relay?.checkpointed(step.stepsDone, checkpoints.url.path)
                 } catch {

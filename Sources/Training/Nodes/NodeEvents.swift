@@ -45,12 +45,17 @@ public struct EpochEvaluation: Sendable, Equatable {
     public var seconds: Double
     /// The whole evaluation (confusion matrix, mistakes), when the host made one.
     public var details: Evaluation?
+    /// When it started, in seconds on the monotonic clock of `StepTiming` (nil: not known).
+    public var startedAt: Double?
 
-    public init(accuracy: Double, meanLoss: Double, seconds: Double = 0, details: Evaluation? = nil) {
+    public init(
+        accuracy: Double, meanLoss: Double, seconds: Double = 0, details: Evaluation? = nil, startedAt: Double? = nil
+    ) {
         self.accuracy = accuracy
         self.meanLoss = meanLoss
         self.seconds = seconds
         self.details = details
+        self.startedAt = startedAt
     }
 }
 
@@ -151,11 +156,14 @@ public struct StepMetrics: Sendable, Equatable {
     /// Per worker, seconds from broadcasting the step to its gradient: its compute plus both transfers.
     /// `gatherSeconds` minus this is how long the others kept it waiting.
     public var answerSeconds: [PeerID: Double] = [:]
+    /// The step's exchanges on the coordinator's monotonic clock, for a timeline (`TraceRecorder`).
+    public var timing: StepTiming?
 
     public init(
         step: Int, epoch: Int, sampleCount: Int, lossSum: Double, correctCount: Int, learningRate: Double,
-        gatherSeconds: Double, applySeconds: Double, answerSeconds: [PeerID: Double] = [:]
+        gatherSeconds: Double, applySeconds: Double, answerSeconds: [PeerID: Double] = [:], timing: StepTiming? = nil
     ) {
+        self.timing = timing
         self.step = step
         self.epoch = epoch
         self.sampleCount = sampleCount
@@ -171,6 +179,30 @@ public struct StepMetrics: Sendable, Equatable {
     public var meanLoss: Double { sampleCount > 0 ? lossSum / Double(sampleCount) : 0 }
     /// Fraction of the batch classified correctly (0 for an empty batch).
     public var accuracy: Double { sampleCount > 0 ? Double(correctCount) / Double(sampleCount) : 0 }
+}
+
+/// One step's exchanges as the coordinator timed them, in seconds on its monotonic clock
+/// (`DispatchTime` uptime), with each worker's own `WorkerTiming` from its gradient.
+public struct StepTiming: Sendable, Equatable {
+    /// The first and the last `step` message of this step handed to the socket.
+    public var broadcastStarted = 0.0
+    public var broadcastEnded = 0.0
+    /// The last worker's gradient arrived.
+    public var lastArrival = 0.0
+    /// The step was complete (the tree finished), and its update applied.
+    public var gathered = 0.0
+    public var applied = 0.0
+    public var workers: [PeerID: Exchange] = [:]
+
+    /// One worker's part: when its step was sent, when its (first) gradient arrived, and what it reported.
+    public struct Exchange: Sendable, Equatable {
+        public var stepSent: Double?
+        public var arrived: Double?
+        public var reported: WorkerTiming?
+        public init() {}
+    }
+
+    public init(broadcastStarted: Double = 0) { self.broadcastStarted = broadcastStarted }
 }
 
 /// Something that happened in a coordinator node. Delivered on the node's thread, in order.

@@ -158,6 +158,13 @@ public final class WorkerNode: @unchecked Sendable {
         var hasComputer = false
         let box = ComputeBox()
         let queue = DispatchQueue(label: "mnist.worker.compute")
+        /// The origin of this worker's clock for gradient timing (`WorkerTiming`).
+        let clockOrigin = DispatchTime.now().uptimeNanoseconds
+        /// When each step still to be answered arrived, on that clock.
+        var stepReceivedAt: [Int: UInt64] = [:]
+
+        /// Nanoseconds since `clockOrigin`, plus 1 (0 means "not measured" on the wire).
+        func workerClock() -> UInt64 { DispatchTime.now().uptimeNanoseconds - clockOrigin + 1 }
 
         init(node: WorkerNode) {
             self.node = node
@@ -219,8 +226,12 @@ public final class WorkerNode: @unchecked Sendable {
             if let refusal = try handshakeRefusal() { return .abort(reason: refusal) }
             guard let dealer, let frames = try dealer.receiveFrames() else { return nil }
             do {
-                return .received(
-                    try Message.decode(frames, supportedVersion: configuration.stateMachine.protocolVersion))
+                let message = try Message.decode(frames, supportedVersion: configuration.stateMachine.protocolVersion)
+                if case .step(let assignment) = message, stepReceivedAt[assignment.step] == nil {
+                    if stepReceivedAt.count > 64 { stepReceivedAt.removeAll() }  // Never answered: forgotten.
+                    stepReceivedAt[assignment.step] = workerClock()
+                }
+                return .received(message)
             } catch let error as MessageDecodingError {
                 node.logger.warning("undecodable message from the coordinator: \(error)")
                 return .undecodable(error)
@@ -366,6 +377,11 @@ public final class WorkerNode: @unchecked Sendable {
         /// Sends without blocking; a message that cannot be queued is logged (liveness covers it).
         private mutating func send(_ message: Message) {
             guard node.crash.reason == nil, let socket = dealer else { return }
+            var message = message
+            if case .gradient(var report) = message, let received = stepReceivedAt.removeValue(forKey: report.step) {
+                report.timing = WorkerTiming(received: received, sent: max(received, workerClock()))
+                message = .gradient(report)
+            }
             do {
                 if try !socket.send(message.frames, wait: false) {
                     node.logger.warning("send queue to the coordinator is full; dropped a \(message.kind) message")
