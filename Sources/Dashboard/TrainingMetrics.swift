@@ -18,6 +18,10 @@ public final class TrainingMetrics: Sendable {
     let checkpoints: Counter
     let checkpointAge: Gauge
     let stepSeconds: DurationHistogram
+    let bytesSent: Counter
+    let bytesReceived: Counter
+    /// The totals last counted, so that each step adds its difference.
+    private let bytesCounted = Mutex<(sent: Int, received: Int)>((0, 0))
     private let workers: [String: Gauge]
     /// Per worker name, its answer-time histogram (made when the worker first answers).
     private let answers = Mutex<[String: DurationHistogram]>([:])
@@ -55,6 +59,10 @@ public final class TrainingMetrics: Sendable {
                 "step", unit: "seconds",
                 help: "Coordinator: seconds from sending a step to applying its gradient (every worker's answer)."),
             buckets: Self.stepBuckets)
+        let bytes = name(
+            "bytes", unit: "total", help: "Coordinator: bytes of protocol messages sent to and received from workers.")
+        bytesSent = registry.makeCounter(descriptor: bytes, labels: [("direction", "sent")])
+        bytesReceived = registry.makeCounter(descriptor: bytes, labels: [("direction", "received")])
         let workerDescriptor = name("workers", help: "Workers by state (coordinator).")
         workers = Dictionary(
             uniqueKeysWithValues: ["training", "spare", "lost"].map {
@@ -84,6 +92,16 @@ public final class TrainingMetrics: Sendable {
             return made
         }
         histogram.recordNanoseconds(Int64(seconds * 1e9))
+    }
+
+    /// The coordinator's byte totals after a step.
+    func recordBytes(sent: Int, received: Int) {
+        let (newlySent, newlyReceived) = bytesCounted.withLock { counted in
+            defer { counted = (max(counted.sent, sent), max(counted.received, received)) }
+            return (max(0, sent - counted.sent), max(0, received - counted.received))
+        }
+        bytesSent.increment(by: Int64(newlySent))
+        bytesReceived.increment(by: Int64(newlyReceived))
     }
 
     func recordSamples(_ count: Int) { samples.increment(by: Int64(count)) }

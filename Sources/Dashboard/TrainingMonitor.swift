@@ -113,6 +113,8 @@ public final class TrainingMonitor: @unchecked Sendable {
     private var lastBuilt = Date.distantPast
     private var lastCheckpointAt: Date?
     private var blockCount = 1
+    /// The step and traffic total of the last step seen (for bytes per step).
+    private var lastBytes = (step: -1, total: 0)
     private let batchSize: Int
     /// The test images, for the gallery of mistakes.
     public let testImages: LabeledImages
@@ -281,6 +283,7 @@ public final class TrainingMonitor: @unchecked Sendable {
             }
         case .stepCompleted(let step):
             metrics.stepSeconds.recordNanoseconds(Int64((step.gatherSeconds + step.applySeconds) * 1e9))
+            metrics.recordBytes(sent: step.bytesSent, received: step.bytesReceived)
             let answers = Dictionary(uniqueKeysWithValues: step.answerSeconds.map { ("\($0.key)", $0.value) })
             let names = change { state -> [(String, Double)] in
                 var answered: [(String, Double)] = []
@@ -294,6 +297,12 @@ public final class TrainingMonitor: @unchecked Sendable {
                         state.workers[index].waitMilliseconds, wait * 1000)
                     answered.append((state.workers[index].name, seconds))
                 }
+                if step.step > 0, lastBytes.step >= 0 {
+                    // The previous step's traffic: the difference of the running totals.
+                    state.run.bytesPerStep =
+                        (step.bytesSent + step.bytesReceived - lastBytes.total) / (step.step - lastBytes.step)
+                }
+                lastBytes = (step.step, step.bytesSent + step.bytesReceived)
                 return answered
             }
             for (name, seconds) in names { metrics.recordAnswer(worker: name, seconds: seconds) }

@@ -41,7 +41,16 @@ final class DashboardServerTests: XCTestCase {
             .stepCompleted(
                 StepMetrics(
                     step: 2, epoch: 0, sampleCount: 64, lossSum: 64, correctCount: 32, learningRate: 0.002,
-                    gatherSeconds: 0.05, applySeconds: 0.001, answerSeconds: [PeerID("a"): 0.03, PeerID("b"): 0.05])),
+                    gatherSeconds: 0.05, applySeconds: 0.001, answerSeconds: [PeerID("a"): 0.03, PeerID("b"): 0.05],
+                    bytesSent: 1000, bytesReceived: 400)),
+            blockCount: 4)
+        // Step 3 moved 900 more bytes; beta did not answer it.
+        monitor.record(
+            .stepCompleted(
+                StepMetrics(
+                    step: 3, epoch: 0, sampleCount: 64, lossSum: 64, correctCount: 32, learningRate: 0.003,
+                    gatherSeconds: 0.03, applySeconds: 0.001, answerSeconds: [PeerID("a"): 0.03],
+                    bytesSent: 1600, bytesReceived: 700)),
             blockCount: 4)
         monitor.record(.workerDied(second, step: 3, reason: "silent for 10 s"), blockCount: 4)
         let network = try Network(architecture: architecture, seed: 4)
@@ -72,6 +81,7 @@ final class DashboardServerTests: XCTestCase {
                 XCTAssertEqual(run["parameters"] as? Int, 1234)
                 XCTAssertEqual(run["totalSteps"] as? Int, 10)
                 XCTAssertEqual((run["configuration"] as? [String: String])?["batch size"], "64")
+                XCTAssertEqual(run["bytesPerStep"] as? Int, 900)
                 let progress = try XCTUnwrap(state["progress"] as? [String: Any])
                 XCTAssertEqual(progress["step"] as? Int, 3)
                 XCTAssertEqual(progress["etaSeconds"] as? Double, 7, "1 s per step, 7 steps to go")
@@ -85,7 +95,8 @@ final class DashboardServerTests: XCTestCase {
                 XCTAssertEqual(workers.map { $0["share"] as? Double }, [0.5, 0])
                 XCTAssertEqual(workers[1]["note"] as? String, "silent for 10 s")
                 XCTAssertEqual(try XCTUnwrap(workers[0]["answerMilliseconds"] as? Double), 30, accuracy: 1e-9)
-                XCTAssertEqual(try XCTUnwrap(workers[0]["waitMilliseconds"] as? Double), 20, accuracy: 1e-9)
+                // 20 ms at step 2, then 0 at step 3 (alpha was the last): the average moves 1/20 of the way.
+                XCTAssertEqual(try XCTUnwrap(workers[0]["waitMilliseconds"] as? Double), 19, accuracy: 1e-9)
                 XCTAssertEqual(try XCTUnwrap(workers[1]["waitMilliseconds"] as? Double), 0, accuracy: 1e-9)
                 let view = try XCTUnwrap(state["evaluation"] as? [String: Any])
                 XCTAssertEqual(view["confusion"] as? [[Int]], evaluation.confusion)
@@ -170,11 +181,13 @@ final class DashboardServerTests: XCTestCase {
                 let age = try XCTUnwrap(value("mnist_train_checkpoint_age_seconds"))
                 XCTAssertTrue((0..<60).contains(age), "\(age)")
                 XCTAssertEqual(value("mnist_train_model_parameters"), 1234)
-                XCTAssertEqual(value("mnist_train_worker_answer_seconds_count", ["worker": "alpha"]), 1)
+                XCTAssertEqual(value("mnist_train_worker_answer_seconds_count", ["worker": "alpha"]), 2)
+                XCTAssertEqual(value("mnist_train_bytes_total", ["direction": "sent"]), 1600)
+                XCTAssertEqual(value("mnist_train_bytes_total", ["direction": "received"]), 700)
                 XCTAssertEqual(value("mnist_train_worker_answer_seconds_sum", ["worker": "beta"]), 0.05)
                 XCTAssertEqual(value("mnist_train_worker_answer_seconds_bucket", ["worker": "alpha", "le": "0.02"]), 0)
-                XCTAssertEqual(value("mnist_train_worker_answer_seconds_bucket", ["worker": "alpha", "le": "0.05"]), 1)
-                XCTAssertEqual(value("mnist_train_step_seconds_count"), 1)
+                XCTAssertEqual(value("mnist_train_worker_answer_seconds_bucket", ["worker": "alpha", "le": "0.05"]), 2)
+                XCTAssertEqual(value("mnist_train_step_seconds_count"), 2)
             }
         }
     }

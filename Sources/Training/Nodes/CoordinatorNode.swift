@@ -177,6 +177,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var answers: [PeerID: Double] = [:]
         /// The current step's exchanges as the coordinator timed them (`StepTiming`).
         var timing = StepTiming()
+        /// Bytes handed to the socket and received from it in this run (frames, routing ids excluded).
+        var bytesSent = 0, bytesReceived = 0
         var machine: Coordinator
         var router: Socket?
         let evaluations = EvaluationQueue()
@@ -283,6 +285,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             reportEvaluations()
             guard let router, let frames = try router.receiveFrames(), let id = frames.first else { return nil }
             let peer = PeerID(id.bytes)
+            bytesReceived += frames.dropFirst().reduce(0) { $0 + $1.byteCount }
             if configuration.security != nil, keyNames[peer] == nil, let key = frames.last?.property("User-Id"),
                 !key.isEmpty
             {
@@ -376,7 +379,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                         step: result.step, epoch: result.epoch, sampleCount: result.sampleCount,
                         lossSum: result.lossSum, correctCount: result.correctCount, learningRate: learningRate,
                         gatherSeconds: gatherSeconds, applySeconds: applySeconds, answerSeconds: answers,
-                        timing: timing)
+                        timing: timing, bytesSent: bytesSent, bytesReceived: bytesReceived)
                     node.logger.debug("\(CoordinatorNodeEvent.stepCompleted(metrics))")
                     emit(.stepCompleted(metrics))
                     let stepsPerEpoch = machine.plan.stepsPerEpoch, totalSteps = configuration.stateMachine.totalSteps
@@ -417,10 +420,12 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
 
         /// Sends without blocking; a vanished peer or a full queue is logged, not fatal: liveness and
         /// resends take care of it.
-        private func send(_ message: Message, to peer: PeerID) {
+        private mutating func send(_ message: Message, to peer: PeerID) {
             guard let router else { return }
             do {
-                if try !router.send([Frame(peer.bytes)] + message.frames, wait: false) {
+                let frames = message.frames
+                bytesSent += frames.reduce(0) { $0 + $1.byteCount }
+                if try !router.send([Frame(peer.bytes)] + frames, wait: false) {
                     node.warn("send queue to \(peer) is full; dropped a \(message.kind) message", about: "\(peer)")
                 }
             } catch let error as ZeroMQError where error.isHostUnreachable {

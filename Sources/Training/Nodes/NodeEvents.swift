@@ -158,12 +158,18 @@ public struct StepMetrics: Sendable, Equatable {
     public var answerSeconds: [PeerID: Double] = [:]
     /// The step's exchanges on the coordinator's monotonic clock, for a timeline (`TraceRecorder`).
     public var timing: StepTiming?
+    /// Bytes the coordinator has sent and received in this run so far (message frames, every kind).
+    public var bytesSent: Int
+    public var bytesReceived: Int
 
     public init(
         step: Int, epoch: Int, sampleCount: Int, lossSum: Double, correctCount: Int, learningRate: Double,
-        gatherSeconds: Double, applySeconds: Double, answerSeconds: [PeerID: Double] = [:], timing: StepTiming? = nil
+        gatherSeconds: Double, applySeconds: Double, answerSeconds: [PeerID: Double] = [:], timing: StepTiming? = nil,
+        bytesSent: Int = 0, bytesReceived: Int = 0
     ) {
         self.timing = timing
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
         self.step = step
         self.epoch = epoch
         self.sampleCount = sampleCount
