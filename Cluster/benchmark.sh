@@ -34,3 +34,23 @@ for workers in 0 1 2 4; do
         "${split:+$split; worker compute ms/step: $compute, between steps: $between}"
     rm -f "$out.err"
 done
+
+echo
+echo "== watching costs nothing measurable: images/s of one epoch with 2 local workers, interleaved rounds"
+printf '%-28s %s\n' "" "images/s per round"
+declare -A rates
+for round in 1 2 3; do
+    for mode in plain dashboard trace; do
+        case $mode in
+            plain) extra=() ;;
+            dashboard) extra=(--dashboard 0) ;;  # no page open: the figure of a run nobody watches
+            trace) extra=(--trace "/tmp/mnist-bench-$$.json") ;;
+        esac
+        rate=$($bin train --workers 2 --epochs 1 --log-format json --output /tmp/mnist-bench-$$.safetensors \
+            "${extra[@]}" "$@" 2>/dev/null | tail -n 1 \
+            | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["images_per_second"]))')
+        rates[$mode]="${rates[$mode]:-} $rate"
+    done
+done
+rm -f "/tmp/mnist-bench-$$.json"
+printf '%-28s %s\n' "without" "${rates[plain]}" "--dashboard 0" "${rates[dashboard]}" "--trace FILE" "${rates[trace]}"

@@ -267,7 +267,7 @@ extension Pages {
         .chart .dot { fill: var(--accent); }
         table { border-collapse: collapse; width: 100%; font-size: 0.88em; }
         th, td { text-align: left; padding: 0.25em 0.5em; border-bottom: 1px solid #eef0f4; }
-        tr.lost td { color: var(--bad); }
+        tr.lost td, tr.evicted td { color: var(--bad); }
         tr.spare td { color: var(--muted); }
         table.keys td:first-child { color: var(--muted); width: 40%; }
         .log { font: 12px/1.45 ui-monospace, monospace; max-height: 260px; overflow-y: auto; white-space: pre-wrap; }

@@ -65,7 +65,7 @@ public final class TrainingMetrics: Sendable {
         bytesReceived = registry.makeCounter(descriptor: bytes, labels: [("direction", "received")])
         let workerDescriptor = name("workers", help: "Workers by state (coordinator).")
         workers = Dictionary(
-            uniqueKeysWithValues: ["training", "spare", "lost"].map {
+            uniqueKeysWithValues: ["training", "spare", "lost", "evicted"].map {
                 ($0, registry.makeGauge(descriptor: workerDescriptor, labels: [("state", $0)]))
             })
         checkpointAge.set(-1.0)

@@ -63,7 +63,7 @@ public struct DashboardState: Encodable, Sendable {
     public struct WorkerRow: Encodable, Sendable {
         public var name: String
         public var peer: String
-        /// training, spare, lost (died or evicted).
+        /// training, spare, lost (died, left or silent) or evicted (a wrong or late answer).
         public var state: String
         public var slot: Int?
         public var threads: Int
@@ -310,7 +310,9 @@ public final class TrainingMonitor: @unchecked Sendable {
             break
         case .workerDied(let info, let step, let reason):
             change {
-                upsert(&$0, info, state: "lost", step: step, now: now, note: reason)
+                upsert(
+                    &$0, info, state: reason.hasPrefix("evicted") ? "evicted" : "lost", step: step, now: now,
+                    note: reason)
                 note(&$0, "\(info) lost at step \(step): \(reason)", level: "warning")
             }
         case .undecodable(let peer, let error):
@@ -335,7 +337,7 @@ public final class TrainingMonitor: @unchecked Sendable {
             state.workers[index].state = kind
             state.workers[index].slot = info.slot
             state.workers[index].blocks = describeBlocks(info.blocks)
-            state.workers[index].share = kind == "lost" ? 0 : share
+            state.workers[index].share = kind == "lost" || kind == "evicted" ? 0 : share
             state.workers[index].lastSeen = now
             if let note { state.workers[index].note = note }
         } else {
