@@ -49,11 +49,13 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(
+            name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
         .target(name: "ConvNet", dependencies: ["COpenBLAS"], swiftSettings: engine),
         .target(
             name: "MNIST",
-            dependencies: ["CZlib", "CPNG", "Host", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CZlib", "CPNG", "CTurboJPEG", "Host", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: checkedOptimised),
         // Processes, CPU counts and features, signals: the operating system outside math and sockets.
         .target(name: "Host"),
@@ -86,7 +88,7 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["MNIST", "DataParallel", "Host"], path: "Tests/TestSupport"),
         .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "TestSupport"]),
-        .testTarget(name: "MNISTTests", dependencies: ["MNIST", "Host", "TestSupport"]),
+        .testTarget(name: "MNISTTests", dependencies: ["MNIST", "CTurboJPEG", "Host", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["Host", "TestSupport"]),
         .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "DataParallel", "TestSupport"]),

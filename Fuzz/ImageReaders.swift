@@ -1,5 +1,6 @@
 // libFuzzer target for the readers of files that users and mirrors hand over: the image dispatch
-// (`ImageFile.decode`: PNG through libpng, binary PGM/PPM), the preprocessing of whatever decodes,
+// (`ImageFile.decode`: PNG through libpng, JPEG through libjpeg-turbo with the EXIF orientation
+// parser, binary PGM/PPM), the preprocessing of whatever decodes,
 // and the IDX reader with its gzip layer. Fuzz/run.sh compiles it with AddressSanitizer together
 // with those MNIST sources alone (the download code, which needs swift-crypto, stays out), with
 // checks on as in the package. Byte 0 of an input picks the reader (modulo 4): 0 an image file,
@@ -59,6 +60,7 @@ func checkImage(_ bytes: [UInt8]) {
     expect(image.pixelCount <= ImageFile.maximumPixelCount, "a \(image.width)x\(image.height) image decoded")
     switch format {
     case .png: break
+    case .jpeg: expect(image.layout == .grey, "a JPEG file decoded as \(image.layout)")
     case .pgm: expect(image.layout == .grey, "a PGM file decoded as \(image.layout)")
     case .ppm: expect(image.layout == .rgb, "a PPM file decoded as \(image.layout)")
     case .other: fatalError("bytes of no known image format decoded")
@@ -190,6 +192,18 @@ func seeds() throws -> [(name: String, input: [UInt8])] {
             "png16-\(layout.rawValue)", .image,
             try PNG.encode16(width: width, height: height, layout: layout, samples: deep))
     }
+    // JPEG: baseline and progressive, colour and grey, and one with an EXIF orientation segment.
+    let colour = image.converted(to: .rgb)
+    add("jpeg-420", .image, try JPEG.encode(colour, quality: 80))
+    add("jpeg-444-progressive", .image, try JPEG.encode(colour, quality: 90, subsampling: .none, progressive: true))
+    add("jpeg-grey", .image, try JPEG.encode(image, quality: 75))
+    let plain = try JPEG.encode(image, quality: 75)
+    let tiff: [UInt8] =
+        Array("II".utf8) + [42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]
+    let exif = Array("Exif\0\0".utf8) + tiff
+    add(
+        "jpeg-exif-6", .image,
+        Array(plain.prefix(2)) + [0xFF, 0xE1, 0, UInt8(exif.count + 2)] + exif + Array(plain.dropFirst(2)))
     let greySamples: [UInt16] = [0, 1, 300, 65535, 7, 9]
     add("pgm16", .image, PNM.encode(width: 3, height: 2, layout: .grey, samples: greySamples, maxValue: 65535))
     let rgbSamples: [UInt16] = [0, 15, 3, 4, 5, 6]

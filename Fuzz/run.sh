@@ -18,13 +18,14 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name DataParallelFu
 # Only the reader files and what they use (not the downloads, which need swift-crypto); checks stay
 # on (-O), as the package compiles them. The test helper that writes PNGs by hand makes seeds.
 readers=()
-for name in Gzip IDX LabeledImages Image ImageFile PNG PNM Preprocess PreprocessResampling ImageTextPicture; do
+for name in Gzip IDX LabeledImages Image ImageFile PNG JPEG EXIF PNM Preprocess PreprocessResampling ImageTextPicture; do
     readers+=("Sources/MNIST/$name.swift")
 done
 # shellcheck disable=SC2046  # pkg-config prints several flags
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name MNISTFuzz -I Sources/CPNG -I Sources/CZlib \
+    -I Sources/CTurboJPEG \
     "${readers[@]}" Tests/MNISTTests/PNGHandmade.swift Fuzz/ImageReaders.swift \
-    $(pkg-config --libs libpng zlib) -o "$out/image-readers" 2> >(quiet)
+    $(pkg-config --libs libpng zlib libturbojpeg) -o "$out/image-readers" 2> >(quiet)
 export SWIFT_BACKTRACE=enable=no  # libFuzzer and ASan report crashes themselves.
 
 status=0

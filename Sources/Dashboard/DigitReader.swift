@@ -69,7 +69,7 @@ public final class DigitReader: @unchecked Sendable {
     /// Whether there is a model to answer with.
     public var hasModel: Bool { lock.withLock { ensemble != nil } }
 
-    /// The digit in `bytes`, a PNG, PGM or PPM file's contents.
+    /// The digit in `bytes`, a PNG, JPEG, PGM or PPM file's contents.
     public func read(_ bytes: [UInt8]) throws(DigitReaderError) -> DigitAnswer {
         let digit: PreprocessedDigit
         do {

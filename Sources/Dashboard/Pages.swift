@@ -55,7 +55,7 @@ enum Pages {
               <canvas id="pad" width="280" height="280" aria-label="drawing pad"></canvas>
               <div class="buttons">
                 <button id="clear" type="button">Clear</button>
-                <label class="file">Image file… <input id="file" type="file" accept="image/png,.pgm,.ppm,.pnm"></label>
+                <label class="file">Image file… <input id="file" type="file" accept="image/png,image/jpeg,.pgm,.ppm,.pnm"></label>
               </div>
             </div>
             <div class="answer">

@@ -57,7 +57,7 @@ public final class PredictionServer: Sendable {
         router.get("predict") { _, _ -> Response in
             throw HTTPError(
                 .methodNotAllowed, headers: [.allow: "POST"],
-                message: "POST an image file (PNG, PGM or PPM) as the body of /predict")
+                message: "POST an image file (PNG, JPEG, PGM or PPM) as the body of /predict")
         }
     }
 
@@ -106,7 +106,7 @@ public final class PredictionServer: Sendable {
             throw HTTPError(
                 .contentTooLarge,
                 message: "the upload is larger than \(Self.maximumUploadBytes >> 20) MiB; send one image file "
-                    + "(PNG, PGM or PPM) as the request body")
+                    + "(PNG, JPEG, PGM or PPM) as the request body")
         }
         let bytes = Array(body.readableBytesView)
         let started = ContinuousClock.now
@@ -134,7 +134,7 @@ public final class PredictionServer: Sendable {
             metrics.recordUnreadable()
             throw HTTPError(
                 .unprocessableContent,
-                message: "not an image this server reads (PNG, PGM or PPM, sent as the request body): \(reason)")
+                message: "not an image this server reads (PNG, JPEG, PGM or PPM, sent as the request body): \(reason)")
         case .failure(.noDigit(let reason)):
             metrics.recordNoDigit()
             throw HTTPError(.unprocessableContent, message: "no digit found: \(reason)")

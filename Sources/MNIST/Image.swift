@@ -78,7 +78,7 @@ public struct RasterImage: Sendable, Equatable {
     ///
     /// Colour to grey uses the Rec. 601 luma weights (0.299, 0.587, 0.114) on the sRGB-encoded
     /// values, rounded; grey to colour copies the grey value; a missing alpha becomes 255 (opaque);
-    /// a dropped alpha is simply discarded (use `compositedOverWhite()` first to flatten instead).
+    /// a dropped alpha is simply discarded (`greyCompositedOverWhite()` flattens instead).
     public func converted(to target: Layout) -> RasterImage {
         if target == layout { return self }
         let n = pixelCount

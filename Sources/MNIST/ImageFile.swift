@@ -1,15 +1,15 @@
 // The one error type of image reading and writing, and the sniffing of a file's kind from its magic
-// bytes (never from its extension). Decoders themselves live in PNG.swift and PNM.swift.
+// bytes (never from its extension). Decoders themselves live in PNG.swift, JPEG.swift and PNM.swift.
 import Foundation
 
 /// Why an image file could not be read (or an image could not be written).
 public enum ImageFileError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The file holds no bytes at all.
     case empty
-    /// The file is not PNG, PGM or PPM. `kind` names what it seems to be ("a JPEG image"), or is
+    /// The file is not PNG, JPEG, PGM or PPM. `kind` names what it seems to be ("a GIF image"), or is
     /// nil when the magic bytes are not recognised.
     case unsupportedFormat(kind: String?)
-    /// The file ends before the image does. `format` is "PNG", "PGM" or "PPM"; `detail` says where.
+    /// The file ends before the image does. `format` is "PNG", "JPEG", "PGM" or "PPM"; `detail` says where.
     case truncated(format: String, detail: String)
     /// The header declares a width or height of zero.
     case zeroSized(format: String, width: Int, height: Int)
@@ -17,7 +17,7 @@ public enum ImageFileError: Error, Equatable, Sendable, CustomStringConvertible 
     case tooLarge(format: String, width: Int, height: Int)
     /// The bytes are of the right kind but malformed; `detail` is the decoder's (or libpng's) reason.
     case corrupt(format: String, detail: String)
-    /// libpng refused to encode the image.
+    /// The encoder (libpng, libjpeg-turbo) refused to encode the image.
     case encodingFailed(String)
 
     public var description: String {
@@ -26,7 +26,8 @@ public enum ImageFileError: Error, Equatable, Sendable, CustomStringConvertible 
             return "the file is empty (0 bytes)"
         case .unsupportedFormat(let kind):
             let what = kind.map { "the file looks like \($0)" } ?? "the file's first bytes match no known image format"
-            return "\(what); only PNG, binary PGM (P5) and binary PPM (P6) images can be read — convert it to PNG first"
+            return
+                "\(what); only PNG, JPEG, binary PGM (P5) and binary PPM (P6) images can be read — convert it to PNG first"
         case .truncated(let format, let detail):
             return "the \(format) file is truncated: \(detail)"
         case .zeroSized(let format, let width, let height):
@@ -38,7 +39,7 @@ public enum ImageFileError: Error, Equatable, Sendable, CustomStringConvertible 
         case .corrupt(let format, let detail):
             return "the \(format) file is corrupt: \(detail)"
         case .encodingFailed(let why):
-            return "libpng could not encode the image: \(why)"
+            return "the image could not be encoded: \(why)"
         }
     }
 }
@@ -47,6 +48,8 @@ public enum ImageFileError: Error, Equatable, Sendable, CustomStringConvertible 
 public enum ImageFileFormat: Equatable, Sendable {
     /// PNG (decoded by libpng).
     case png
+    /// JPEG/JFIF/EXIF (decoded by libjpeg-turbo).
+    case jpeg
     /// Binary PGM, "P5" (greyscale netpbm).
     case pgm
     /// Binary PPM, "P6" (colour netpbm).
@@ -73,7 +76,9 @@ public enum ImageFileFormat: Equatable, Sendable {
         if starts(Array(pngSignature.prefix(4))) { return .png }
         if starts(ascii("P5")) { return .pgm }
         if starts(ascii("P6")) { return .ppm }
-        if starts([0xFF, 0xD8, 0xFF]) { return .other("a JPEG image") }
+        if starts([0xFF, 0xD8, 0xFF]) || (head.count < 3 && Array([0xFF, 0xD8].prefix(head.count)) == head) {
+            return .jpeg
+        }
         if starts(ascii("GIF87a")) || starts(ascii("GIF89a")) { return .other("a GIF image") }
         if starts(ascii("BM")) { return .other("a BMP image") }
         if starts(ascii("II*\0")) || starts(ascii("MM\0*")) { return .other("a TIFF image") }
@@ -110,7 +115,8 @@ public enum ImageFile {
     /// dimensions before any pixel memory is allocated.
     public static let maximumPixelCount = 50_000_000
 
-    /// Decodes a PNG, binary PGM or binary PPM file's bytes, whatever its name says.
+    /// Decodes a PNG, JPEG, binary PGM or binary PPM file's bytes, whatever its name says (a JPEG
+    /// becomes grey, upright by its EXIF orientation).
     ///
     /// Throws `ImageFileError`: `.empty`, `.unsupportedFormat`, `.truncated`, `.zeroSized`,
     /// `.tooLarge` or `.corrupt`.
@@ -118,6 +124,7 @@ public enum ImageFile {
         if bytes.isEmpty { throw ImageFileError.empty }
         switch ImageFileFormat.detect(bytes) {
         case .png: return try PNG.decode(bytes)
+        case .jpeg: return try JPEG.decode(bytes)
         case .pgm, .ppm: return try PNM.decode(bytes)
         case .other(let kind): throw ImageFileError.unsupportedFormat(kind: kind)
         }

@@ -20,6 +20,7 @@ public enum PNM {
         case .pgm: layout = .grey; format = "PGM"
         case .ppm: layout = .rgb; format = "PPM"
         case .png: throw ImageFileError.unsupportedFormat(kind: "a PNG image (use PNG.decode)")
+        case .jpeg: throw ImageFileError.unsupportedFormat(kind: "a JPEG image (use JPEG.decode)")
         case .other(let kind): throw ImageFileError.unsupportedFormat(kind: kind)
         }
 

@@ -10,7 +10,7 @@ import Training
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Classify the digit in each image (PNG of any kind, binary PGM/PPM; any size, colours or background).",
+            "Classify the digit in each image (PNG, JPEG, binary PGM/PPM; any size, colours or background).",
         discussion: """
             Each image is turned into MNIST's form before the network sees it: to grey (transparency over \
             white), light ink on black whichever way it was drawn, cropped to the ink, scaled to fit 20x20 \

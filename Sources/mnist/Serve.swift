@@ -10,7 +10,7 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a model over HTTP: a page to draw digits on and a JSON API (POST /predict).",
         discussion: """
-            Routes: GET / (draw a digit), POST /predict (the body is an image file: PNG, PGM or PPM; the \
+            Routes: GET / (draw a digit), POST /predict (the body is an image file: PNG, JPEG, PGM or PPM; the \
             answer is JSON with the digit, the ten probabilities and the 28x28 input the network saw), \
             GET /health, GET /metrics (Prometheus). Uploads are limited to 8 MiB, 10 s to arrive and 4 at \
             a time; refusals are JSON {"error": {"message": ...}} with status 408, 413, 422 or 503.

@@ -56,10 +56,12 @@ final class PreprocessPipelineTests: XCTestCase {
         XCTAssertEqual(try ImageFile.decode(contentsOf: url), image)
     }
 
-    func testJPEGFileGivesAClearError() {
+    func testATruncatedJPEGGivesAClearError() {
         let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x43, 0x00]
         XCTAssertThrowsError(try ImageFile.decode(jpeg)) { error in
-            XCTAssertEqual("\(error)", ImageFileError.unsupportedFormat(kind: "a JPEG image").description)
+            guard case .truncated(let format, _) = error as? ImageFileError else { return XCTFail("\(error)") }
+            XCTAssertEqual(format, "JPEG")
+            XCTAssertTrue("\(error)".hasPrefix("the JPEG file is truncated"), "\(error)")
         }
     }
 

@@ -111,8 +111,19 @@ final class EndToEndTests: XCTestCase {
         for index in 0..<count {
             let digit = Array(test.pixels[(index * 784)..<((index + 1) * 784)])
             let image = UserRendering.render(digit, using: &random)
-            let file = directory.file(String(format: "digit-%03d.png", index)).path
-            try Data(PNG.encode(image)).write(to: URL(fileURLWithPath: file))
+            // One in three saved as a JPEG; half of those stored sideways with an EXIF orientation
+            // of 6 (turn 90° clockwise), as phones save photos.
+            let bytes: [UInt8]
+            switch index % 6 {
+            case 1: bytes = try JPEG.encode(image, quality: 85)
+            case 4:
+                bytes = JPEGFiles.inserting(
+                    JPEGFiles.exifSegment(orientation: 6), into: try JPEG.encode(image.oriented(8), quality: 85))
+            default: bytes = try PNG.encode(image)
+            }
+            let name = String(format: "digit-%03d.%@", index, index % 3 == 1 ? "jpg" : "png")
+            let file = directory.file(name).path
+            try Data(bytes).write(to: URL(fileURLWithPath: file))
             files.append(file)
         }
         let result = try Subprocess.capture(
