@@ -17,11 +17,17 @@ public enum JPEG {
         case none, quarter, grey
     }
 
-    /// Decodes a baseline or progressive JPEG (colour or greyscale) to a grey image, upright.
+    /// A photo is decoded at the smallest of libjpeg-turbo's DCT scales (1/2, 1/4, 1/8...) that keeps
+    /// its shorter side at least this many pixels: a 12-megapixel phone photo of a digit is read at
+    /// 1/4 scale, about 16 times less work, with far more pixels than a 20-pixel digit needs.
+    public static let decodedShorterSide = 768
+
+    /// Decodes a baseline or progressive JPEG (colour or greyscale) to a grey image, upright; large
+    /// photos at a reduced scale (`decodedShorterSide`; pass `fullSize` for every pixel).
     ///
     /// Throws `ImageFileError`: `.empty`, `.truncated` (the data ends early), `.zeroSized`,
     /// `.tooLarge`, `.corrupt` (libjpeg-turbo's reason, or a CMYK file).
-    public static func decode(_ bytes: [UInt8]) throws -> RasterImage {
+    public static func decode(_ bytes: [UInt8], fullSize: Bool = false) throws -> RasterImage {
         if bytes.isEmpty { throw ImageFileError.empty }
         guard let handle = tjInitDecompress() else {
             throw ImageFileError.corrupt(format: "JPEG", detail: "libjpeg-turbo could not start a decompressor")
@@ -43,11 +49,12 @@ public enum JPEG {
                 format: "JPEG",
                 detail: "it is a CMYK (print) JPEG, which is not read; save it as an RGB or greyscale JPEG or as PNG")
         }
-        var grey = [UInt8](repeating: 0, count: Int(width) * Int(height))
+        let (scaledWidth, scaledHeight) = fullSize ? (width, height) : scaledSize(width: width, height: height)
+        var grey = [UInt8](repeating: 0, count: Int(scaledWidth) * Int(scaledHeight))
         let status = bytes.withUnsafeBufferPointer { source in
             grey.withUnsafeMutableBufferPointer { target in
                 tjDecompress2(
-                    handle, source.baseAddress, UInt(bytes.count), target.baseAddress, width, 0, height,
+                    handle, source.baseAddress, UInt(bytes.count), target.baseAddress, scaledWidth, 0, scaledHeight,
                     Int32(TJPF_GRAY.rawValue), Int32(TJFLAG_LIMITSCANS | TJFLAG_ACCURATEDCT))
             }
         }
@@ -58,8 +65,20 @@ public enum JPEG {
             if tjGetErrorCode(handle) != Int32(TJERR_WARNING.rawValue) { throw error }
             if case .truncated = error { throw error }
         }
-        let image = RasterImage(width: Int(width), height: Int(height), layout: .grey, samples: grey)
+        let image = RasterImage(width: Int(scaledWidth), height: Int(scaledHeight), layout: .grey, samples: grey)
         return EXIF.orientation(ofJPEG: bytes).map { image.oriented($0) } ?? image
+    }
+
+    /// The size of the smallest DCT scale (n/8 for n in 1...8) whose shorter side is at least
+    /// `decodedShorterSide`, or the full size when even that is too small.
+    static func scaledSize(width: Int32, height: Int32) -> (Int32, Int32) {
+        let shorter = Int(min(width, height))
+        // TJSCALED: the scaled dimension rounds up.
+        func scaled(_ dimension: Int32, _ eighths: Int) -> Int32 { Int32((Int(dimension) * eighths + 7) / 8) }
+        for eighths in 1...8 where (shorter * eighths + 7) / 8 >= decodedShorterSide {
+            return (scaled(width, eighths), scaled(height, eighths))
+        }
+        return (width, height)
     }
 
     /// The last error of `handle` as an `ImageFileError`. A file that does not end with the EOI

@@ -59,6 +59,32 @@ final class JPEGTests: XCTestCase {
         XCTAssertEqual(try ImageFile.decode(progressiveBytes), baseline)
     }
 
+    func testALargePhotoIsDecodedAtTheSmallestScaleThatKeepsItsShorterSideAt768Pixels() throws {
+        // 2000x1600: 4/8 gives 1000x800; 3/8 would give 600 rows, fewer than 768.
+        let width = 2000, height = 1600
+        var samples = [UInt8](repeating: 210, count: width * height)
+        for y in 400..<1200 { for x in 900..<1000 { samples[y * width + x] = 25 } }
+        let bytes = try JPEG.encode(
+            RasterImage(width: width, height: height, layout: .grey, samples: samples), quality: 90)
+        let reduced = try ImageFile.decode(bytes)
+        XCTAssertEqual([reduced.width, reduced.height], [1000, 800])
+        let full = try JPEG.decode(bytes, fullSize: true)
+        XCTAssertEqual([full.width, full.height], [2000, 1600])
+        // The reduced image is the full one averaged over 2x2 blocks, within JPEG's rounding.
+        var largest = 0
+        for y in 0..<800 {
+            for x in 0..<1000 {
+                let sum = [(0, 0), (1, 0), (0, 1), (1, 1)].reduce(0) {
+                    $0 + Int(full.samples[(2 * y + $1.1) * 2000 + 2 * x + $1.0])
+                }
+                largest = max(largest, abs(Int(reduced.samples[y * 1000 + x]) - (sum + 2) / 4))
+            }
+        }
+        XCTAssertLessThanOrEqual(largest, 12)
+        // A small picture is decoded whole.
+        XCTAssertEqual(try ImageFile.decode(JPEG.encode(Self.picture(), quality: 90)).width, 48)
+    }
+
     // MARK: - EXIF orientation
 
     // The transforms of the EXIF specification (and of PIL's ImageOps.exif_transpose), built from
