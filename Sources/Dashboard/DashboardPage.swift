@@ -37,9 +37,10 @@ extension Pages {
           <section class="card"><h2>Images per second</h2><svg id="chart-speed" class="chart" viewBox="0 0 480 220"></svg></section>
           <section class="card"><h2>Learning rate</h2><svg id="chart-rate" class="chart" viewBox="0 0 480 220"></svg></section>
           <section class="card wide"><h2>Workers</h2>
-            <table id="workers"><thead><tr><th>name</th><th>address</th><th>state</th><th>slot</th><th>threads</th>
-              <th>blocks</th><th>share</th><th title="from sending the step to its gradient: compute and transfers">answer ms</th>
-              <th title="from its gradient to the last worker's">wait ms</th><th>joined at step</th><th>last seen</th><th>note</th></tr></thead>
+            <table id="workers"><thead><tr><th>name</th><th>address</th><th>id</th><th>state</th><th>slot</th><th>threads</th>
+              <th>blocks</th><th>share</th><th title="per step: from receiving the step to sending its gradient, on the worker's clock">compute ms</th>
+              <th title="per step: sending the step and the gradient (the answer time less the compute)">transfer ms</th>
+              <th title="per step: from its gradient to the last worker's">wait ms</th><th>joined at step</th><th>last seen</th><th>note</th></tr></thead>
               <tbody></tbody></table>
           </section>
           <section class="card"><h2>Run</h2><table id="run" class="keys"><tbody></tbody></table></section>
@@ -139,12 +140,13 @@ extension Pages {
             const workers = el("workers").tBodies[0];
             workers.replaceChildren.apply(workers, state.workers.length ? state.workers.map(function (w) {
               function ms(value) { return value === null || value === undefined ? "–" : value.toFixed(1); }
-              const tr = row([w.name, w.peer, w.state, w.slot, w.threads, w.blocks, (100 * w.share).toFixed(0) + "%",
-                ms(w.answerMilliseconds), ms(w.waitMilliseconds), w.joinedStep, clock(w.lastSeen), w.note]);
+              const tr = row([w.name, w.address, w.peer, w.state, w.slot, w.threads, w.blocks, (100 * w.share).toFixed(0) + "%",
+                ms(w.computeMilliseconds), ms(w.transferMilliseconds), ms(w.waitMilliseconds), w.joinedStep, clock(w.lastSeen),
+                w.note]);
               tr.className = w.state;
               return tr;
-            }) : [row([run.mode === "single" ? "this process" : "no worker yet", "", state.status, "", run.configuration.threads || "",
-              "all", "100%", "", "", "", "", ""])]);
+            }) : [row([run.mode === "single" ? "this process" : "no worker yet", "", "", state.status, "", run.configuration.threads || "",
+              "all", "100%", "", "", "", "", "", ""])]);
 
             const info = [["images", run.trainImages ? run.trainImages.toLocaleString() + " training, " + run.testImages.toLocaleString() + " test" : ""],
               ["steps", run.stepsPerEpoch ? run.stepsPerEpoch + " per epoch, " + run.totalSteps + " in all" : ""],

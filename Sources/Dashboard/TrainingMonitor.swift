@@ -62,7 +62,10 @@ public struct DashboardState: Encodable, Sendable {
 
     public struct WorkerRow: Encodable, Sendable {
         public var name: String
+        /// Its routing id, and the address it connected from (an IP over tcp; over ipc libzmq gives
+        /// "localhost:UID:GID:PID").
         public var peer: String
+        public var address: String
         /// training, spare, lost (died, left or silent) or evicted (a wrong or late answer).
         public var state: String
         public var slot: Int?
@@ -79,6 +82,10 @@ public struct DashboardState: Encodable, Sendable {
         /// last worker's gradient (waiting for the others).
         public var answerMilliseconds: Double?
         public var waitMilliseconds: Double?
+        /// The answer split by the worker's own timing (protocol version 4): computing (from receiving
+        /// the step to sending the gradient, on its clock) and the rest (both transfers).
+        public var computeMilliseconds: Double?
+        public var transferMilliseconds: Double?
     }
 
     public struct LogEntry: Encodable, Sendable {
@@ -113,6 +120,8 @@ public final class TrainingMonitor: @unchecked Sendable {
     private var lastBuilt = Date.distantPast
     private var lastCheckpointAt: Date?
     private var blockCount = 1
+    /// Network addresses by routing id, as the coordinator reported them (at most 4096).
+    private var addresses: [String: String] = [:]
     /// The step and traffic total of the last step seen (for bytes per step).
     private var lastBytes = (step: -1, total: 0)
     private let batchSize: Int
@@ -295,6 +304,15 @@ public final class TrainingMonitor: @unchecked Sendable {
                         state.workers[index].answerMilliseconds, seconds * 1000)
                     state.workers[index].waitMilliseconds = Self.average(
                         state.workers[index].waitMilliseconds, wait * 1000)
+                    if let peer = step.timing?.workers.first(where: { "\($0.key)" == state.workers[index].peer }),
+                        let reported = peer.value.reported
+                    {
+                        let compute = Double(reported.sent - reported.received) / 1e6
+                        state.workers[index].computeMilliseconds = Self.average(
+                            state.workers[index].computeMilliseconds, compute)
+                        state.workers[index].transferMilliseconds = Self.average(
+                            state.workers[index].transferMilliseconds, max(0, seconds * 1000 - compute))
+                    }
                     answered.append((state.workers[index].name, seconds))
                 }
                 if step.step > 0, lastBytes.step >= 0 {
@@ -317,6 +335,13 @@ public final class TrainingMonitor: @unchecked Sendable {
             }
         case .undecodable(let peer, let error):
             change { note(&$0, "undecodable message from \(peer): \(error)", level: "warning") }
+        case .peerAddress(let peer, let address):
+            change { state in
+                if addresses.count < 4096 { addresses["\(peer)"] = address }
+                for index in state.workers.indices where state.workers[index].peer == "\(peer)" {
+                    state.workers[index].address = address
+                }
+            }
         case .ignored, .ended:
             break
         }
@@ -343,7 +368,8 @@ public final class TrainingMonitor: @unchecked Sendable {
         } else {
             state.workers.append(
                 .init(
-                    name: info.name, peer: "\(info.peer)", state: kind, slot: info.slot, threads: info.threads,
+                    name: info.name, peer: "\(info.peer)", address: addresses["\(info.peer)"] ?? "", state: kind,
+                    slot: info.slot, threads: info.threads,
                     blocks: describeBlocks(info.blocks), share: share, joinedStep: step, lastSeen: now,
                     note: note ?? ""))
         }

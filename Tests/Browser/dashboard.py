@@ -35,25 +35,31 @@ def main():
         names = driver.execute_script(
             "return Array.from(document.querySelectorAll('#workers tbody tr')).map(function (row) {"
             " return row.cells[0].textContent; })")
-        answers = driver.execute_script(
+        # Wait for the first per-worker timings, then read the compute and transfer columns.
+        WebDriverWait(driver, 60).until(
+            lambda d: d.execute_script("return Array.from(document.querySelectorAll('#workers tbody tr')).every("
+                                       "function (row) { return row.cells[8].textContent !== '\u2013'; })"))
+        computes = driver.execute_script(
             "return Array.from(document.querySelectorAll('#workers tbody tr')).map(function (row) {"
-            " return row.cells[7].textContent; })")
+            " return [row.cells[1].textContent, row.cells[8].textContent, row.cells[9].textContent]; })")
         driver.save_screenshot(os.path.join(screenshots, "dashboard-training.png"))
         # The first epoch's evaluation: the confusion matrix (a header row and ten rows) and the gallery.
         WebDriverWait(driver, 300).until(
             lambda d: d.execute_script("return document.querySelectorAll('#confusion tr').length") == 11)
         confusion_rows = driver.execute_script("return document.querySelectorAll('#confusion tr').length") - 1
-        WebDriverWait(driver, 10).until(
-            lambda d: d.execute_script("return Array.from(document.querySelectorAll('#mistakes img')).every("
-                                       "function (i) { return i.complete; })"))
-        mistakes = driver.execute_script("return document.querySelectorAll('#mistakes figure').length")
-        loaded = driver.execute_script(
-            "return Array.from(document.querySelectorAll('#mistakes img')).filter(function (i) {"
-            " return i.complete && i.naturalWidth === 28; }).length")
+        # The gallery and its loaded images, counted in one script call (a later evaluation may replace
+        # the gallery at any moment); waits until every image of the gallery shown has loaded.
+        def gallery(d):
+            counts = d.execute_script(
+                "var images = Array.from(document.querySelectorAll('#mistakes img'));"
+                "return [images.length, images.filter(function (i) {"
+                " return i.complete && i.naturalWidth === 28; }).length];")
+            return counts if counts[0] > 0 and counts[0] == counts[1] else None
+        mistakes, loaded = WebDriverWait(driver, 60).until(gallery)
         answer, confidence, error = read_drawn_digit(driver, DIGITS[1])
         driver.save_screenshot(os.path.join(screenshots, "dashboard-evaluated.png"))
         print(json.dumps({
-            "points": points, "workers": names, "answer_ms": answers, "confusion_rows": confusion_rows, "mistakes": mistakes,
+            "points": points, "workers": names, "address_compute_transfer": computes, "confusion_rows": confusion_rows, "mistakes": mistakes,
             "mistake_images_loaded": loaded, "drawn": 1, "answer": answer, "confidence": confidence, "error": error,
             "states": driver.execute_script("return window.dashboardStates")}))
     finally:

@@ -107,8 +107,15 @@ final class BrowserTests: XCTestCase {
             browser.standardOutput)
         XCTAssertGreaterThanOrEqual(report["points"] as? Int ?? 0, 2, "\(report)")
         XCTAssertEqual(report["workers"] as? [String], ["local-0", "local-1"], "\(report)")
-        let answers = try XCTUnwrap(report["answer_ms"] as? [String]).map { Double($0) ?? -1 }
-        XCTAssertTrue(answers.allSatisfy { $0 > 0 && $0 < 10_000 }, "each worker's answer time per step: \(report)")
+        // Each worker's address (over ipc libzmq says "localhost:UID:GID:PID") and its compute and
+        // transfer per step, from its own timing.
+        let rows = try XCTUnwrap(report["address_compute_transfer"] as? [[String]])
+        XCTAssertEqual(rows.count, 2, "\(report)")
+        XCTAssertTrue(rows.allSatisfy { $0[0].hasPrefix("localhost:") }, "\(report)")
+        for row in rows {
+            let compute = Double(row[1]) ?? -1, transfer = Double(row[2]) ?? -1
+            XCTAssertTrue(compute > 0 && compute < 10_000 && transfer >= 0 && transfer < 10_000, "\(report)")
+        }
         XCTAssertEqual(report["confusion_rows"] as? Int, 10, "\(report)")
         let mistakes = try XCTUnwrap(report["mistakes"] as? Int)
         XCTAssertGreaterThan(mistakes, 0, "about 1% of 10,000 after an epoch")

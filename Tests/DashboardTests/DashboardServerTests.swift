@@ -21,6 +21,15 @@ final class DashboardServerTests: XCTestCase {
             accuracy: 0.5, learningRate: 0.001 * Double(step), imagesPerSecond: 100, trainingSeconds: Double(step))
     }
 
+    /// A step timing in which alpha reported computing for `milliseconds` on its own clock.
+    private func alphaComputed(milliseconds: UInt64) -> StepTiming {
+        var timing = StepTiming(broadcastStarted: 1)
+        var exchange = StepTiming.Exchange()
+        exchange.reported = WorkerTiming(received: 5_000_000_000, sent: 5_000_000_000 + milliseconds * 1_000_000)
+        timing.workers[PeerID("a")] = exchange
+        return timing
+    }
+
     /// A monitor that has seen the start of a run, three steps, two workers joining and one dying, the
     /// first epoch's evaluation and a checkpoint. Returns it with the evaluation and the network.
     private func monitorAfterOneEpoch() throws -> (TrainingMonitor, Evaluation, Network) {
@@ -30,6 +39,7 @@ final class DashboardServerTests: XCTestCase {
         let monitor = TrainingMonitor(mode: "coordinator", configuration: configuration, testImages: test)
         let first = WorkerInfo(peer: PeerID("a"), name: "alpha", slot: 0, threads: 2, blocks: [0, 1])
         let second = WorkerInfo(peer: PeerID("b"), name: "beta", slot: 1, threads: 1, blocks: [2, 3])
+        monitor.record(.peerAddress(peer: PeerID("a"), address: "10.0.0.7"), blockCount: 4)
         monitor.record(.workerJoined(first, joined: 1, expected: 2, step: 0, workers: [first]), blockCount: 4)
         monitor.record(.workerJoined(second, joined: 2, expected: 2, step: 0, workers: [first, second]), blockCount: 4)
         monitor.record(
@@ -42,7 +52,7 @@ final class DashboardServerTests: XCTestCase {
                 StepMetrics(
                     step: 2, epoch: 0, sampleCount: 64, lossSum: 64, correctCount: 32, learningRate: 0.002,
                     gatherSeconds: 0.05, applySeconds: 0.001, answerSeconds: [PeerID("a"): 0.03, PeerID("b"): 0.05],
-                    bytesSent: 1000, bytesReceived: 400)),
+                    timing: alphaComputed(milliseconds: 24), bytesSent: 1000, bytesReceived: 400)),
             blockCount: 4)
         // Step 3 moved 900 more bytes; beta did not answer it.
         monitor.record(
@@ -95,6 +105,10 @@ final class DashboardServerTests: XCTestCase {
                 XCTAssertEqual(workers.map { $0["share"] as? Double }, [0.5, 0])
                 XCTAssertEqual(workers[1]["note"] as? String, "silent for 10 s")
                 XCTAssertEqual(try XCTUnwrap(workers[0]["answerMilliseconds"] as? Double), 30, accuracy: 1e-9)
+                XCTAssertEqual(try XCTUnwrap(workers[0]["computeMilliseconds"] as? Double), 24, accuracy: 1e-9)
+                XCTAssertEqual(try XCTUnwrap(workers[0]["transferMilliseconds"] as? Double), 6, accuracy: 1e-9)
+                XCTAssertNil(workers[1]["computeMilliseconds"] as? Double, "beta sent no timing")
+                XCTAssertEqual(workers.map { $0["address"] as? String }, ["10.0.0.7", ""])
                 // 20 ms at step 2, then 0 at step 3 (alpha was the last): the average moves 1/20 of the way.
                 XCTAssertEqual(try XCTUnwrap(workers[0]["waitMilliseconds"] as? Double), 19, accuracy: 1e-9)
                 XCTAssertEqual(try XCTUnwrap(workers[1]["waitMilliseconds"] as? Double), 0, accuracy: 1e-9)

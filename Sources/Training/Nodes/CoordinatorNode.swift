@@ -177,6 +177,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var answers: [PeerID: Double] = [:]
         /// The current step's exchanges as the coordinator timed them (`StepTiming`).
         var timing = StepTiming()
+        /// Peers whose network address was reported (at most 4096: a flood of new peers is not remembered).
+        var addressed: Set<PeerID> = []
         /// Bytes handed to the socket and received from it in this run (frames, routing ids excluded).
         var bytesSent = 0, bytesReceived = 0
         var machine: Coordinator
@@ -286,6 +288,10 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             guard let router, let frames = try router.receiveFrames(), let id = frames.first else { return nil }
             let peer = PeerID(id.bytes)
             bytesReceived += frames.dropFirst().reduce(0) { $0 + $1.byteCount }
+            if addressed.count < 4096, addressed.insert(peer).inserted {
+                let address = frames.last?.property("Peer-Address") ?? ""
+                emit(.peerAddress(peer: peer, address: address.isEmpty ? "local" : address))
+            }
             if configuration.security != nil, keyNames[peer] == nil, let key = frames.last?.property("User-Id"),
                 !key.isEmpty
             {

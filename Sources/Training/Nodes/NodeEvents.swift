@@ -234,6 +234,9 @@ public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
     case undecodable(peer: PeerID, error: MessageDecodingError)
     /// A message was ignored (stale or duplicate gradient, unknown sender...): debug-level news.
     case ignored(peer: PeerID, kind: MessageKind?, reason: String)
+    /// A peer's first message came from this address (libzmq's "Peer-Address": the IP for tcp,
+    /// "localhost:UID:GID:PID" for ipc; "local" when libzmq has none, as for inproc).
+    case peerAddress(peer: PeerID, address: String)
     /// The run ended; the same outcome is returned by `run()`.
     case ended(NodeOutcome)
 
@@ -266,6 +269,8 @@ public enum CoordinatorNodeEvent: Sendable, CustomStringConvertible {
             return "undecodable message from \(peer): \(error)"
         case .ignored(let peer, let kind, let reason):
             return "ignored \(kind.map { "\($0)" } ?? "message") from \(peer): \(reason)"
+        case .peerAddress(let peer, let address):
+            return "\(peer) connected from \(address)"
         case .ended(let outcome):
             return "coordinator \(outcome)"
         }
