@@ -157,6 +157,29 @@ final class DashboardServerTests: XCTestCase {
         }
     }
 
+    func testThePageItsScriptsAndHealth() async throws {
+        let (monitor, _, _) = try monitorAfterOneEpoch()
+        let application = Application(router: DashboardServer(monitor: monitor).router())
+        try await application.test(.router) { client in
+            for (path, type, content) in [
+                ("/", "text/html", "<svg id=\"chart-loss\""),
+                ("/dashboard.js", "text/javascript", "EventSource(\"events\")"),
+                ("/draw.js", "text/javascript", "pointerdown"), ("/style.css", "text/css", ".chart .line"),
+            ] {
+                try await client.execute(uri: path, method: .get) { response in
+                    XCTAssertEqual(response.status, .ok, path)
+                    XCTAssertTrue(response.headers[.contentType]?.hasPrefix(type) ?? false, path)
+                    XCTAssertNotNil(response.headers[.contentSecurityPolicy], path)
+                    XCTAssertTrue(String(buffer: response.body).contains(content), path)
+                }
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                XCTAssertEqual(response.status, .ok)
+                XCTAssertEqual(try Self.json(response.body) as? [String: String], ["status": "ok", "run": "training"])
+            }
+        }
+    }
+
     func testMistakeImagesAreTheTestSetsImages() async throws {
         let (monitor, _, _) = try monitorAfterOneEpoch()
         let application = Application(router: DashboardServer(monitor: monitor).router())
