@@ -293,7 +293,12 @@ public final class TrainingMonitor: @unchecked Sendable {
         case .stepCompleted(let step):
             metrics.stepSeconds.recordNanoseconds(Int64((step.gatherSeconds + step.applySeconds) * 1e9))
             metrics.recordBytes(sent: step.bytesSent, received: step.bytesReceived)
+            // Rows are keyed by the peer's text; each worker's figures are looked up once per step.
             let answers = Dictionary(uniqueKeysWithValues: step.answerSeconds.map { ("\($0.key)", $0.value) })
+            let reports = Dictionary(
+                uniqueKeysWithValues: (step.timing?.workers ?? [:]).compactMap { peer, exchange in
+                    exchange.reported.map { ("\(peer)", $0) }
+                })
             let names = change { state -> [(String, Double)] in
                 var answered: [(String, Double)] = []
                 for index in state.workers.indices {
@@ -304,9 +309,7 @@ public final class TrainingMonitor: @unchecked Sendable {
                         state.workers[index].answerMilliseconds, seconds * 1000)
                     state.workers[index].waitMilliseconds = Self.average(
                         state.workers[index].waitMilliseconds, wait * 1000)
-                    if let peer = step.timing?.workers.first(where: { "\($0.key)" == state.workers[index].peer }),
-                        let reported = peer.value.reported
-                    {
+                    if let reported = reports[state.workers[index].peer] {
                         let compute = Double(reported.sent - reported.received) / 1e6
                         state.workers[index].computeMilliseconds = Self.average(
                             state.workers[index].computeMilliseconds, compute)

@@ -172,10 +172,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
         var completedSteps = 0
         var endpoint: String?
         var outcome: NodeOutcome?
-        var stepBroadcastAt: (step: Int, time: Double)?
-        /// Seconds from broadcasting the current step to each worker's gradient for it (its first one).
-        var answers: [PeerID: Double] = [:]
-        /// The current step's exchanges as the coordinator timed them (`StepTiming`).
+        /// The step being timed (the last one broadcast), and its exchanges as the coordinator timed them.
+        var timedStep: Int?
         var timing = StepTiming()
         /// Peers whose network address was reported (at most 4096: a flood of new peers is not remembered).
         var addressed: Set<PeerID> = []
@@ -300,11 +298,11 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
             do {
                 let message = try Message.decode(
                     Array(frames.dropFirst()), supportedVersion: configuration.stateMachine.protocolVersion)
-                if case .gradient(let report) = message, let broadcast = stepBroadcastAt, report.step == broadcast.step,
-                    answers[peer] == nil
+                // The first gradient of each worker for the current step is timed.
+                if case .gradient(let report) = message, timedStep == report.step,
+                    timing.workers[peer]?.arrived == nil
                 {
                     let now = monotonicSeconds()
-                    answers[peer] = now - broadcast.time
                     timing.workers[peer, default: .init()].arrived = now
                     timing.workers[peer, default: .init()].reported = report.timing
                     timing.lastArrival = now
@@ -346,9 +344,8 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                 case .send(let message, let peer):
                     if case .step(let assignment) = message {
                         let now = monotonicSeconds()
-                        if stepBroadcastAt?.step != assignment.step {
-                            stepBroadcastAt = (assignment.step, now)
-                            answers = [:]
+                        if timedStep != assignment.step {
+                            timedStep = assignment.step
                             timing = StepTiming(broadcastStarted: now)
                         }
                         if timing.workers[peer]?.stepSent == nil {
@@ -374,7 +371,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     report(event, at: .info)
                 case .stepCompleted(let result):
                     let gathered = monotonicSeconds()
-                    let gatherSeconds = stepBroadcastAt.map { gathered - $0.time } ?? 0
+                    let gatherSeconds = timedStep == nil ? 0 : gathered - timing.broadcastStarted
                     let learningRate = node.model.apply(result)
                     let applied = monotonicSeconds()
                     let applySeconds = applied - gathered
@@ -384,7 +381,7 @@ public final class CoordinatorNode<Model: ModelHost>: @unchecked Sendable {
                     let metrics = StepMetrics(
                         step: result.step, epoch: result.epoch, sampleCount: result.sampleCount,
                         lossSum: result.lossSum, correctCount: result.correctCount, learningRate: learningRate,
-                        gatherSeconds: gatherSeconds, applySeconds: applySeconds, answerSeconds: answers,
+                        gatherSeconds: gatherSeconds, applySeconds: applySeconds, answerSeconds: timing.answerSeconds,
                         timing: timing, bytesSent: bytesSent, bytesReceived: bytesReceived)
                     node.logger.debug("\(CoordinatorNodeEvent.stepCompleted(metrics))")
                     emit(.stepCompleted(metrics))

@@ -209,6 +209,11 @@ public struct StepTiming: Sendable, Equatable {
     }
 
     public init(broadcastStarted: Double = 0) { self.broadcastStarted = broadcastStarted }
+
+    /// Per worker that answered, seconds from the start of the broadcast to its gradient.
+    public var answerSeconds: [PeerID: Double] {
+        workers.compactMapValues { exchange in exchange.arrived.map { $0 - broadcastStarted } }
+    }
 }
 
 /// Something that happened in a coordinator node. Delivered on the node's thread, in order.
