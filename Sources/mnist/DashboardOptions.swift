@@ -31,7 +31,10 @@ struct DashboardOptions: ParsableArguments {
     var trace: String?
 
     func validate() throws {
-        if let dashboard { _ = try HTTPBinding.address(dashboard, flag: "--dashboard", public: dashboardPublic) }
+        if let dashboard {
+            _ = try HTTPBinding.address(
+                dashboard, flag: "--dashboard", public: dashboardPublic, publicFlag: "--dashboard-public")
+        }
         for (flag, path) in [("--report", report), ("--trace", trace)] {
             guard let path else { continue }
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -67,7 +70,8 @@ struct DashboardOptions: ParsableArguments {
         let routes = DashboardServer(monitor: monitor)
         var server: HTTPServer?
         if let dashboard {
-            let address = try HTTPBinding.address(dashboard, flag: "--dashboard", public: dashboardPublic)
+            let address = try HTTPBinding.address(
+                dashboard, flag: "--dashboard", public: dashboardPublic, publicFlag: "--dashboard-public")
             var serverLogger = logger
             serverLogger.logLevel = max(logger.logLevel, .warning)
             server = try HTTPServer.start(router: routes.router(), address: address, logger: serverLogger)

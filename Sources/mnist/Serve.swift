@@ -59,14 +59,16 @@ struct Serve: ParsableCommand {
 
 /// The rule for HTTP addresses, the same as for the coordinator's socket: loopback unless asked.
 enum HTTPBinding {
-    static func address(_ text: String, flag: String, public: Bool) throws -> HTTPAddress {
+    static func address(_ text: String, flag: String, public: Bool, publicFlag: String = "--public") throws
+        -> HTTPAddress
+    {
         guard let address = HTTPAddress(parsing: text) else {
             throw ValidationError("\(flag): expected HOST:PORT, [IPv6]:PORT or PORT (0-65535), got '\(text)'")
         }
         guard address.isLoopback || `public` else {
             throw ValidationError(
                 "\(flag) \(text) would let anyone who reaches that address use it. Bind to 127.0.0.1 (and reach it "
-                    + "through an SSH tunnel), or pass --public on a network you trust.")
+                    + "through an SSH tunnel), or pass \(publicFlag) on a network you trust.")
         }
         return address
     }

@@ -45,6 +45,11 @@ final class ServeCommandTests: XCTestCase {
         XCTAssertTrue(refused.standardError.contains("--public"), refused.standardError)
         XCTAssertTrue(refused.standardError.contains("127.0.0.1"), refused.standardError)
 
+        let dashboard = try Subprocess.capture(
+            [Products.mnist.path, "train", "--dashboard", "0.0.0.0:0", "--epochs", "1"], timeout: 60)
+        XCTAssertNotEqual(dashboard.status, 0)
+        XCTAssertTrue(dashboard.standardError.contains("pass --dashboard-public"), dashboard.standardError)
+
         let malformed = try Subprocess.capture([Products.mnist.path, "serve", "--bind", "localhost:http"], timeout: 60)
         XCTAssertNotEqual(malformed.status, 0)
         XCTAssertTrue(malformed.standardError.contains("expected HOST:PORT"), malformed.standardError)
