@@ -375,6 +375,15 @@ public final class TrainingMonitor: @unchecked Sendable {
                     slot: info.slot, threads: info.threads,
                     blocks: describeBlocks(info.blocks), share: share, joinedStep: step, lastSeen: now,
                     note: note ?? ""))
+            // Rows in name order ("local-2" before "local-10"), not in the order the workers happened
+            // to connect, so that a page and a report list the same run the same way.
+            state.workers.sort {
+                switch $0.name.compare($1.name, options: .numeric) {
+                case .orderedAscending: true
+                case .orderedDescending: false
+                case .orderedSame: $0.peer < $1.peer
+                }
+            }
         }
     }
 

@@ -125,6 +125,17 @@ final class DashboardServerTests: XCTestCase {
         }
     }
 
+    func testWorkersAreListedByNameWhateverOrderTheyJoinedIn() throws {
+        let monitor = TrainingMonitor(mode: "coordinator", configuration: TrainingConfiguration(), testImages: test)
+        var joined: [WorkerInfo] = []
+        for (index, name) in ["node-10", "node-2", "node-1"].enumerated() {
+            joined.append(WorkerInfo(peer: PeerID(name), name: name, slot: index, threads: 1, blocks: [index]))
+            monitor.record(
+                .workerJoined(joined.last!, joined: joined.count, expected: 3, step: 0, workers: joined), blockCount: 3)
+        }
+        XCTAssertEqual(monitor.current.workers.map(\.name), ["node-1", "node-2", "node-10"])
+    }
+
     func testTheEventStreamSendsEachNewStateAndEndsWhenClosed() async throws {
         let (monitor, _, _) = try monitorAfterOneEpoch()
         let server = DashboardServer(monitor: monitor, pollInterval: .milliseconds(10), keepAliveInterval: .seconds(60))
