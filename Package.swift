@@ -86,7 +86,10 @@ let package = Package(
             ],
             swiftSettings: command),
 
-        .target(name: "TestSupport", dependencies: ["MNIST", "DataParallel", "Host"], path: "Tests/TestSupport"),
+        // Optimised (with its checks): the photo renderer draws hundreds of photos per run.
+        .target(
+            name: "TestSupport", dependencies: ["MNIST", "DataParallel", "Host"], path: "Tests/TestSupport",
+            swiftSettings: checkedOptimised),
         .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "TestSupport"]),
         .testTarget(name: "MNISTTests", dependencies: ["MNIST", "CTurboJPEG", "Host", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["Host", "TestSupport"]),

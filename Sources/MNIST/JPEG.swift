@@ -19,8 +19,9 @@ public enum JPEG {
 
     /// A photo is decoded at the smallest of libjpeg-turbo's DCT scales (1/2, 1/4, 1/8...) that keeps
     /// its shorter side at least this many pixels: a 12-megapixel phone photo of a digit is read at
-    /// 1/4 scale, about 16 times less work, with far more pixels than a 20-pixel digit needs.
-    public static let decodedShorterSide = 768
+    /// 1/4 scale, about 16 times less work, with far more pixels than a 20-pixel digit needs (a digit
+    /// a tenth of the photo's height is still 50 pixels tall; a row of six across it, 80 wide each).
+    public static let decodedShorterSide = 512
 
     /// Decodes a baseline or progressive JPEG (colour or greyscale) to a grey image, upright; large
     /// photos at a reduced scale (`decodedShorterSide`; pass `fullSize` for every pixel).

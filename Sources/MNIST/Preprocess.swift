@@ -1,7 +1,8 @@
 // The pure function that turns a user's decoded image into a 28x28 MNIST-like input, the way the
 // MNIST digits were made: flatten to grey over white, make the ink light on black, find the ink
 // and crop to it, scale the longer side to 20 pixels by area averaging, and place the result in a
-// 28x28 frame with its centre of mass at the centre. It also reports what it decided, for `--show`.
+// 28x28 frame with its centre of mass at the centre. A photo's uneven lighting and ruled lines are
+// taken out first (PreprocessPhoto.swift). It also reports what it decided, for `--show`.
 // Deliberately left out: deskewing, stroke-width normalisation, splitting several digits, and any
 // I/O (decoding is ImageFile's job, drawing TextPicture's).
 import Foundation
@@ -62,6 +63,13 @@ public struct PreprocessingReport: Equatable, Sendable {
     /// The output's centre of mass, pixel (i, j) covering [i, i+1) x [j, j+1); the frame centre
     /// is (14, 14) for 28x28.
     public var centreOfMass: (x: Double, y: Double)
+    /// How uneven the lighting was (the paper's range, 0...255) when it was evened out; nil when it
+    /// was even enough to leave alone.
+    public var correctedLighting: Int? = nil
+    /// Lines of ruled or squared paper erased.
+    public var erasedLines = 0
+    /// The strokes' grey level (a quarter of the ink is at least this inky), which becomes full ink.
+    public var strokeLevel = 0
 
     public static func == (lhs: PreprocessingReport, rhs: PreprocessingReport) -> Bool {
         lhs.sourceWidth == rhs.sourceWidth && lhs.sourceHeight == rhs.sourceHeight && lhs.paperLevel == rhs.paperLevel
@@ -69,6 +77,8 @@ public struct PreprocessingReport: Equatable, Sendable {
             && lhs.keptRegionCount == rhs.keptRegionCount && lhs.speckCount == rhs.speckCount
             && lhs.cropBox == rhs.cropBox && lhs.placedBox == rhs.placedBox
             && lhs.centreOfMass.x == rhs.centreOfMass.x && lhs.centreOfMass.y == rhs.centreOfMass.y
+            && lhs.correctedLighting == rhs.correctedLighting && lhs.erasedLines == rhs.erasedLines
+            && lhs.strokeLevel == rhs.strokeLevel
     }
 }
 
@@ -77,13 +87,21 @@ extension PreprocessingReport: CustomStringConvertible {
     public var description: String {
         let polarity = wasInverted ? "dark ink on light paper (inverted)" : "light ink on dark paper"
         let centre = String(format: "(%.2f, %.2f)", centreOfMass.x, centreOfMass.y)
-        return [
-            "source \(sourceWidth)x\(sourceHeight), paper grey \(paperLevel), ink grey \(inkLevel): \(polarity)",
-            "ink threshold \(String(format: "%.2f", threshold)), \(keptRegionCount) ink region(s) kept, "
-                + "\(speckCount) speck(s) removed",
+        var lines: [String] = [
+            "source \(sourceWidth)x\(sourceHeight), paper grey \(paperLevel), ink grey \(inkLevel) "
+                + "(strokes \(strokeLevel)): \(polarity)"
+        ]
+        if let range = correctedLighting {
+            lines.append("uneven lighting evened out (the paper ranged over \(range) grey levels)")
+        }
+        if erasedLines > 0 { lines.append("\(erasedLines) ruled line(s) erased") }
+        let threshold = String(format: "%.2f", threshold)
+        lines.append(
+            "ink threshold \(threshold), \(keptRegionCount) ink region(s) kept, \(speckCount) speck(s) removed")
+        lines.append(
             "ink box \(cropBox) scaled to \(placedBox.width)x\(placedBox.height), "
-                + "placed at (\(placedBox.x), \(placedBox.y)), centre of mass \(centre)",
-        ].joined(separator: "\n")
+                + "placed at (\(placedBox.x), \(placedBox.y)), centre of mass \(centre)")
+        return lines.joined(separator: "\n")
     }
 }
 
@@ -158,35 +176,29 @@ public struct MNISTPreprocessor: Sendable {
         let height = image.height
         let count = width * height
         // Step 1: grey over white. [height, width]
-        let grey = image.greyCompositedOverWhite()
+        var grey = image.greyCompositedOverWhite()
 
-        // Step 2: polarity and contrast.
-        var histogram = [Int](repeating: 0, count: 256)
-        var borderHistogram = [Int](repeating: 0, count: 256)
-        grey.withUnsafeBufferPointer { g in
-            // The one loop over every pixel: a byte always indexes the 256 bins, so the bins are
-            // reached through a buffer pointer (no bounds check to keep the loop from unrolling).
-            histogram.withUnsafeMutableBufferPointer { bins in
-                for i in 0..<count { bins[Int(g[i])] &+= 1 }
-            }
-            for x in 0..<width {
-                borderHistogram[Int(g[x])] += 1
-                if height > 1 { borderHistogram[Int(g[(height - 1) * width + x])] += 1 }
-            }
-            if height > 2 {
-                for y in 1..<(height - 1) {
-                    borderHistogram[Int(g[y * width])] += 1
-                    if width > 1 { borderHistogram[Int(g[y * width + width - 1])] += 1 }
-                }
-            }
+        // Step 2: polarity and contrast; for a photo, even lighting and no ruled lines first.
+        var levels = Self.levels(
+            grey, width: width, height: height, robustExtremeFraction: options.robustExtremeFraction)
+        let lighting = LightingCorrection.correct(
+            grey: grey, width: width, height: height, darkInk: levels.wasInverted, contrast: levels.contrast)
+        if lighting.corrected {
+            grey = lighting.grey
+            levels = Self.levels(
+                grey, width: width, height: height, robustExtremeFraction: options.robustExtremeFraction)
         }
-        let paper = Self.median(of: borderHistogram)
-        let ignored = max(1, Int(Double(count) * options.robustExtremeFraction))
-        let darkest = Self.level(in: histogram, passing: ignored, fromDark: true)
-        let lightest = Self.level(in: histogram, passing: ignored, fromDark: false)
-        let wasInverted = paper - darkest > lightest - paper
-        let ink = wasInverted ? darkest : lightest
-        let contrast = abs(ink - paper)
+        let lines = RuledLines.erase(
+            grey: grey, width: width, height: height, darkInk: levels.wasInverted, paper: levels.paper,
+            contrast: levels.contrast)
+        if lines.horizontal + lines.vertical > 0 {
+            grey = lines.grey
+            levels = Self.levels(
+                grey, width: width, height: height, robustExtremeFraction: options.robustExtremeFraction)
+        }
+        let (histogram, borderHistogram, paper, ink, wasInverted, contrast) = (
+            levels.histogram, levels.borderHistogram, levels.paper, levels.ink, levels.wasInverted, levels.contrast
+        )
         guard contrast >= max(1, options.minimumContrast) else {
             throw PreprocessingError.blankImage(contrast: contrast)
         }
@@ -210,9 +222,20 @@ public struct MNISTPreprocessor: Sendable {
             wasInverted
             ? paper - Self.level(in: borderHistogram, passing: max(1, borderCount / 20), fromDark: true)
             : Self.level(in: borderHistogram, passing: max(1, borderCount / 20), fromDark: false) - paper
+        // The paper's noise is also read on the side away from the ink (lighter than the paper for dark
+        // ink), where every pixel in the whole image is paper: a photo whose border happens to be its
+        // quietest part (lit, where the middle was in a corrected shadow) still gets its noise measured.
+        // paperSide[d]: pixels d levels from the paper away from the ink (256 bins, as `level` reads).
+        var paperSide = [Int](repeating: 0, count: 256)
+        for distance in 0..<256 {
+            let value = wasInverted ? paper + distance : paper - distance
+            if (0..<256).contains(value) { paperSide[distance] = histogram[value] }
+        }
+        let paperSideNoise = Self.level(
+            in: paperSide, passing: max(1, paperSide.reduce(0, +) * 95 / 100), fromDark: true)
         let lowThreshold = min(
             threshold * options.lowThresholdRatio,
-            (2 * Float(max(0, borderNoise)) + 1) / Float(contrast))
+            (2 * Float(max(0, borderNoise, paperSideNoise)) + 1) / Float(contrast))
         // 0 = background, 1 = faint ink (grows regions), 2 = ink (seeds regions).
         var inkClass = [UInt8](repeating: 0, count: 256)
         for value in 0..<256 {
@@ -235,6 +258,24 @@ public struct MNISTPreprocessor: Sendable {
             maxX = max(maxX, box.x + box.width - 1); maxY = max(maxY, box.y + box.height - 1)
         }
         let cropBox = PixelRectangle(x: minX, y: minY, width: maxX - minX + 1, height: maxY - minY + 1)
+        // The strokes' own level: a quarter of the kept ink (above the threshold) is at least this
+        // inky. MNIST's strokes are saturated at their core; a photo's ink varies along the stroke
+        // (noise, blur, JPEG, a pen running dry), and stretching to its darkest speck alone would
+        // leave the whole digit pale. A drawing's strokes are at the extreme already.
+        var seedHistogram = [Int](repeating: 0, count: 256)
+        for y in cropBox.y..<(cropBox.y + cropBox.height) {
+            for x in cropBox.x..<(cropBox.x + cropBox.width) where kept[Int(regions.labels[y * width + x])] {
+                let value = Int(grey[y * width + x])
+                if inkClass[value] == 2 { seedHistogram[value] += 1 }
+            }
+        }
+        let strokeLevel = Self.level(
+            in: seedHistogram, passing: max(1, seedHistogram.reduce(0, +) / 4), fromDark: wasInverted)
+        let strokeContrast = Float(max(1, abs(strokeLevel - paper)))
+        var output = [Float](repeating: 0, count: 256)
+        for value in 0..<256 {
+            output[value] = min(1, max(0, Float(wasInverted ? paper - value : value - paper) / strokeContrast))
+        }
         // The cropped ink, everything outside kept regions erased. [crop.height, crop.width]
         var cropped = [Float](repeating: 0, count: cropBox.width * cropBox.height)
         grey.withUnsafeBufferPointer { g in
@@ -243,7 +284,7 @@ public struct MNISTPreprocessor: Sendable {
                     for y in 0..<cropBox.height {
                         let row = (cropBox.y + y) * width + cropBox.x
                         for x in 0..<cropBox.width where kept[Int(labels[row + x])] {
-                            out[y * cropBox.width + x] = stretch[Int(g[row + x])]
+                            out[y * cropBox.width + x] = output[Int(g[row + x])]
                         }
                     }
                 }
@@ -284,11 +325,57 @@ public struct MNISTPreprocessor: Sendable {
             threshold: threshold, keptRegionCount: keptRegionCount, speckCount: speckCount,
             cropBox: cropBox,
             placedBox: PixelRectangle(x: offsetX, y: offsetY, width: scaled.width, height: scaled.height),
-            centreOfMass: (momentX / mass + Double(offsetX), momentY / mass + Double(offsetY)))
+            centreOfMass: (momentX / mass + Double(offsetX), momentY / mass + Double(offsetY)),
+            correctedLighting: lighting.corrected ? lighting.backgroundRange : nil,
+            erasedLines: lines.horizontal + lines.vertical, strokeLevel: strokeLevel)
         return PreprocessedDigit(side: frame, pixels: pixels, report: report)
     }
 
     // MARK: - Steps, each a small pure function
+
+    /// The grey levels the steps work from: histograms of the whole image and of its border, the
+    /// paper (the border's median), the ink (the robust extreme farther from the paper) and polarity.
+    struct Levels {
+        var histogram: [Int]
+        var borderHistogram: [Int]
+        var paper: Int
+        var ink: Int
+        var wasInverted: Bool
+        var contrast: Int
+    }
+
+    static func levels(_ grey: [UInt8], width: Int, height: Int, robustExtremeFraction: Double) -> Levels {
+        let count = width * height
+        var histogram = [Int](repeating: 0, count: 256)
+        var borderHistogram = [Int](repeating: 0, count: 256)
+        grey.withUnsafeBufferPointer { g in
+            // The one loop over every pixel: a byte always indexes the 256 bins, so the bins are
+            // reached through a buffer pointer (no bounds check to keep the loop from unrolling).
+            histogram.withUnsafeMutableBufferPointer { bins in
+                for i in 0..<count { bins[Int(g[i])] &+= 1 }
+            }
+            for x in 0..<width {
+                borderHistogram[Int(g[x])] += 1
+                if height > 1 { borderHistogram[Int(g[(height - 1) * width + x])] += 1 }
+            }
+            if height > 2 {
+                for y in 1..<(height - 1) {
+                    borderHistogram[Int(g[y * width])] += 1
+                    if width > 1 { borderHistogram[Int(g[y * width + width - 1])] += 1 }
+                }
+            }
+        }
+        let paper = median(of: borderHistogram)
+        let ignored = max(1, Int(Double(count) * robustExtremeFraction))
+        let darkest = level(in: histogram, passing: ignored, fromDark: true)
+        let lightest = level(in: histogram, passing: ignored, fromDark: false)
+        let wasInverted = paper - darkest > lightest - paper
+        let ink = wasInverted ? darkest : lightest
+        let contrast = abs(ink - paper)
+        return Levels(
+            histogram: histogram, borderHistogram: borderHistogram, paper: paper, ink: ink, wasInverted: wasInverted,
+            contrast: contrast)
+    }
 
     /// `shift` rounded to the nearest integer, with near-ties (within 0.01 px of .5) going down.
     ///

@@ -59,25 +59,25 @@ final class JPEGTests: XCTestCase {
         XCTAssertEqual(try ImageFile.decode(progressiveBytes), baseline)
     }
 
-    func testALargePhotoIsDecodedAtTheSmallestScaleThatKeepsItsShorterSideAt768Pixels() throws {
-        // 2000x1600: 4/8 gives 1000x800; 3/8 would give 600 rows, fewer than 768.
-        let width = 2000, height = 1600
+    func testALargePhotoIsDecodedAtTheSmallestScaleThatKeepsItsShorterSideAt512Pixels() throws {
+        // 1600x1200: 4/8 gives 800x600; 3/8 would give 450 rows, fewer than 512.
+        let width = 1600, height = 1200
         var samples = [UInt8](repeating: 210, count: width * height)
-        for y in 400..<1200 { for x in 900..<1000 { samples[y * width + x] = 25 } }
+        for y in 300..<900 { for x in 700..<780 { samples[y * width + x] = 25 } }
         let bytes = try JPEG.encode(
             RasterImage(width: width, height: height, layout: .grey, samples: samples), quality: 90)
         let reduced = try ImageFile.decode(bytes)
-        XCTAssertEqual([reduced.width, reduced.height], [1000, 800])
+        XCTAssertEqual([reduced.width, reduced.height], [800, 600])
         let full = try JPEG.decode(bytes, fullSize: true)
-        XCTAssertEqual([full.width, full.height], [2000, 1600])
+        XCTAssertEqual([full.width, full.height], [1600, 1200])
         // The reduced image is the full one averaged over 2x2 blocks, within JPEG's rounding.
         var largest = 0
-        for y in 0..<800 {
-            for x in 0..<1000 {
+        for y in 0..<600 {
+            for x in 0..<800 {
                 let sum = [(0, 0), (1, 0), (0, 1), (1, 1)].reduce(0) {
-                    $0 + Int(full.samples[(2 * y + $1.1) * 2000 + 2 * x + $1.0])
+                    $0 + Int(full.samples[(2 * y + $1.1) * 1600 + 2 * x + $1.0])
                 }
-                largest = max(largest, abs(Int(reduced.samples[y * 1000 + x]) - (sum + 2) / 4))
+                largest = max(largest, abs(Int(reduced.samples[y * 800 + x]) - (sum + 2) / 4))
             }
         }
         XCTAssertLessThanOrEqual(largest, 12)

@@ -152,6 +152,67 @@ final class EndToEndTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(agreement, 0.99, "\(disagreements)")
     }
 
+    /// Phone photos of test-set digits (made by `PhotoRendering`: lighting gradients, shadows, paper
+    /// grain, ruled and squared paper, slanted and off-centre digits, blur, JPEG), each condition alone
+    /// and all of them together, read by `mnist predict`. Prints the accuracy per condition (the
+    /// README's table) next to the model's own accuracy on the same digits as 28x28 originals.
+    func testPredictReadsPhotosOfDigits() throws {
+        let model = try trainedModel()
+        let test = try requireRealMNIST().load().test
+        let (network, _) = try Network.load(from: model)
+        let perCondition = 50
+        let directory = try TemporaryDirectory("photos")
+        var random = TestGenerator(seed: 20_261_206)
+        var files: [(condition: String, file: String, index: Int)] = []
+        // Test digits 1000 onwards, each used once.
+        var index = 1000
+        for (name, conditions) in PhotoConditions.catalogue {
+            for _ in 0..<perCondition {
+                let digit = Array(test.pixels[(index * 784)..<((index + 1) * 784)])
+                let photo = PhotoRendering.render(digit, conditions: conditions, using: &random)
+                let (bytes, fileExtension) = try PhotoRendering.file(photo, conditions: conditions, using: &random)
+                let file = directory.file("photo-\(index).\(fileExtension)").path
+                try Data(bytes).write(to: URL(fileURLWithPath: file))
+                files.append((name, file, index))
+                index += 1
+            }
+        }
+        let originals = network.predictions(
+            images: InputNormalization.normalized(Array(test.pixels[(1000 * 784)..<(index * 784)])))
+        let result = try Subprocess.capture(
+            [Products.mnist.path, "predict", "--model", model.path, "--json"] + files.map(\.file), timeout: 600)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        let answers = result.standardOutput.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        XCTAssertEqual(answers.count, files.count, result.standardError)
+        var right: [String: Int] = [:], originalRight: [String: Int] = [:], wrong: [String: [String]] = [:]
+        for (answer, entry) in zip(answers, files) {
+            XCTAssertEqual(answer["file"] as? String, entry.file)
+            let label = Int(test.labels[entry.index])
+            if answer["digit"] as? Int == label {
+                right[entry.condition, default: 0] += 1
+            } else {
+                wrong[entry.condition, default: []].append("\(entry.index): \(label) read as \(answer["digit"] ?? "?")")
+            }
+            if originals[entry.index - 1000] == label { originalRight[entry.condition, default: 0] += 1 }
+        }
+        var table = "condition      photos right  (the 28x28 originals)\n"
+        for (name, _) in PhotoConditions.catalogue {
+            table +=
+                name.padding(toLength: 15, withPad: " ", startingAt: 0)
+                + "\(right[name] ?? 0)/\(perCondition)".padding(toLength: 14, withPad: " ", startingAt: 0)
+                + "(\(originalRight[name] ?? 0)/\(perCondition))  \(wrong[name] ?? [])\n"
+        }
+        let total = right.values.reduce(0, +), originalTotal = originalRight.values.reduce(0, +)
+        table += "all            \(total)/\(files.count)       (\(originalTotal)/\(files.count))"
+        print(table)
+        XCTAssertGreaterThanOrEqual(Double(total) / Double(files.count), 0.97, table)
+        for (name, _) in PhotoConditions.catalogue {
+            XCTAssertGreaterThanOrEqual(right[name] ?? 0, perCondition * 9 / 10, "\(name)\n\(table)")
+        }
+    }
+
     func testPredictReportsBadFilesAndStillPredictsTheOthers() throws {
         let model = try trainedModel()
         let directory = try TemporaryDirectory("predict-bad")
