@@ -32,6 +32,19 @@ public enum TextPicture {
         return lines.joined(separator: "\n")
     }
 
+    /// Pictures (each a block of lines) next to each other, a space apart, lines aligned at the top.
+    public static func sideBySide(_ pictures: [String]) -> String {
+        let blocks = pictures.map { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
+        let widths = blocks.map { $0.map(\.count).max() ?? 0 }
+        let height = blocks.map(\.count).max() ?? 0
+        return (0..<height).map { row in
+            zip(blocks, widths).map { block, width in
+                let line = row < block.count ? block[row] : ""
+                return line.padding(toLength: width, withPad: " ", startingAt: 0)
+            }.joined(separator: " ")
+        }.joined(separator: "\n")
+    }
+
     /// Renders bytes 0...255 (an IDX image, say).
     public static func render(
         _ bytes: [UInt8], width: Int, height: Int, columnsPerPixel: Int = 2,

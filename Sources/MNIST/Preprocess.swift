@@ -121,6 +121,32 @@ public struct PreprocessedDigit: Sendable, Equatable {
     public var textPicture: String { TextPicture.render(pixels, width: side, height: side) }
 }
 
+/// A connected region of ink the preprocessor kept (not a speck).
+public struct InkRegion: Sendable, Equatable {
+    /// Its label in `InkMap`'s label image.
+    public var label: Int32
+    /// Its bounding box in the source image.
+    public var box: PixelRectangle
+    /// Its pixels above the ink threshold.
+    public var seedCount: Int
+}
+
+/// What the preprocessor's first steps found in a whole image: the ink (0...1, light on black), its
+/// regions, and the report so far. Steps 4 and 5 (`MNISTPreprocessor.frame`) turn some or all of the
+/// regions into a 28x28 input: all of them for one digit, one group at a time for a number.
+public struct InkMap: Sendable {
+    public let width: Int
+    public let height: Int
+    /// Ink per pixel, 0 outside the kept regions: `[height, width]`.
+    public let ink: [Float]
+    /// Region label per pixel (0 = none): `[height, width]`.
+    public let labels: [Int32]
+    /// The kept regions, in the order they were found (top to bottom, left to right).
+    public let regions: [InkRegion]
+    /// What was found, with the crop box of all the kept ink (no placement yet).
+    public let report: PreprocessingReport
+}
+
 /// Turns an arbitrary decoded image into a 28x28 MNIST-like input. A pure function of its input.
 ///
 /// Steps, as MNIST was made (LeCun et al.): (1) grey with alpha composited over white; (2)
@@ -171,6 +197,13 @@ public struct MNISTPreprocessor: Sendable {
     /// The 28x28 MNIST-like input for `image`. Throws `PreprocessingError.blankImage` when the
     /// image has no ink.
     public func preprocess(_ image: RasterImage) throws -> PreprocessedDigit {
+        let map = try inkMap(image)
+        return try frame(map, regions: Set(map.regions.map(\.label)))
+    }
+
+    /// Steps 1 to 3 on the whole image: its ink, cleaned, in labelled regions. Throws
+    /// `PreprocessingError.blankImage` when the image has no ink.
+    public func inkMap(_ image: RasterImage) throws -> InkMap {
         requireArgument(options.boxSize >= 1 && options.frameSize >= options.boxSize, "need 1 <= boxSize <= frameSize")
         let width = image.width
         let height = image.height
@@ -276,18 +309,70 @@ public struct MNISTPreprocessor: Sendable {
         for value in 0..<256 {
             output[value] = min(1, max(0, Float(wasInverted ? paper - value : value - paper) / strokeContrast))
         }
-        // The cropped ink, everything outside kept regions erased. [crop.height, crop.width]
-        var cropped = [Float](repeating: 0, count: cropBox.width * cropBox.height)
+        // The ink of the kept regions, everything else erased. [height, width]
+        var inkMap = [Float](repeating: 0, count: count)
         grey.withUnsafeBufferPointer { g in
             regions.labels.withUnsafeBufferPointer { labels in
-                cropped.withUnsafeMutableBufferPointer { out in
-                    for y in 0..<cropBox.height {
-                        let row = (cropBox.y + y) * width + cropBox.x
-                        for x in 0..<cropBox.width where kept[Int(labels[row + x])] {
-                            out[y * cropBox.width + x] = output[Int(g[row + x])]
+                inkMap.withUnsafeMutableBufferPointer { out in
+                    for y in cropBox.y..<(cropBox.y + cropBox.height) {
+                        let row = y * width
+                        for x in cropBox.x..<(cropBox.x + cropBox.width) where kept[Int(labels[row + x])] {
+                            out[row + x] = output[Int(g[row + x])]
                         }
                     }
                 }
+            }
+        }
+        let keptRegions = regions.seedCounts.indices.filter { kept[$0 + 1] }.map {
+            InkRegion(label: Int32($0 + 1), box: regions.boxes[$0], seedCount: regions.seedCounts[$0])
+        }
+        let report = PreprocessingReport(
+            sourceWidth: width, sourceHeight: height, paperLevel: paper, inkLevel: ink,
+            wasInverted: wasInverted, threshold: threshold, keptRegionCount: keptRegionCount, speckCount: speckCount,
+            cropBox: cropBox, placedBox: PixelRectangle(x: 0, y: 0, width: 0, height: 0), centreOfMass: (0, 0),
+            correctedLighting: lighting.corrected ? lighting.backgroundRange : nil,
+            erasedLines: lines.horizontal + lines.vertical, strokeLevel: strokeLevel)
+        return InkMap(
+            width: width, height: height, ink: inkMap, labels: regions.labels, regions: keptRegions, report: report)
+    }
+
+    /// Steps 4 and 5 for the ink of some of `map`'s regions (by label), within `columns` if given: crop
+    /// to that ink, scale, centre. Throws `PreprocessingError.blankImage` when there is none.
+    public func frame(_ map: InkMap, regions: Set<Int32>, columns: Range<Int>? = nil) throws -> PreprocessedDigit {
+        let width = map.width
+        let columns = columns.map { max(0, $0.lowerBound)..<min(width, $0.upperBound) } ?? 0..<width
+        var selected = [Bool](repeating: false, count: (map.regions.map(\.label).max().map(Int.init) ?? 0) + 1)
+        var minX = width, minY = map.height, maxX = -1, maxY = -1
+        for region in map.regions where regions.contains(region.label) {
+            selected[Int(region.label)] = true
+            minY = min(minY, region.box.y)
+            maxY = max(maxY, region.box.y + region.box.height - 1)
+            minX = min(minX, max(region.box.x, columns.lowerBound))
+            maxX = max(maxX, min(region.box.x + region.box.width, columns.upperBound) - 1)
+        }
+        guard minX <= maxX, minY <= maxY else { throw PreprocessingError.blankImage(contrast: 0) }
+        // Rows and columns where a cut through a region leaves none of its ink are trimmed below.
+        var cropBox = PixelRectangle(x: minX, y: minY, width: maxX - minX + 1, height: maxY - minY + 1)
+        if columns != 0..<width {
+            var top = map.height, bottom = -1, left = width, right = -1
+            for y in cropBox.y..<(cropBox.y + cropBox.height) {
+                for x in cropBox.x..<(cropBox.x + cropBox.width) {
+                    let label = Int(map.labels[y * width + x])
+                    if label < selected.count, selected[label], map.ink[y * width + x] > 0 {
+                        top = min(top, y); bottom = max(bottom, y); left = min(left, x); right = max(right, x)
+                    }
+                }
+            }
+            guard top <= bottom else { throw PreprocessingError.blankImage(contrast: 0) }
+            cropBox = PixelRectangle(x: left, y: top, width: right - left + 1, height: bottom - top + 1)
+        }
+        // The cropped ink, everything outside the selected regions erased. [crop.height, crop.width]
+        var cropped = [Float](repeating: 0, count: cropBox.width * cropBox.height)
+        for y in 0..<cropBox.height {
+            let row = (cropBox.y + y) * width + cropBox.x
+            for x in 0..<cropBox.width {
+                let label = Int(map.labels[row + x])
+                if label < selected.count, selected[label] { cropped[y * cropBox.width + x] = map.ink[row + x] }
             }
         }
 
@@ -306,7 +391,9 @@ public struct MNISTPreprocessor: Sendable {
                 momentY += value * (Double(y) + 0.5)
             }
         }
-        guard mass > 0 else { throw PreprocessingError.blankImage(contrast: contrast) }
+        guard mass > 0 else {
+            throw PreprocessingError.blankImage(contrast: abs(map.report.inkLevel - map.report.paperLevel))
+        }
         // MNIST's digits have their centre of mass on the centre of pixel (14, 14), that is at 14.5 in
         // these pixel-covering coordinates (the test set's mean, in pixel indices, is 14.00 and 13.99).
         // Aiming at the frame's geometric centre instead would shift every digit half a pixel up-left.
@@ -320,14 +407,11 @@ public struct MNISTPreprocessor: Sendable {
             }
         }
 
-        let report = PreprocessingReport(
-            sourceWidth: width, sourceHeight: height, paperLevel: paper, inkLevel: ink, wasInverted: wasInverted,
-            threshold: threshold, keptRegionCount: keptRegionCount, speckCount: speckCount,
-            cropBox: cropBox,
-            placedBox: PixelRectangle(x: offsetX, y: offsetY, width: scaled.width, height: scaled.height),
-            centreOfMass: (momentX / mass + Double(offsetX), momentY / mass + Double(offsetY)),
-            correctedLighting: lighting.corrected ? lighting.backgroundRange : nil,
-            erasedLines: lines.horizontal + lines.vertical, strokeLevel: strokeLevel)
+        var report = map.report
+        report.keptRegionCount = map.regions.filter { regions.contains($0.label) }.count
+        report.cropBox = cropBox
+        report.placedBox = PixelRectangle(x: offsetX, y: offsetY, width: scaled.width, height: scaled.height)
+        report.centreOfMass = (momentX / mass + Double(offsetX), momentY / mass + Double(offsetY))
         return PreprocessedDigit(side: frame, pixels: pixels, report: report)
     }
 

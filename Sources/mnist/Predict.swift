@@ -34,6 +34,12 @@ struct Predict: ParsableCommand {
     @Flag(help: "Print the 28x28 input the network saw, as a text picture, with what preprocessing found.")
     var show = false
 
+    @Flag(
+        help: ArgumentHelp(
+            "Read each image as a number written in one row: its digits are found, read one by one and "
+                + "printed with their confidences (--json adds each digit's box, --show the inputs)."))
+    var number = false
+
     @Argument(help: ArgumentHelp("Image files.", valueName: "image"))
     var images: [String]
 
@@ -51,7 +57,9 @@ struct Predict: ParsableCommand {
         let mean = ensemble.inputMean, deviation = ensemble.inputStandardDeviation
         let preprocessor = MNISTPreprocessor()
 
-        var digits: [(file: String, digit: PreprocessedDigit)] = []
+        // Each image's inputs: one digit, or the digits of a number with their boxes.
+        var entries: [(file: String, digits: [PreprocessedDigit], boxes: [PixelRectangle])] = []
+        var numbers: [String: [ReadDigit]] = [:]
         var failed = false
         for file in images {
             do {
@@ -61,17 +69,43 @@ struct Predict: ParsableCommand {
                             ? "cannot be read (permission denied)" : "no such file")
                 }
                 let image = try ImageFile.decode(contentsOf: URL(fileURLWithPath: file))
-                digits.append((file, try preprocessor.preprocess(image)))
+                if number {
+                    // Read here (each group's cut is chosen by what the network reads); printed below.
+                    let digits = try NumberReader(ensemble: ensemble, preprocessor: preprocessor).read(image)
+                    numbers[file] = digits
+                    entries.append((file, digits.map(\.input), digits.map(\.box)))
+                } else {
+                    let digit = try preprocessor.preprocess(image)
+                    entries.append((file, [digit], [digit.report.cropBox]))
+                }
             } catch {
                 logger.error("\(file): \(Self.describe(error))")
                 failed = true
             }
         }
-        let inputs = digits.flatMap { $0.digit.pixels.map { ($0 - mean) / deviation } }
+        let inputs = number ? [] : entries.flatMap { $0.digits.flatMap { $0.pixels.map { ($0 - mean) / deviation } } }
         let probabilities = inputs.isEmpty ? [] : ensemble.probabilities(images: inputs)
         let classes = ensemble.classCount
-        for (index, entry) in digits.enumerated() {
-            let row = Array(probabilities[(index * classes)..<((index + 1) * classes)])
+        var next = 0
+        for entry in entries {
+            if number {
+                let rows = (numbers[entry.file] ?? []).map(\.probabilities)
+                print(Self.numberLine(file: entry.file, rows: rows, boxes: entry.boxes, json: json))
+                if show {
+                    if let first = entry.digits.first {
+                        print(first.report.description.split(separator: "\n").prefix(3).joined(separator: "\n"))
+                    }
+                    for (place, box) in entry.boxes.enumerated() { print("digit \(place + 1): ink box \(box)") }
+                    print(
+                        TextPicture.sideBySide(
+                            entry.digits.map {
+                                TextPicture.render($0.pixels, width: $0.side, height: $0.side, columnsPerPixel: 1)
+                            }))
+                }
+                continue
+            }
+            let row = Array(probabilities[(next * classes)..<((next + 1) * classes)])
+            next += 1
             let ranked = row.indices.sorted { row[$0] > row[$1] }
             if json {
                 print(Self.json(file: entry.file, ranked: ranked, probabilities: row))
@@ -82,11 +116,34 @@ struct Predict: ParsableCommand {
                         + (others.isEmpty ? "" : ", then " + others.joined(separator: ", ")))
             }
             if show {
-                print(entry.digit.report)
-                print(entry.digit.textPicture)
+                print(entry.digits[0].report)
+                print(entry.digits[0].textPicture)
             }
         }
         if failed { throw ExitCode(1) }
+    }
+
+    /// A number's line: the digits read and each one's confidence, or as JSON with each digit's box
+    /// and probabilities.
+    static func numberLine(file: String, rows: [[Float]], boxes: [PixelRectangle], json: Bool) -> String {
+        let best = rows.map { row in row.indices.max { row[$0] < row[$1] } ?? 0 }
+        let number = best.map(String.init).joined()
+        if json {
+            let digits: [[String: Any]] = zip(zip(best, rows), boxes).map { pair, box in
+                [
+                    "digit": pair.0, "confidence": Double(pair.1[pair.0]),
+                    "probabilities": pair.1.map { Double($0) },
+                    "box": ["x": box.x, "y": box.y, "width": box.width, "height": box.height],
+                ]
+            }
+            let object: [String: Any] = ["file": file, "number": number, "digits": digits]
+            guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+                return "{}"
+            }
+            return String(decoding: data, as: UTF8.self)
+        }
+        let confidences = zip(best, rows).map { "\($0.0) \(percent($0.1[$0.0]))" }.joined(separator: ", ")
+        return "\(file): \(number.isEmpty ? "no digits" : number) (\(confidences))"
     }
 
     static func percent(_ probability: Float) -> String { String(format: "%.1f%%", probability * 100) }

@@ -51,24 +51,27 @@ public struct PhotoConditions: OptionSet, Sendable, Hashable, CustomStringConver
 
 public enum PhotoRendering {
     /// A photo of `digit` (28x28 MNIST bytes, 255 = ink) written on paper under `conditions`, as RGB.
-    /// The page is 360-560 pixels on each side unless `size` is given.
+    /// The page is 360-560 pixels on each side unless `size` is given. `digit` may be wider than 28
+    /// columns (a number, from `NumberRendering`); it is 28 rows.
     public static func render(
-        _ digit: [UInt8], conditions: PhotoConditions, size: (width: Int, height: Int)? = nil,
+        _ digit: [UInt8], columns: Int = 28, conditions: PhotoConditions, size: (width: Int, height: Int)? = nil,
         using random: inout TestGenerator
     ) -> RasterImage {
-        precondition(digit.count == 784)
-        let width = size?.width ?? Int.random(in: 360...560, using: &random)
+        precondition(digit.count == 28 * columns)
+        var width = size?.width ?? Int.random(in: 360...560, using: &random)
         let height = size?.height ?? Int.random(in: 360...560, using: &random)
+        if size == nil && columns > 28 { width = Int(Float(width) * (0.6 + Float(columns) / 56)) }
         let shorter = Float(min(width, height))
-        // The digit's 20-pixel box becomes 22-45% of the shorter side.
-        let digitHeight = shorter * random.uniform(0.22, 0.45)
-        let scale = digitHeight / 20
-        let reach = 14 * scale * 1.45  // half the rotated 28x28 frame's diagonal
+        // The digit's 20-pixel box becomes 22-45% of the shorter side; a number fits the page.
+        let scale = min(shorter * random.uniform(0.22, 0.45) / 20, 0.85 * Float(width) / Float(columns))
+        let digitHeight = 20 * scale
+        let reachX = (Float(columns) / 2 * 1.02 + 2) * scale, reachY = 14 * scale * 1.3
+        let reach = (reachX * reachX + reachY * reachY).squareRoot()  // half the frame's diagonal
         var centreX = Float(width) / 2 + random.uniform(-0.03, 0.03) * Float(width)
         var centreY = Float(height) / 2 + random.uniform(-0.03, 0.03) * Float(height)
         if conditions.contains(.offCentre) {
-            centreX = random.uniform(reach * 0.75, Float(width) - reach * 0.75)
-            centreY = random.uniform(reach * 0.75, Float(height) - reach * 0.75)
+            centreX = random.uniform(min(reachX, Float(width) / 2), max(Float(width) - reachX, Float(width) / 2))
+            centreY = random.uniform(reachY * 0.75, Float(height) - reachY * 0.75)
         }
         let angle = conditions.contains(.rotated) ? random.uniform(5, 12) * (random.next() & 1 == 0 ? 1 : -1) : 0
         let cosine = cos(angle * .pi / 180), sine = sin(angle * .pi / 180)
@@ -118,12 +121,12 @@ public enum PhotoRendering {
         let ink: [Float] = random.next() & 1 == 0 ? [0.1, 0.1, 0.12] : [0.12, 0.16, 0.42]
         let inkStrength = random.uniform(0.85, 1)
         let box = Int(reach.rounded(.up))
-        for y in max(0, Int(centreY) - box)..<min(height, Int(centreY) + box) {
-            for x in max(0, Int(centreX) - box)..<min(width, Int(centreX) + box) {
+        for y in max(0, Int(centreY) - box)..<max(0, min(height, Int(centreY) + box)) {
+            for x in max(0, Int(centreX) - box)..<max(0, min(width, Int(centreX) + box)) {
                 let dx = Float(x) + 0.5 - centreX, dy = Float(y) + 0.5 - centreY
-                let u = (dx * cosine + dy * sine) / scale + 14 - 0.5
+                let u = (dx * cosine + dy * sine) / scale + Float(columns) / 2 - 0.5
                 let v = (-dx * sine + dy * cosine) / scale + 14 - 0.5
-                let cover = bilinear(digit, u, v) * inkStrength
+                let cover = bilinear(digit, columns: columns, u, v) * inkStrength
                 guard cover > 0 else { continue }
                 let i = y * width + x
                 red[i] = red[i] * (1 - cover) + ink[0] * cover
@@ -204,12 +207,12 @@ public enum PhotoRendering {
     // MARK: - Pieces
 
     /// The digit's ink (0...1) at MNIST coordinates (u, v), bilinear, 0 outside.
-    static func bilinear(_ digit: [UInt8], _ u: Float, _ v: Float) -> Float {
-        guard u > -1, v > -1, u < 28, v < 28 else { return 0 }
+    static func bilinear(_ digit: [UInt8], columns: Int, _ u: Float, _ v: Float) -> Float {
+        guard u > -1, v > -1, u < Float(columns), v < 28 else { return 0 }
         let x0 = Int(u.rounded(.down)), y0 = Int(v.rounded(.down))
         let fx = u - Float(x0), fy = v - Float(y0)
         func at(_ x: Int, _ y: Int) -> Float {
-            (0..<28).contains(x) && (0..<28).contains(y) ? Float(digit[y * 28 + x]) / 255 : 0
+            (0..<columns).contains(x) && (0..<28).contains(y) ? Float(digit[y * columns + x]) / 255 : 0
         }
         return (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy)
             + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy
@@ -276,5 +279,31 @@ public enum PhotoRendering {
             }
         }
         return result
+    }
+}
+
+/// Handwritten numbers made of MNIST test digits, as one 28-row canvas for `PhotoRendering`.
+public enum NumberRendering {
+    /// The digits side by side: each digit's ink (its columns with ink) placed `gaps[i]` columns after
+    /// the previous one's (negative: overlapping, the darker ink wins), 4 blank columns at each end.
+    public static func compose(_ digits: [[UInt8]], gaps: [Int]) -> (canvas: [UInt8], columns: Int) {
+        precondition(gaps.count == digits.count - 1)
+        let spans = digits.map { digit -> Range<Int> in
+            let inked = (0..<28).filter { x in (0..<28).contains { digit[$0 * 28 + x] > 0 } }
+            return (inked.first ?? 0)..<((inked.last ?? 27) + 1)
+        }
+        var starts: [Int] = [4]
+        for (index, gap) in gaps.enumerated() { starts.append(starts[index] + spans[index].count + gap) }
+        let columns = (starts.last ?? 0) + (spans.last?.count ?? 0) + 4
+        var canvas = [UInt8](repeating: 0, count: 28 * columns)
+        for (digit, (span, start)) in zip(digits, zip(spans, starts)) {
+            for y in 0..<28 {
+                for x in span {
+                    let target = y * columns + start + x - span.lowerBound
+                    canvas[target] = max(canvas[target], digit[y * 28 + x])
+                }
+            }
+        }
+        return (canvas, columns)
     }
 }
