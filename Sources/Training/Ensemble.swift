@@ -12,6 +12,9 @@ public struct Ensemble {
     /// The input normalisation all the models were trained with (from their metadata).
     public let inputMean: Float
     public let inputStandardDeviation: Float
+    /// The temperature its probabilities are given at (`Calibration`): from the files' metadata
+    /// (`mnist calibrate`; the mean when they differ), 1 when none was fitted.
+    public var temperature: Float
 
     public var classCount: Int { networks[0].classCount }
     public var inputCount: Int { networks[0].inputCount }
@@ -22,8 +25,16 @@ public struct Ensemble {
         precondition(!urls.isEmpty, "an ensemble needs a model")
         var networks: [Network] = []
         var normalizations: [(Float, Float)] = []
+        var temperatures: [Float] = []
         for url in urls {
             let (network, metadata) = try Network.loadChecked(from: url)
+            let temperature = metadata[ModelMetadataKey.temperature].flatMap(Float.init) ?? 1
+            guard temperature.isFinite, temperature > 0 else {
+                throw ModelFileError(
+                    path: url.path,
+                    reason: "its temperature \(temperature) is not a positive number: calibrate it again")
+            }
+            temperatures.append(temperature)
             let mean = metadata[ModelMetadataKey.inputMean].flatMap(Float.init) ?? InputNormalization.mean
             let deviation =
                 metadata[ModelMetadataKey.inputStandardDeviation].flatMap(Float.init)
@@ -47,6 +58,7 @@ public struct Ensemble {
         }
         self.networks = networks
         self.paths = urls.map(\.path)
+        temperature = temperatures.reduce(0, +) / Float(temperatures.count)
         (inputMean, inputStandardDeviation) = normalizations[0]
     }
 
@@ -57,11 +69,17 @@ public struct Ensemble {
         paths = [name]
         inputMean = InputNormalization.mean
         inputStandardDeviation = InputNormalization.standardDeviation
+        temperature = 1
     }
 
     /// The mean of the models' class probabilities for normalised `images` `[N, C, H, W]`: `[N, classes]`.
     /// Summed in Double in model order, so the result does not depend on anything but the models.
+    /// At `temperature`.
     public func probabilities(images: [Float]) -> [Float] {
+        Calibration.tempered(untempered(images: images), classes: classCount, temperature: temperature)
+    }
+
+    func untempered(images: [Float]) -> [Float] {
         guard networks.count > 1 else { return networks[0].probabilities(images: images) }
         var sum: [Double] = []
         for network in networks {

@@ -72,3 +72,29 @@ public struct NumberReader {
         }
     }
 }
+
+/// Whether what `predict` was given looks like one digit at all. Blank images never get here (the
+/// preprocessor refuses them); the rest are judged by their ink's shape and the network's confidence.
+public enum DigitCheck {
+    /// Below this calibrated confidence the answer is not taken for a digit. On test digits photographed
+    /// by the tests none of 300 fell below it; most letters, scribbles and paper textures do (README).
+    public static let minimumConfidence: Float = 0.9
+
+    /// Why the image is not one digit, or nil when it is: several digit-sized groups of ink side by side,
+    /// or a confidence below `minimumConfidence` (with the model's temperature applied).
+    public static func problem(with map: InkMap, probabilities: [Float]) -> String? {
+        let groups = NumberSegmentation.segment(map)
+        let tallest = groups.map(\.box.height).max() ?? 0
+        let digitSized = groups.filter { Double($0.box.height) >= 0.6 * Double(tallest) }.count
+        if digitSized >= 2 {
+            return "it looks like \(digitSized) digits side by side; --number reads a number"
+        }
+        let confidence = probabilities.max() ?? 0
+        if confidence < minimumConfidence {
+            return String(
+                format: "the network is only %.1f%% sure of any digit; it may not be looking at one",
+                confidence * 100)
+        }
+        return nil
+    }
+}

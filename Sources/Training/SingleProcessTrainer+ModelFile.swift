@@ -16,6 +16,8 @@ public enum ModelMetadataKey {
     /// SHA-256 (hex) of the model's weights as little-endian float32, in the order of the parameter
     /// slab (the file's tensors in the architecture's order): a damaged file is refused.
     public static let weightsSHA256 = "weights_sha256"
+    /// The temperature `mnist calibrate` fitted (absent: 1).
+    public static let temperature = "temperature"
 }
 
 extension ModelMetadataKey {

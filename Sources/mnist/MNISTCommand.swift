@@ -11,7 +11,8 @@ struct MNISTCommand: ParsableCommand {
         abstract: "Train a convolutional network on MNIST, on one machine or across many over ZeroMQ.",
         version: "0.1.0",
         subcommands: [
-            Fetch.self, Train.self, Coordinator.self, Worker.self, Evaluate.self, Predict.self, Serve.self,
+            Fetch.self, Train.self, Coordinator.self, Worker.self, Evaluate.self, Calibrate.self, Predict.self,
+            Serve.self,
             Export.self,
             Keygen.self,
             Bench.self,

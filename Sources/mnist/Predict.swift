@@ -59,6 +59,7 @@ struct Predict: ParsableCommand {
 
         // Each image's inputs: one digit, or the digits of a number with their boxes.
         var entries: [(file: String, digits: [PreprocessedDigit], boxes: [PixelRectangle])] = []
+        var maps: [String: InkMap] = [:]
         var numbers: [String: [ReadDigit]] = [:]
         var failed = false
         for file in images {
@@ -75,7 +76,9 @@ struct Predict: ParsableCommand {
                     numbers[file] = digits
                     entries.append((file, digits.map(\.input), digits.map(\.box)))
                 } else {
-                    let digit = try preprocessor.preprocess(image)
+                    let map = try preprocessor.inkMap(image)
+                    let digit = try preprocessor.frame(map, regions: Set(map.regions.map(\.label)))
+                    maps[file] = map
                     entries.append((file, [digit], [digit.report.cropBox]))
                 }
             } catch {
@@ -107,12 +110,14 @@ struct Predict: ParsableCommand {
             let row = Array(probabilities[(next * classes)..<((next + 1) * classes)])
             next += 1
             let ranked = row.indices.sorted { row[$0] > row[$1] }
+            let problem = maps[entry.file].flatMap { DigitCheck.problem(with: $0, probabilities: row) }
             if json {
-                print(Self.json(file: entry.file, ranked: ranked, probabilities: row))
+                print(Self.json(file: entry.file, ranked: ranked, probabilities: row, problem: problem))
             } else {
                 let others = ranked.dropFirst().prefix(top - 1).map { "\($0) (\(Self.percent(row[$0])))" }
+                let answer = "\(ranked[0]) (\(Self.percent(row[ranked[0]])))"
                 print(
-                    "\(entry.file): \(ranked[0]) (\(Self.percent(row[ranked[0]])))"
+                    "\(entry.file): " + (problem.map { "not a digit? \($0); best guess \(answer)" } ?? answer)
                         + (others.isEmpty ? "" : ", then " + others.joined(separator: ", ")))
             }
             if show {
@@ -148,11 +153,12 @@ struct Predict: ParsableCommand {
 
     static func percent(_ probability: Float) -> String { String(format: "%.1f%%", probability * 100) }
 
-    static func json(file: String, ranked: [Int], probabilities: [Float]) -> String {
-        let object: [String: Any] = [
+    static func json(file: String, ranked: [Int], probabilities: [Float], problem: String?) -> String {
+        var object: [String: Any] = [
             "file": file, "digit": ranked[0], "confidence": Double(probabilities[ranked[0]]),
             "probabilities": probabilities.map { Double($0) },
         ]
+        if let problem { object["not_a_digit"] = problem }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
             return "{}"
         }

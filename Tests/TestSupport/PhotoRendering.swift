@@ -307,3 +307,69 @@ public enum NumberRendering {
         return (canvas, columns)
     }
 }
+
+/// Things that are not digits, drawn as a pen would on a 28x28 canvas like an MNIST digit's: capital
+/// letters and random scribbles.
+public enum NotDigitDrawing {
+    /// The letters, as strokes in the 20x20 box (0...1 coordinates, y down). Letters that are also
+    /// read as digits (O, I, S, Z, B, G, Q, D) are left out: a reader cannot be blamed for them.
+    public static let letters: [Character: [[(Float, Float)]]] = [
+        "A": [[(0.1, 1), (0.5, 0), (0.9, 1)], [(0.25, 0.6), (0.75, 0.6)]],
+        "E": [[(0.85, 0), (0.15, 0), (0.15, 1), (0.85, 1)], [(0.15, 0.5), (0.7, 0.5)]],
+        "F": [[(0.85, 0), (0.15, 0), (0.15, 1)], [(0.15, 0.5), (0.7, 0.5)]],
+        "H": [[(0.15, 0), (0.15, 1)], [(0.85, 0), (0.85, 1)], [(0.15, 0.5), (0.85, 0.5)]],
+        "K": [[(0.15, 0), (0.15, 1)], [(0.85, 0), (0.15, 0.55)], [(0.35, 0.4), (0.85, 1)]],
+        "M": [[(0.05, 1), (0.15, 0), (0.5, 0.6), (0.85, 0), (0.95, 1)]],
+        "N": [[(0.15, 1), (0.15, 0), (0.85, 1), (0.85, 0)]],
+        "R": [
+            [(0.15, 1), (0.15, 0), (0.7, 0), (0.85, 0.15), (0.85, 0.35), (0.7, 0.5), (0.15, 0.5)],
+            [(0.45, 0.5), (0.85, 1)],
+        ],
+        "W": [[(0.05, 0), (0.25, 1), (0.5, 0.4), (0.75, 1), (0.95, 0)]],
+        "X": [[(0.1, 0), (0.9, 1)], [(0.9, 0), (0.1, 1)]],
+        "Y": [[(0.1, 0), (0.5, 0.5), (0.9, 0)], [(0.5, 0.5), (0.5, 1)]],
+        "P": [[(0.15, 1), (0.15, 0), (0.7, 0), (0.85, 0.15), (0.85, 0.35), (0.7, 0.5), (0.15, 0.5)]],
+        "U": [[(0.15, 0), (0.15, 0.75), (0.3, 0.95), (0.5, 1), (0.7, 0.95), (0.85, 0.75), (0.85, 0)]],
+        "V": [[(0.1, 0), (0.5, 1), (0.9, 0)]],
+        "T": [[(0.05, 0), (0.95, 0)], [(0.5, 0), (0.5, 1)]],
+    ]
+
+    /// A 28x28 canvas (255 = ink) with `strokes` in the 20x20 box (about 2.5 px wide), each point
+    /// moved by up to `jitter` box widths.
+    public static func draw(_ strokes: [[(Float, Float)]], jitter: Float, using random: inout TestGenerator) -> [UInt8]
+    {
+        let moved = strokes.map { stroke in
+            stroke.map { point in
+                (
+                    4 + 20 * (point.0 + random.uniform(-jitter, jitter)),
+                    4 + 20 * (point.1 + random.uniform(-jitter, jitter))
+                )
+            }
+        }
+        var canvas = [UInt8](repeating: 0, count: 784)
+        for y in 0..<28 {
+            for x in 0..<28 {
+                let (px, py) = (Float(x) + 0.5, Float(y) + 0.5)
+                var nearest = Float.infinity
+                for stroke in moved {
+                    for (a, b) in zip(stroke, stroke.dropFirst()) {
+                        let (dx, dy) = (b.0 - a.0, b.1 - a.1)
+                        let t = max(0, min(1, ((px - a.0) * dx + (py - a.1) * dy) / max(dx * dx + dy * dy, 1e-6)))
+                        let (cx, cy) = (a.0 + t * dx - px, a.1 + t * dy - py)
+                        nearest = min(nearest, (cx * cx + cy * cy).squareRoot())
+                    }
+                }
+                canvas[y * 28 + x] = UInt8(max(0, min(1, 1.75 - nearest)) * 255)
+            }
+        }
+        return canvas
+    }
+
+    /// A scribble: a random walk of 5-9 strokes through the box.
+    public static func scribble(using random: inout TestGenerator) -> [UInt8] {
+        let points = (0..<Int.random(in: 6...10, using: &random)).map { _ in
+            (random.uniform(0, 1), random.uniform(0, 1))
+        }
+        return draw([points], jitter: 0, using: &random)
+    }
+}

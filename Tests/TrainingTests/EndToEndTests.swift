@@ -265,6 +265,81 @@ final class EndToEndTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(total, 36, "\(misread)")
     }
 
+    /// `mnist calibrate` fits a temperature and records it; `mnist predict` then says which images are
+    /// not a digit: test-made letters, scribbles, paper textures and several digits side by side,
+    /// against test digits photographed the same way. Prints the rates (the README's figures).
+    func testCalibrateThenPredictSaysWhatIsNotADigit() throws {
+        let directory = try TemporaryDirectory("not-digits")
+        let model = directory.file("calibrated.safetensors")
+        try FileManager.default.copyItem(at: try trainedModel(), to: model)
+        let calibrate = try Subprocess.capture(
+            [Products.mnist.path, "calibrate", "--model", model.path], timeout: 600)
+        XCTAssertEqual(calibrate.status, 0, calibrate.standardError)
+        XCTAssertTrue(
+            calibrate.standardOutput.contains("expected calibration error went from"), calibrate.standardOutput)
+        let (_, metadata) = try Network.load(from: model)
+        let temperature = try XCTUnwrap(metadata["temperature"].flatMap(Double.init), "\(metadata)")
+        XCTAssertTrue((0.2...5).contains(temperature), "\(temperature)")
+
+        let test = try requireRealMNIST().load().test
+        var random = TestGenerator(seed: 20_261_208)
+        let letters = NotDigitDrawing.letters.sorted { $0.key < $1.key }
+        var files: [(kind: String, file: String)] = []
+        func write(_ image: RasterImage, _ kind: String) throws {
+            let file = directory.file("\(kind)-\(files.count).ppm").path
+            try Data(PNM.encode(image)).write(to: URL(fileURLWithPath: file))
+            files.append((kind, file))
+        }
+        for n in 0..<40 {
+            let conditions: PhotoConditions = n % 2 == 0 ? [] : [.gradient, .grain]
+            let letter = NotDigitDrawing.draw(letters[n % letters.count].value, jitter: 0.06, using: &random)
+            try write(PhotoRendering.render(letter, conditions: conditions, using: &random), "letter")
+            try write(
+                PhotoRendering.render(NotDigitDrawing.scribble(using: &random), conditions: conditions, using: &random),
+                "scribble")
+            try write(
+                PhotoRendering.render(
+                    [UInt8](repeating: 0, count: 784), conditions: [.grain, .gradient, .shadow], using: &random),
+                "texture")
+            let count = Int.random(in: 2...3, using: &random)
+            let digits = (0..<count).map {
+                Array(test.pixels[((4000 + 3 * n + $0) * 784)..<((4001 + 3 * n + $0) * 784)])
+            }
+            let (canvas, columns) = NumberRendering.compose(
+                digits, gaps: (1..<count).map { _ in Int.random(in: 2...8, using: &random) })
+            try write(
+                PhotoRendering.render(canvas, columns: columns, conditions: conditions, using: &random), "several")
+        }
+        for n in 0..<200 {
+            let digit = Array(test.pixels[((5000 + n) * 784)..<((5001 + n) * 784)])
+            try write(
+                PhotoRendering.render(digit, conditions: n % 2 == 0 ? [] : [.gradient, .grain], using: &random), "digit"
+            )
+        }
+        let result = try Subprocess.capture(
+            [Products.mnist.path, "predict", "--model", model.path, "--json"] + files.map(\.file), timeout: 600)
+        let answers = result.standardOutput.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        var flagged: [String: Int] = [:], total: [String: Int] = [:]
+        for (kind, _) in files { total[kind, default: 0] += 1 }
+        for answer in answers where answer["not_a_digit"] != nil {
+            let file = try XCTUnwrap(answer["file"] as? String)
+            flagged[try XCTUnwrap(files.first { $0.file == file }).kind, default: 0] += 1
+        }
+        // A blank page is an error (exit status 1), which flags it too.
+        let blank = result.standardError.split(separator: "\n").filter { $0.contains("looks blank") }
+        flagged["texture", default: 0] += blank.count
+        XCTAssertEqual(answers.count + blank.count, files.count, result.standardError)
+        let rates = total.keys.sorted().map { "\($0) \(flagged[$0] ?? 0)/\(total[$0] ?? 0)" }
+        print("flagged as not a digit (temperature \(temperature)): \(rates.joined(separator: ", "))")
+        XCTAssertLessThanOrEqual(flagged["digit"] ?? 0, 4, "\(rates)")
+        XCTAssertGreaterThanOrEqual(flagged["several"] ?? 0, 36, "\(rates)")
+        XCTAssertGreaterThanOrEqual(flagged["scribble"] ?? 0, 20, "\(rates)")
+        XCTAssertGreaterThanOrEqual(flagged["texture"] ?? 0, 20, "\(rates)")
+        XCTAssertGreaterThanOrEqual(flagged["letter"] ?? 0, 6, "\(rates)")
+    }
+
     func testPredictReportsBadFilesAndStillPredictsTheOthers() throws {
         let model = try trainedModel()
         let directory = try TemporaryDirectory("predict-bad")
