@@ -86,10 +86,23 @@ func checkImage(_ bytes: [UInt8]) {
     }
 
     do {
-        let digit = try MNISTPreprocessor().preprocess(image)
+        let preprocessor = MNISTPreprocessor()
+        let digit = try preprocessor.preprocess(image)
         expect(
             digit.pixels.count == digit.side * digit.side && digit.pixels.allSatisfy { (0...1).contains($0) },
             "preprocessing gave \(digit.pixels.count) pixels for a \(digit.side)x\(digit.side) frame")
+        // The number reader's geometry on the same ink: every group, and every cut of it into 2 or 3.
+        let map = try preprocessor.inkMap(image)
+        for group in NumberSegmentation.segment(map) {
+            for count in 1...3 {
+                for piece in NumberSegmentation.split(map, group, into: count) {
+                    do {
+                        let framed = try preprocessor.frame(map, regions: piece.regions, columns: piece.columns)
+                        expect(framed.pixels.allSatisfy { (0...1).contains($0) }, "a number's digit out of 0...1")
+                    } catch is PreprocessingError {}
+                }
+            }
+        }
     } catch is PreprocessingError {
     } catch {
         fatalError("preprocessing threw \(type(of: error)): \(error)")

@@ -2,8 +2,9 @@
 # libFuzzer with AddressSanitizer on the code that reads the wire and files, two targets built into
 # .build/fuzz/: the message decoder (Fuzz/MessageDecoder.swift with the DataParallel sources) and the
 # image and IDX readers (Fuzz/ImageReaders.swift with the MNIST reader sources: PNG through libpng,
-# PGM/PPM, the image dispatch and preprocessing, IDX with its gzip layer through zlib). SECONDS
-# (default 60) is the whole fuzzing time, split evenly between the targets. Each starts from a corpus
+# PGM/PPM, the image dispatch and preprocessing with its photo steps and the number segmentation, IDX
+# with its gzip layer through zlib). SECONDS (default 60) is the whole fuzzing time, split evenly
+# between the targets. Each starts from a corpus
 # seeded with valid inputs that grows across runs (.build/fuzz/corpus, .build/fuzz/corpus-readers).
 # Usage: Fuzz/run.sh [SECONDS]. Exits non-zero on a crash, leaving the input in .build/fuzz/.
 set -euo pipefail
@@ -18,7 +19,8 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name DataParallelFu
 # Only the reader files and what they use (not the downloads, which need swift-crypto); checks stay
 # on (-O), as the package compiles them. The test helper that writes PNGs by hand makes seeds.
 readers=()
-for name in Gzip IDX LabeledImages Image ImageFile PNG JPEG EXIF PNM Preprocess PreprocessResampling ImageTextPicture; do
+for name in Gzip IDX LabeledImages Image ImageFile PNG JPEG EXIF PNM Preprocess PreprocessPhoto PreprocessResampling \
+    NumberSegmentation ImageTextPicture; do
     readers+=("Sources/MNIST/$name.swift")
 done
 # shellcheck disable=SC2046  # pkg-config prints several flags
