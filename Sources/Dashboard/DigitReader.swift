@@ -17,6 +17,9 @@ public struct DigitAnswer: Sendable {
     /// The 28x28 input the network saw, and what preprocessing found.
     public let input: PreprocessedDigit
 
+    /// Why the image does not look like one digit (`DigitCheck`), or nil.
+    public let notADigit: String?
+
     /// The probability of `digit`.
     public var confidence: Float { probabilities[digit] }
 }
@@ -72,10 +75,12 @@ public final class DigitReader: @unchecked Sendable {
     /// The digit in `bytes`, a PNG, JPEG, PGM or PPM file's contents.
     public func read(_ bytes: [UInt8]) throws(DigitReaderError) -> DigitAnswer {
         let digit: PreprocessedDigit
+        let map: InkMap
         do {
             let image = try ImageFile.decode(bytes)
             do {
-                digit = try preprocessor.preprocess(image)
+                map = try preprocessor.inkMap(image)
+                digit = try preprocessor.frame(map, regions: Set(map.regions.map(\.label)))
             } catch {
                 throw DigitReaderError.noDigit("\(error)")
             }
@@ -93,6 +98,8 @@ public final class DigitReader: @unchecked Sendable {
         guard let probabilities else { throw DigitReaderError.noModel }
         var best = 0
         for index in probabilities.indices where probabilities[index] > probabilities[best] { best = index }
-        return DigitAnswer(digit: best, probabilities: probabilities, input: digit)
+        return DigitAnswer(
+            digit: best, probabilities: probabilities, input: digit,
+            notADigit: DigitCheck.problem(with: map, probabilities: probabilities))
     }
 }

@@ -60,6 +60,7 @@ enum Pages {
             </div>
             <div class="answer">
               <div><span id="digit" class="digit">–</span> <span id="confidence" class="muted"></span></div>
+              <div id="doubt" class="muted"></div>
               <div id="bars" class="bars"></div>
               <figure><img id="input" alt="the 28x28 input the network saw" width="112" height="112">
               <figcaption class="muted">what the network saw (28×28)</figcaption></figure>
@@ -90,6 +91,7 @@ enum Pages {
             ink.fillRect(0, 0, pad.width, pad.height);
             document.getElementById("digit").textContent = "–";
             document.getElementById("confidence").textContent = "";
+            document.getElementById("doubt").textContent = "";
             document.getElementById("error").textContent = "";
             document.getElementById("input").removeAttribute("src");
             rows.forEach(function (row) { row.querySelector(".fill").style.width = "0"; row.querySelector(".value").textContent = ""; });
@@ -162,6 +164,7 @@ enum Pages {
             document.getElementById("error").textContent = "";
             document.getElementById("digit").textContent = String(answer.digit);
             document.getElementById("confidence").textContent = (100 * answer.confidence).toFixed(1) + "%";
+            document.getElementById("doubt").textContent = answer.not_a_digit ? "Not a digit? " + answer.not_a_digit : "";
             document.getElementById("input").src = answer.input_png;
             answer.probabilities.forEach(function (p, d) {
               rows[d].querySelector(".fill").style.width = (100 * p).toFixed(1) + "%";

@@ -169,6 +169,8 @@ struct PredictionBody: Encodable {
     /// The same input as a PNG data URL (white ink on black, as MNIST).
     let inputPNG: String
     let preprocessing: Preprocessing
+    /// Why the image does not look like one digit; absent when it does.
+    let notADigit: String?
 
     struct Preprocessing: Encodable {
         let sourceWidth: Int
@@ -182,6 +184,7 @@ struct PredictionBody: Encodable {
     enum CodingKeys: String, CodingKey {
         case digit, confidence, probabilities, input, preprocessing
         case inputPNG = "input_png"
+        case notADigit = "not_a_digit"
     }
 
     init(_ answer: DigitAnswer) {
@@ -192,6 +195,7 @@ struct PredictionBody: Encodable {
         let side = answer.input.side
         let png = (try? PNG.encode(RasterImage(width: side, height: side, layout: .grey, samples: input))) ?? []
         inputPNG = "data:image/png;base64," + Data(png).base64EncodedString()
+        notADigit = answer.notADigit
         let report = answer.input.report
         preprocessing = Preprocessing(
             sourceWidth: report.sourceWidth, sourceHeight: report.sourceHeight, inverted: report.wasInverted,

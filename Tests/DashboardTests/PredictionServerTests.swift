@@ -78,6 +78,25 @@ final class PredictionServerTests: XCTestCase {
                 let report = try XCTUnwrap(body["preprocessing"] as? [String: Any])
                 XCTAssertEqual(report["inverted"] as? Bool, true, "dark ink on light paper")
                 XCTAssertEqual(report["source_width"] as? Int ?? report["sourceWidth"] as? Int, 60)
+                // Untrained weights are unsure of everything, and the answer says so, as `predict` would.
+                let map = try MNISTPreprocessor().inkMap(try ImageFile.decode(png))
+                let doubt = try XCTUnwrap(DigitCheck.problem(with: map, probabilities: expected))
+                XCTAssertEqual(body["not_a_digit"] as? String, doubt)
+            }
+            // Two sevens side by side are several digits, whatever the network says.
+            var pair = RasterImage(width: 130, height: 80, layout: .grey, filledWith: [235])
+            let seven = try ImageFile.decode(png).converted(to: .grey)
+            for y in 0..<80 {
+                for x in 0..<60 {
+                    pair.samples[y * 130 + x] = seven.samples[y * 60 + x]
+                    pair.samples[y * 130 + x + 70] = seven.samples[y * 60 + x]
+                }
+            }
+            try await client.execute(uri: "/predict", method: .post, body: ByteBuffer(bytes: try PNG.encode(pair))) {
+                response in
+                XCTAssertEqual(response.status, .ok)
+                let doubt = try XCTUnwrap(Self.json(response.body)["not_a_digit"] as? String)
+                XCTAssertTrue(doubt.contains("2 digits side by side"), doubt)
             }
         }
     }
