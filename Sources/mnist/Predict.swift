@@ -13,8 +13,11 @@ struct Predict: ParsableCommand {
             "Classify the digit in each image (PNG, JPEG, binary PGM/PPM; any size, colours or background).",
         discussion: """
             Each image is turned into MNIST's form before the network sees it: to grey (transparency over \
-            white), light ink on black whichever way it was drawn, cropped to the ink, scaled to fit 20x20 \
-            with area averaging, and centred by centre of mass in 28x28. --show prints that 28x28 input.
+            white), a photo's uneven lighting evened out and ruled lines erased, light ink on black whichever \
+            way it was drawn, cropped to the ink, scaled to fit 20x20 with area averaging, and centred by \
+            centre of mass in 28x28. --show prints that 28x28 input. An image that does not look like one \
+            digit (several side by side, or one the network is less than 90% sure of at the temperature \
+            `mnist calibrate` recorded) is answered "not a digit?" with the reason and the best guess.
             The exit status is 1 if any image could not be read.
             """)
 
@@ -28,7 +31,10 @@ struct Predict: ParsableCommand {
     @Option(help: "Also list the next most likely digits, up to K in all (1-10).")
     var top = 1
 
-    @Flag(help: "One JSON object per image: file, digit, confidence and all ten probabilities.")
+    @Flag(
+        help: ArgumentHelp(
+            "One JSON object per image: file, digit, confidence, all ten probabilities, and not_a_digit with "
+                + "the reason when the image does not look like one digit."))
     var json = false
 
     @Flag(help: "Print the 28x28 input the network saw, as a text picture, with what preprocessing found.")
