@@ -17,6 +17,9 @@ public struct DigitSegment: Sendable, Equatable {
 }
 
 public enum NumberSegmentation {
+    /// Above this many separate marks an image is not read as a number (`segment` returns none).
+    public static let maximumRegions = 60
+
     /// The digits of the number in `map`, left to right.
     ///
     /// The number's height is that of its tallest region. Regions are grouped: two overlap when one
@@ -26,6 +29,9 @@ public enum NumberSegmentation {
     /// of the height), and is dropped if it is also small (a dot). Touching digits stay one group
     /// here (see `split`).
     public static func segment(_ map: InkMap) -> [DigitSegment] {
+        // Grouping compares regions pairwise until nothing merges: bounded, so that an image of noise
+        // with thousands of separate marks (an upload, say) costs no more than a number does.
+        guard map.regions.count <= maximumRegions else { return [] }
         guard let tallest = map.regions.map(\.box.height).max(), tallest > 0 else { return [] }
         let height = Double(tallest)
         var groups = map.regions.map { region in
@@ -134,7 +140,7 @@ public enum NumberSegmentation {
         var bottoms = [Int](repeating: group.box.height, count: group.box.width)
         for y in group.box.y..<(group.box.y + group.box.height) {
             for x in group.box.x..<(group.box.x + group.box.width)
-            where group.regions.contains(map.labels[y * map.width + x]) && map.ink[y * map.width + x] > 0 {
+            where group.regions.contains(map.labels[y * map.width + x]) && map.ink(at: y * map.width + x) > 0 {
                 let column = x - group.box.x
                 tops[column] = min(tops[column], y - group.box.y)
                 bottoms[column] = min(bottoms[column], group.box.y + group.box.height - 1 - y)
@@ -149,7 +155,7 @@ public enum NumberSegmentation {
         for y in group.box.y..<(group.box.y + group.box.height) {
             for x in group.box.x..<(group.box.x + group.box.width)
             where group.regions.contains(map.labels[y * map.width + x]) {
-                profile[x - group.box.x] += map.ink[y * map.width + x]
+                profile[x - group.box.x] += map.ink(at: y * map.width + x)
             }
         }
         return profile

@@ -137,14 +137,20 @@ public struct InkRegion: Sendable, Equatable {
 public struct InkMap: Sendable {
     public let width: Int
     public let height: Int
-    /// Ink per pixel, 0 outside the kept regions: `[height, width]`.
-    public let ink: [Float]
+    /// The grey image after the photo steps: `[height, width]`. A pixel's ink is `inkLevels[grey]`
+    /// inside a kept region (a byte per pixel, not a float: a 50-megapixel upload stays affordable).
+    public let grey: [UInt8]
+    /// Ink (0...1) per grey level.
+    public let inkLevels: [Float]
     /// Region label per pixel (0 = none): `[height, width]`.
     public let labels: [Int32]
     /// The kept regions, in the order they were found (top to bottom, left to right).
     public let regions: [InkRegion]
     /// What was found, with the crop box of all the kept ink (no placement yet).
     public let report: PreprocessingReport
+
+    /// The ink at pixel `index` (row-major), whatever region it is in; 0 outside any.
+    public func ink(at index: Int) -> Float { labels[index] == 0 ? 0 : inkLevels[Int(grey[index])] }
 }
 
 /// Turns an arbitrary decoded image into a 28x28 MNIST-like input. A pure function of its input.
@@ -309,20 +315,6 @@ public struct MNISTPreprocessor: Sendable {
         for value in 0..<256 {
             output[value] = min(1, max(0, Float(wasInverted ? paper - value : value - paper) / strokeContrast))
         }
-        // The ink of the kept regions, everything else erased. [height, width]
-        var inkMap = [Float](repeating: 0, count: count)
-        grey.withUnsafeBufferPointer { g in
-            regions.labels.withUnsafeBufferPointer { labels in
-                inkMap.withUnsafeMutableBufferPointer { out in
-                    for y in cropBox.y..<(cropBox.y + cropBox.height) {
-                        let row = y * width
-                        for x in cropBox.x..<(cropBox.x + cropBox.width) where kept[Int(labels[row + x])] {
-                            out[row + x] = output[Int(g[row + x])]
-                        }
-                    }
-                }
-            }
-        }
         let keptRegions = regions.seedCounts.indices.filter { kept[$0 + 1] }.map {
             InkRegion(label: Int32($0 + 1), box: regions.boxes[$0], seedCount: regions.seedCounts[$0])
         }
@@ -333,7 +325,8 @@ public struct MNISTPreprocessor: Sendable {
             correctedLighting: lighting.corrected ? lighting.backgroundRange : nil,
             erasedLines: lines.horizontal + lines.vertical, strokeLevel: strokeLevel)
         return InkMap(
-            width: width, height: height, ink: inkMap, labels: regions.labels, regions: keptRegions, report: report)
+            width: width, height: height, grey: grey, inkLevels: output, labels: regions.labels, regions: keptRegions,
+            report: report)
     }
 
     /// Steps 4 and 5 for the ink of some of `map`'s regions (by label), within `columns` if given: crop
@@ -358,7 +351,7 @@ public struct MNISTPreprocessor: Sendable {
             for y in cropBox.y..<(cropBox.y + cropBox.height) {
                 for x in cropBox.x..<(cropBox.x + cropBox.width) {
                     let label = Int(map.labels[y * width + x])
-                    if label < selected.count, selected[label], map.ink[y * width + x] > 0 {
+                    if label < selected.count, selected[label], map.ink(at: y * width + x) > 0 {
                         top = min(top, y); bottom = max(bottom, y); left = min(left, x); right = max(right, x)
                     }
                 }
@@ -372,7 +365,7 @@ public struct MNISTPreprocessor: Sendable {
             let row = (cropBox.y + y) * width + cropBox.x
             for x in 0..<cropBox.width {
                 let label = Int(map.labels[row + x])
-                if label < selected.count, selected[label] { cropped[y * cropBox.width + x] = map.ink[row + x] }
+                if label < selected.count, selected[label] { cropped[y * cropBox.width + x] = map.ink(at: row + x) }
             }
         }
 

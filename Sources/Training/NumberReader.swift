@@ -83,6 +83,9 @@ public enum DigitCheck {
     /// Why the image is not one digit, or nil when it is: several digit-sized groups of ink side by side,
     /// or a confidence below `minimumConfidence` (with the model's temperature applied).
     public static func problem(with map: InkMap, probabilities: [Float]) -> String? {
+        if map.regions.count > NumberSegmentation.maximumRegions {
+            return "it has \(map.regions.count) separate marks, far more than a digit"
+        }
         let groups = NumberSegmentation.segment(map)
         let tallest = groups.map(\.box.height).max() ?? 0
         let digitSized = groups.filter { Double($0.box.height) >= 0.6 * Double(tallest) }.count

@@ -68,3 +68,20 @@ final class NumberSegmentationTests: XCTestCase {
         for digit in digits { XCTAssertEqual(digit.report.placedBox.height, 20) }
     }
 }
+
+extension NumberSegmentationTests {
+    func testManySeparateMarksAreNotANumberAndCostLittle() throws {
+        // A 40x40 grid of equal dots: 1,600 regions, none a speck of another.
+        var samples = [UInt8](repeating: 240, count: 400 * 400)
+        for row in 0..<40 {
+            for column in 0..<40 {
+                for y in 0..<4 { for x in 0..<4 { samples[(row * 10 + 3 + y) * 400 + column * 10 + 3 + x] = 20 } }
+            }
+        }
+        let map = try MNISTPreprocessor().inkMap(RasterImage(width: 400, height: 400, layout: .grey, samples: samples))
+        XCTAssertEqual(map.regions.count, 1600)
+        let start = Date()
+        XCTAssertEqual(NumberSegmentation.segment(map), [])
+        XCTAssertLessThan(Date().timeIntervalSince(start), 0.5)
+    }
+}
