@@ -91,17 +91,29 @@ func checkImage(_ bytes: [UInt8]) {
         expect(
             digit.pixels.count == digit.side * digit.side && digit.pixels.allSatisfy { (0...1).contains($0) },
             "preprocessing gave \(digit.pixels.count) pixels for a \(digit.side)x\(digit.side) frame")
-        // The number reader's geometry on the same ink: every group, and every cut of it into 2 or 3.
+        // The number reader's geometry on the same ink: every group, cut along its candidate cuts, and
+        // one digit made of every group.
         let map = try preprocessor.inkMap(image)
-        for group in NumberSegmentation.segment(map) {
-            for count in 1...3 {
-                for piece in NumberSegmentation.split(map, group, into: count) {
-                    do {
-                        let framed = try preprocessor.frame(map, regions: piece.regions, columns: piece.columns)
-                        expect(framed.pixels.allSatisfy { (0...1).contains($0) }, "a number's digit out of 0...1")
-                    } catch is PreprocessingError {}
-                }
+        let groups = NumberSegmentation.segment(map)
+        for group in groups {
+            let side = max(1, group.box.height / 8)
+            let cuts = NumberSegmentation.cuts(map, group, spacing: side, reach: side, limit: 6)
+            expect(
+                cuts.allSatisfy { cut in
+                    cut.columns.count == group.box.height
+                        && cut.columns.allSatisfy { (group.box.x..<(group.box.x + group.box.width)).contains($0) }
+                },
+                "a cut outside its group \(group.box)")
+            for piece in NumberSegmentation.pieces(group, cutAlong: cuts) {
+                do {
+                    let framed = try preprocessor.frame(map, [piece])
+                    expect(framed.pixels.allSatisfy { (0...1).contains($0) }, "a number's digit out of 0...1")
+                } catch is PreprocessingError {}
             }
+        }
+        if !groups.isEmpty {
+            let framed = try preprocessor.frame(map, groups)
+            expect(framed.pixels.allSatisfy { (0...1).contains($0) }, "a digit of every group out of 0...1")
         }
     } catch is PreprocessingError {
     } catch {

@@ -14,6 +14,24 @@ public struct DigitSegment: Sendable, Equatable {
     public var columns: Range<Int>
     /// Its ink's bounding box in the source image (before a cut is trimmed to its ink).
     public var box: PixelRectangle
+    /// The cuts it was taken from its neighbours with, if any: its ink is right of `left` and left of
+    /// `right`.
+    public var left: CutPath? = nil
+    public var right: CutPath? = nil
+}
+
+/// A cut between touching digits from the top of their ink to the bottom: for each row, the first
+/// column right of the cut. Rows above the cut use its first row's column, rows below its last's.
+public struct CutPath: Sendable, Equatable {
+    public var top: Int
+    public var columns: [Int]
+    /// How many of its pixels are ink, and how many separate strokes (runs of ink) it crosses.
+    public var inkCrossed = 0
+    public var strokesCrossed = 0
+    /// The source column where the cut crosses row `y`.
+    public func column(atRow y: Int) -> Int { columns[min(max(y - top, 0), columns.count - 1)] }
+    /// The cut's mean column.
+    public var middle: Double { Double(columns.reduce(0, +)) / Double(max(1, columns.count)) }
 }
 
 public enum NumberSegmentation {
@@ -27,7 +45,7 @@ public enum NumberSegmentation {
     /// 60% of the number's height, such as the bar of a 5 drawn apart) or they hardly share rows (a
     /// piece above another); a short piece alone joins its nearest neighbour if that is close (a third
     /// of the height), and is dropped if it is also small (a dot). Touching digits stay one group
-    /// here (see `split`).
+    /// here (see `cuts`).
     public static func segment(_ map: InkMap) -> [DigitSegment] {
         // Grouping compares regions pairwise until nothing merges: bounded, so that an image of noise
         // with thousands of separate marks (an upload, say) costs no more than a number does.
@@ -83,42 +101,95 @@ public enum NumberSegmentation {
         return groups.sorted { $0.box.x < $1.box.x }
     }
 
-    /// `group` cut into `count` digits side by side, each cut at the cheapest column within 30% of a
-    /// digit's width of where an even split would put it (ties: nearest that place): little ink, and
-    /// deep in the valleys that the digits' round tops and bottoms leave between them. Touching
-    /// digits share a region; which count is right is for the reader to judge (`NumberReader`).
-    public static func split(_ map: InkMap, _ group: DigitSegment, into count: Int) -> [DigitSegment] {
-        guard count > 1, group.box.width >= 2 * count else { return [group] }
-        let width = Double(group.box.width)
-        // Each column's cost to cut through: its ink (relative to the group's most), less how deep
-        // the valleys between the digits' tops and bottoms reach there (relative to the height).
-        let profile = columnInk(map, group)
-        let (tops, bottoms) = contours(map, group)
-        let most = max(profile.max() ?? 1, 1e-6)
-        let cost = profile.indices.map { column -> Float in
-            profile[column] / most - Float(tops[column] + bottoms[column]) / Float(group.box.height)
+    /// Where `group` might be cut into touching digits: the cuts (`cutPath`) that start every third of
+    /// `spacing` columns, at least `spacing` from the group's edges; of those, up to `limit` that cross
+    /// the least ink, their middles at least half `spacing` apart; left to right. Which of them are
+    /// cuts between digits is for the reader to judge.
+    public static func cuts(_ map: InkMap, _ group: DigitSegment, spacing: Int, reach: Int, limit: Int) -> [CutPath] {
+        let spacing = max(1, spacing)
+        guard group.box.width > 2 * spacing, limit > 0 else { return [] }
+        let starts = stride(
+            from: group.box.x + spacing, to: group.box.x + group.box.width - spacing, by: max(1, spacing / 3))
+        // The group's ink by column, cumulative from the left: a cut must leave a tenth on each side.
+        var inkBefore = [Int](repeating: 0, count: group.box.width + 1)
+        for (column, ink) in inkColumns(map, group).enumerated() { inkBefore[column + 1] = inkBefore[column] + ink }
+        let total = inkBefore[group.box.width]
+        let tried = starts.compactMap { start -> (path: CutPath, drift: Double)? in
+            let cut = cutPath(map, group, near: start, reach: reach)
+            let left = inkBefore[min(max(0, Int(cut.middle.rounded()) - group.box.x), group.box.width)]
+            guard min(left, total - left) * 10 >= total else { return nil }
+            return (cut, abs(cut.middle - Double(start)))
         }
-        var cuts: [Int] = []
-        for cut in 1..<count {
-            let expected = Double(group.box.x) + width * Double(cut) / Double(count)
-            let reach = width / Double(count) * 0.3
-            let low = max((cuts.last ?? group.box.x) + 1, Int((expected - reach).rounded()))
-            let high = min(group.box.x + group.box.width - 1, Int((expected + reach).rounded()))
-            guard low < high else { return [group] }
-            // The cheapest column; among equals, the one nearest the expected cut.
-            let best =
-                (low..<high).min { a, b in
-                    let costA = cost[a - group.box.x], costB = cost[b - group.box.x]
-                    return costA != costB ? costA < costB : abs(Double(a) - expected) < abs(Double(b) - expected)
-                } ?? low
-            cuts.append(best)
+        var chosen: [CutPath] = []
+        for cut in tried.sorted(by: {
+            $0.path.inkCrossed != $1.path.inkCrossed ? $0.path.inkCrossed < $1.path.inkCrossed : $0.drift < $1.drift
+        }) where chosen.allSatisfy({ abs($0.middle - cut.path.middle) >= Double(spacing) / 2 }) {
+            chosen.append(cut.path)
+            if chosen.count == limit { break }
         }
-        let edges = [group.box.x] + cuts + [group.box.x + group.box.width]
-        return (0..<(edges.count - 1)).map { piece in
+        return chosen.sorted { $0.middle < $1.middle }
+    }
+
+    /// The cut through `group` near `column` that crosses the least ink: a path from the group's top row
+    /// to its bottom row, moving at most one column from row to row and staying within `reach` columns
+    /// of `column`, so that it can pass between digits that overlap (one's stroke reaching over the
+    /// other's). The cut records how much ink it crosses. Among cuts crossing equal ink, straighter
+    /// ones nearer `column` win.
+    public static func cutPath(_ map: InkMap, _ group: DigitSegment, near column: Int, reach: Int) -> CutPath {
+        let low = max(group.box.x + 1, column - reach), high = min(group.box.x + group.box.width - 1, column + reach)
+        guard low <= high else {
+            return CutPath(top: group.box.y, columns: [Int](repeating: column, count: group.box.height))
+        }
+        let band = high - low + 1, rows = group.box.height
+        var selected = [Bool](repeating: false, count: Int(map.regions.map(\.label).max() ?? 0) + 1)
+        for label in group.regions where Int(label) < selected.count { selected[Int(label)] = true }
+        func inked(_ x: Int, _ y: Int) -> Bool {
+            let index = y * map.width + x
+            let label = Int(map.labels[index])
+            return label < selected.count && selected[label] && map.ink(at: index) > 0
+        }
+        // Costs: an ink pixel 1, a sideways step 0.01, and 0.001 per column away from `column`.
+        var cost = (0..<band).map { offset -> Float in
+            (inked(low + offset, group.box.y) ? 1 : 0) + 0.001 * Float(abs(low + offset - column))
+        }
+        var from = [Int8](repeating: 0, count: band * rows)
+        var next = cost
+        for row in 1..<max(1, rows) {
+            for offset in 0..<band {
+                var best = cost[offset], step: Int8 = 0
+                if offset > 0, cost[offset - 1] + 0.01 < best { (best, step) = (cost[offset - 1] + 0.01, -1) }
+                if offset + 1 < band, cost[offset + 1] + 0.01 < best { (best, step) = (cost[offset + 1] + 0.01, 1) }
+                from[row * band + offset] = step
+                next[offset] =
+                    best + (inked(low + offset, group.box.y + row) ? 1 : 0) + 0.001 * Float(abs(low + offset - column))
+            }
+            swap(&cost, &next)
+        }
+        var offset = cost.indices.min { cost[$0] < cost[$1] } ?? 0
+        var columns = [Int](repeating: 0, count: rows)
+        var crossed = 0, strokes = 0, previous = false
+        for row in stride(from: rows - 1, through: 0, by: -1) {
+            columns[row] = low + offset
+            let ink = inked(low + offset, group.box.y + row)
+            if ink { crossed += 1 }
+            if ink && !previous { strokes += 1 }
+            previous = ink
+            offset += Int(from[row * band + offset])
+        }
+        return CutPath(top: group.box.y, columns: columns, inkCrossed: crossed, strokesCrossed: strokes)
+    }
+
+    /// `group` cut along the given paths (left to right, inside the group) into pieces side by side.
+    public static func pieces(_ group: DigitSegment, cutAlong paths: [CutPath]) -> [DigitSegment] {
+        let cuts: [CutPath?] = [nil] + paths + [nil]
+        return (0..<(cuts.count - 1)).map { piece in
             var part = group
-            part.columns = edges[piece]..<edges[piece + 1]
-            part.box = PixelRectangle(
-                x: edges[piece], y: group.box.y, width: edges[piece + 1] - edges[piece], height: group.box.height)
+            let left = cuts[piece]?.columns.min() ?? group.box.x
+            let right = cuts[piece + 1]?.columns.max() ?? (group.box.x + group.box.width)
+            part.columns = left..<max(left, right)
+            part.box = PixelRectangle(x: left, y: group.box.y, width: max(0, right - left), height: group.box.height)
+            part.left = cuts[piece]
+            part.right = cuts[piece + 1]
             return part
         }
     }
@@ -133,31 +204,18 @@ public enum NumberSegmentation {
             box: PixelRectangle(x: left, y: top, width: right - left, height: bottom - top))
     }
 
-    /// For each column of the group: how far below the group's top its first ink is, and how far
-    /// above the bottom its last (the whole height for a column without ink).
-    static func contours(_ map: InkMap, _ group: DigitSegment) -> (tops: [Int], bottoms: [Int]) {
-        var tops = [Int](repeating: group.box.height, count: group.box.width)
-        var bottoms = [Int](repeating: group.box.height, count: group.box.width)
+    /// How many of the group's pixels in each of its columns are its ink.
+    static func inkColumns(_ map: InkMap, _ group: DigitSegment) -> [Int] {
+        var selected = [Bool](repeating: false, count: Int(map.regions.map(\.label).max() ?? 0) + 1)
+        for label in group.regions where Int(label) < selected.count { selected[Int(label)] = true }
+        var counts = [Int](repeating: 0, count: group.box.width)
         for y in group.box.y..<(group.box.y + group.box.height) {
-            for x in group.box.x..<(group.box.x + group.box.width)
-            where group.regions.contains(map.labels[y * map.width + x]) && map.ink(at: y * map.width + x) > 0 {
-                let column = x - group.box.x
-                tops[column] = min(tops[column], y - group.box.y)
-                bottoms[column] = min(bottoms[column], group.box.y + group.box.height - 1 - y)
+            for x in group.box.x..<(group.box.x + group.box.width) {
+                let index = y * map.width + x
+                let label = Int(map.labels[index])
+                if label < selected.count, selected[label], map.ink(at: index) > 0 { counts[x - group.box.x] += 1 }
             }
         }
-        return (tops, bottoms)
-    }
-
-    /// The group's ink summed down each of its columns.
-    static func columnInk(_ map: InkMap, _ group: DigitSegment) -> [Float] {
-        var profile = [Float](repeating: 0, count: group.box.width)
-        for y in group.box.y..<(group.box.y + group.box.height) {
-            for x in group.box.x..<(group.box.x + group.box.width)
-            where group.regions.contains(map.labels[y * map.width + x]) {
-                profile[x - group.box.x] += map.ink(at: y * map.width + x)
-            }
-        }
-        return profile
+        return counts
     }
 }

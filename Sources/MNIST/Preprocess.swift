@@ -213,7 +213,6 @@ public struct MNISTPreprocessor: Sendable {
         requireArgument(options.boxSize >= 1 && options.frameSize >= options.boxSize, "need 1 <= boxSize <= frameSize")
         let width = image.width
         let height = image.height
-        let count = width * height
         // Step 1: grey over white. [height, width]
         var grey = image.greyCompositedOverWhite()
 
@@ -332,40 +331,89 @@ public struct MNISTPreprocessor: Sendable {
     /// Steps 4 and 5 for the ink of some of `map`'s regions (by label), within `columns` if given: crop
     /// to that ink, scale, centre. Throws `PreprocessingError.blankImage` when there is none.
     public func frame(_ map: InkMap, regions: Set<Int32>, columns: Range<Int>? = nil) throws -> PreprocessedDigit {
+        let columns = columns ?? 0..<map.width
+        return try frame(
+            map,
+            [
+                DigitSegment(
+                    regions: regions, columns: columns,
+                    box: PixelRectangle(x: columns.lowerBound, y: 0, width: columns.count, height: map.height))
+            ])
+    }
+
+    /// Steps 4 and 5 for one digit of a number made of `parts`: each part's regions' ink within its
+    /// columns and between its cuts (a digit can take the end of one group of ink, whole groups, and
+    /// the start of another). Throws `PreprocessingError.blankImage` when there is no such ink.
+    public func frame(_ map: InkMap, _ parts: [DigitSegment]) throws -> PreprocessedDigit {
         let width = map.width
-        let columns = columns.map { max(0, $0.lowerBound)..<min(width, $0.upperBound) } ?? 0..<width
-        var selected = [Bool](repeating: false, count: (map.regions.map(\.label).max().map(Int.init) ?? 0) + 1)
+        // Which part each label's region belongs to, -1 for none.
+        var partOf = [Int](repeating: -1, count: (map.regions.map(\.label).max().map(Int.init) ?? 0) + 1)
+        for (index, part) in parts.enumerated() {
+            for label in part.regions where label > 0 && Int(label) < partOf.count { partOf[Int(label)] = index }
+        }
+        func owner(_ index: Int) -> Int {
+            let label = Int(map.labels[index])
+            return label < partOf.count ? partOf[label] : -1
+        }
+        let columns = parts.map { max(0, $0.columns.lowerBound)..<min(width, $0.columns.upperBound) }
         var minX = width, minY = map.height, maxX = -1, maxY = -1
-        for region in map.regions where regions.contains(region.label) {
-            selected[Int(region.label)] = true
+        var restricted = false
+        for region in map.regions where partOf[Int(region.label)] >= 0 {
+            let part = partOf[Int(region.label)]
+            let range = columns[part]
+            restricted =
+                restricted || parts[part].left != nil || parts[part].right != nil
+                || region.box.x < range.lowerBound || region.box.x + region.box.width > range.upperBound
             minY = min(minY, region.box.y)
             maxY = max(maxY, region.box.y + region.box.height - 1)
-            minX = min(minX, max(region.box.x, columns.lowerBound))
-            maxX = max(maxX, min(region.box.x + region.box.width, columns.upperBound) - 1)
+            minX = min(minX, max(region.box.x, range.lowerBound))
+            maxX = max(maxX, min(region.box.x + region.box.width, range.upperBound) - 1)
         }
         guard minX <= maxX, minY <= maxY else { throw PreprocessingError.blankImage(contrast: 0) }
+        // Each part's columns on each row from minY: within its columns, right of its left cut and left
+        // of its right one. [part][row]
+        let rows = maxY - minY + 1
+        var firstColumn = [Int](repeating: 0, count: restricted ? parts.count * rows : 0)
+        var endColumn = firstColumn
+        if restricted {
+            for (index, part) in parts.enumerated() {
+                for row in 0..<rows {
+                    firstColumn[index * rows + row] = max(
+                        columns[index].lowerBound, part.left?.column(atRow: minY + row) ?? columns[index].lowerBound)
+                    endColumn[index * rows + row] = min(
+                        columns[index].upperBound, part.right?.column(atRow: minY + row) ?? columns[index].upperBound)
+                }
+            }
+        }
+        func inside(_ x: Int, _ y: Int, _ part: Int) -> Bool {
+            let index = part * rows + y - minY
+            return x >= firstColumn[index] && x < endColumn[index]
+        }
         // Rows and columns where a cut through a region leaves none of its ink are trimmed below.
         var cropBox = PixelRectangle(x: minX, y: minY, width: maxX - minX + 1, height: maxY - minY + 1)
-        if columns != 0..<width {
-            var top = map.height, bottom = -1, left = width, right = -1
+        if restricted {
+            var top = map.height, bottom = -1, leftmost = width, rightmost = -1
             for y in cropBox.y..<(cropBox.y + cropBox.height) {
                 for x in cropBox.x..<(cropBox.x + cropBox.width) {
-                    let label = Int(map.labels[y * width + x])
-                    if label < selected.count, selected[label], map.ink(at: y * width + x) > 0 {
-                        top = min(top, y); bottom = max(bottom, y); left = min(left, x); right = max(right, x)
+                    let part = owner(y * width + x)
+                    if part >= 0, map.ink(at: y * width + x) > 0, inside(x, y, part) {
+                        top = min(top, y); bottom = max(bottom, y)
+                        leftmost = min(leftmost, x); rightmost = max(rightmost, x)
                     }
                 }
             }
             guard top <= bottom else { throw PreprocessingError.blankImage(contrast: 0) }
-            cropBox = PixelRectangle(x: left, y: top, width: right - left + 1, height: bottom - top + 1)
+            cropBox = PixelRectangle(x: leftmost, y: top, width: rightmost - leftmost + 1, height: bottom - top + 1)
         }
-        // The cropped ink, everything outside the selected regions erased. [crop.height, crop.width]
+        // The cropped ink, everything outside the parts erased. [crop.height, crop.width]
         var cropped = [Float](repeating: 0, count: cropBox.width * cropBox.height)
         for y in 0..<cropBox.height {
             let row = (cropBox.y + y) * width + cropBox.x
             for x in 0..<cropBox.width {
-                let label = Int(map.labels[row + x])
-                if label < selected.count, selected[label] { cropped[y * cropBox.width + x] = map.ink(at: row + x) }
+                let part = owner(row + x)
+                if part >= 0, !restricted || inside(cropBox.x + x, cropBox.y + y, part) {
+                    cropped[y * cropBox.width + x] = map.ink(at: row + x)
+                }
             }
         }
 
@@ -401,7 +449,7 @@ public struct MNISTPreprocessor: Sendable {
         }
 
         var report = map.report
-        report.keptRegionCount = map.regions.filter { regions.contains($0.label) }.count
+        report.keptRegionCount = map.regions.filter { partOf[Int($0.label)] >= 0 }.count
         report.cropBox = cropBox
         report.placedBox = PixelRectangle(x: offsetX, y: offsetY, width: scaled.width, height: scaled.height)
         report.centreOfMass = (momentX / mass + Double(offsetX), momentY / mass + Double(offsetY))

@@ -53,19 +53,79 @@ final class NumberSegmentationTests: XCTestCase {
         XCTAssertEqual(groups[0].box.y, 10)
     }
 
-    func testTouchingDigitsAreCutWhereTheInkIsThinnest() throws {
-        // Two zeros whose sides touch at x = 200 (each 60 wide with 7-pixel strokes).
-        let image = page([(.zero, (143, 20, 60, 100)), (.zero, (197, 20, 60, 100))])
+    /// Two strokes slanted like a quick hand's, 12 pixels apart, joined by a bar 3 pixels thick: their
+    /// columns overlap, so every straight cut crosses one of them, but a cut can follow the gap.
+    private func slantedPair() -> (image: RasterImage, left: PixelRectangle, right: PixelRectangle) {
+        var samples = [UInt8](repeating: 250, count: width * height)
+        func start(_ y: Int) -> Int { 140 - (y - 20) * 16 / 100 }
+        for y in 20..<120 {
+            for x in start(y)..<(start(y) + 10) { samples[y * width + x] = 10 }
+            for x in (start(y) + 22)..<(start(y) + 32) { samples[y * width + x] = 10 }
+            if (68..<71).contains(y) { for x in (start(y) + 10)..<(start(y) + 22) { samples[y * width + x] = 10 } }
+        }
+        return (
+            RasterImage(width: width, height: height, layout: .grey, samples: samples),
+            PixelRectangle(x: start(119), y: 20, width: start(20) + 10 - start(119), height: 100),
+            PixelRectangle(x: start(119) + 22, y: 20, width: start(20) + 10 - start(119), height: 100)
+        )
+    }
+
+    func testACutFollowsTheGapBetweenDigitsWhoseColumnsOverlap() throws {
+        let (image, left, right) = slantedPair()
         let map = try MNISTPreprocessor().inkMap(image)
         let groups = NumberSegmentation.segment(map)
         XCTAssertEqual(groups.count, 1, "they touch")
-        let pieces = NumberSegmentation.split(map, groups[0], into: 2)
-        XCTAssertEqual(pieces.count, 2)
-        XCTAssertEqual(Double(pieces[1].columns.lowerBound), 200, accuracy: 8, "\(pieces.map(\.columns))")
-        let digits = try pieces.map { try MNISTPreprocessor().frame(map, regions: $0.regions, columns: $0.columns) }
-        // Each piece is one zero: the two inputs are nearly mirror images of each other's place.
+        let group = try XCTUnwrap(groups.first)
+        // Straight down column 148, between the strokes' middles, crosses both strokes and the bar.
+        let straight = (group.box.y..<(group.box.y + group.box.height)).filter { map.ink(at: $0 * width + 148) > 0 }
+        XCTAssertGreaterThan(straight.count, 20)
+
+        let cut = NumberSegmentation.cutPath(map, group, near: 148, reach: 12)
+        XCTAssertEqual(cut.columns.count, group.box.height)
+        XCTAssertLessThanOrEqual(cut.inkCrossed, 4, "only the bar: \(cut.columns)")
+        XCTAssertEqual(cut.strokesCrossed, 1)
+        let digits = try NumberSegmentation.pieces(group, cutAlong: [cut]).map {
+            try MNISTPreprocessor().frame(map, [$0])
+        }
         XCTAssertEqual(digits.count, 2)
-        for digit in digits { XCTAssertEqual(digit.report.placedBox.height, 20) }
+        // Each side of the cut holds one stroke and half the bar (within the stroke's box).
+        for (digit, stroke) in zip(digits, [left, right]) {
+            XCTAssertEqual(Double(digit.report.cropBox.y), Double(stroke.y), accuracy: 1)
+            XCTAssertEqual(Double(digit.report.cropBox.height), Double(stroke.height), accuracy: 1)
+            XCTAssertEqual(Double(digit.report.cropBox.x), Double(stroke.x), accuracy: 2, "\(digit.report.cropBox)")
+            XCTAssertEqual(
+                Double(digit.report.cropBox.width), Double(stroke.width), accuracy: 2, "\(digit.report.cropBox)")
+        }
+
+        // The candidates include it, and none leaves less than a tenth of the ink on a side.
+        let cuts = NumberSegmentation.cuts(map, group, spacing: 12, reach: 12, limit: 4)
+        XCTAssertFalse(cuts.isEmpty)
+        XCTAssertLessThanOrEqual(cuts.map(\.inkCrossed).min() ?? .max, 4)
+        XCTAssertEqual(cuts.map(\.middle), cuts.map(\.middle).sorted())
+        for cut in cuts {
+            XCTAssertTrue((group.box.x + 5..<(group.box.x + group.box.width - 5)).contains(Int(cut.middle)))
+        }
+    }
+
+    func testADigitCanBeMadeOfSeveralGroupsAndPartsOfThem() throws {
+        // A zero, and the slanted pair to its right: the zero with the pair's left stroke is one digit.
+        let (pair, _, right) = slantedPair()
+        var samples = pair.samples
+        let zero = page([(.zero, (20, 20, 60, 100))])
+        for index in samples.indices { samples[index] = min(samples[index], zero.samples[index]) }
+        let map = try MNISTPreprocessor().inkMap(
+            RasterImage(width: width, height: height, layout: .grey, samples: samples))
+        let groups = NumberSegmentation.segment(map)
+        XCTAssertEqual(groups.count, 2)
+        let cut = NumberSegmentation.cutPath(map, groups[1], near: 148, reach: 12)
+        var part = groups[1]
+        part.right = cut
+        let digit = try MNISTPreprocessor().frame(map, [groups[0], part])
+        XCTAssertEqual(Double(digit.report.cropBox.x), Double(groups[0].box.x), accuracy: 1)
+        // It ends at the cut, before the right stroke's far edge.
+        let end = digit.report.cropBox.x + digit.report.cropBox.width
+        XCTAssertLessThan(end, right.x + right.width - 10, "\(digit.report.cropBox)")
+        XCTAssertGreaterThan(end, right.x - 4, "\(digit.report.cropBox)")
     }
 }
 

@@ -223,7 +223,7 @@ final class EndToEndTests: XCTestCase {
         var files: [(condition: String, file: String, number: String)] = []
         var index = 3000
         for (name, conditions) in [("clean", PhotoConditions()), ("phone photo", PhotoConditions.phone)] {
-            for _ in 0..<30 {
+            for _ in 0..<100 {
                 let count = Int.random(in: 3...6, using: &random)
                 let digits = (index..<(index + count)).map { Array(test.pixels[($0 * 784)..<(($0 + 1) * 784)]) }
                 let number = (index..<(index + count)).map { String(test.labels[$0]) }.joined()
@@ -258,11 +258,12 @@ final class EndToEndTests: XCTestCase {
         }
         let total = exact.values.reduce(0, +)
         print(
-            "numbers read exactly: clean \(exact["clean"] ?? 0)/30, phone photos \(exact["phone photo"] ?? 0)/30; \(misread)"
+            "numbers read exactly: clean \(exact["clean"] ?? 0)/100, phone photos \(exact["phone photo"] ?? 0)/100; \(misread)"
         )
-        // What segmentation manages today (the aim is 90%): narrow touching digits read as one, and
-        // wide ones cut in two, are most of the misreadings.
-        XCTAssertGreaterThanOrEqual(total, 36, "\(misread)")
+        // 166 of 200 today (the aim is 90%); the reader before recognition chose the cuts read 157.
+        // Most misreadings are a 1 pressed against its neighbour and read as part of it, and digits
+        // that overlap so far that no cut from top to bottom parts them.
+        XCTAssertGreaterThanOrEqual(total, 160, "\(misread)")
     }
 
     /// `mnist calibrate` fits a temperature and records it; `mnist predict` then says which images are
