@@ -468,6 +468,41 @@ public final class Network {
         images.withUnsafeBufferPointer { probabilities(images: $0, count: $0.count / inputCount) }
     }
 
+    /// How many values `features` gives per image: the width of the last layer's input.
+    public var featureCount: Int { lanes[0].layers.last?.inputShape.count ?? 0 }
+
+    /// What the last layer sees of each image `[N, C, H, W]` (inference, one thread): `[N, featureCount]`,
+    /// the network's own description of the image, from which it reads the class.
+    public func features(images: [Float]) -> [Float] {
+        let count = images.count / inputCount, width = featureCount
+        var result = [Float](repeating: 0, count: count * width)
+        guard count > 0, lanes[0].layers.count >= 2 else { return result }
+        let lane = lanes[0]
+        images.withUnsafeBufferPointer { imageSlab in
+            normalization.withUnsafeBufferPointer { statisticsSlab in
+                parameters.withUnsafeBufferPointer { parameterSlab in
+                    let imageBase = imageSlab.baseAddress.unsafelyUnwrappedForKernels
+                    let parameterBase = parameterSlab.baseAddress.unsafelyUnwrappedForKernels
+                    var first = 0
+                    while first < count {
+                        let batch = min(chunkSize, count - first)
+                        var context = LayerContext(isTraining: false, dropoutSeed: 0, firstSample: first, threads: 1)
+                        if let statistics = statisticsSlab.baseAddress {
+                            context.normalization = .population(statistics)
+                        }
+                        _ = lane.forward(
+                            images: imageBase + first * inputCount, batch: batch, parameters: parameterBase,
+                            offsets: layerOffsets, context: context)
+                        let penultimate = lane.activations[lane.layers.count - 2].pointer
+                        for index in 0..<(batch * width) { result[first * width + index] = penultimate[index] }
+                        first += batch
+                    }
+                }
+            }
+        }
+        return result
+    }
+
     /// The most probable class of each image `[N, C, H, W]`.
     public func predictions(images: [Float]) -> [Int] {
         let probabilities = probabilities(images: images)

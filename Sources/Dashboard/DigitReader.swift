@@ -90,16 +90,17 @@ public final class DigitReader: @unchecked Sendable {
             throw DigitReaderError.unreadableImage("\(error)")
         }
         if let newer = source() { replace(with: newer) }
-        let probabilities = lock.withLock { () -> [Float]? in
+        let answer = lock.withLock { () -> (probabilities: [Float], unfamiliarity: Double?)? in
             guard let ensemble else { return nil }
             let mean = ensemble.inputMean, deviation = ensemble.inputStandardDeviation
-            return ensemble.probabilities(images: digit.pixels.map { ($0 - mean) / deviation })
+            let input = digit.pixels.map { ($0 - mean) / deviation }
+            return (ensemble.probabilities(images: input), ensemble.unfamiliarity(images: input)?.first)
         }
-        guard let probabilities else { throw DigitReaderError.noModel }
+        guard let (probabilities, unfamiliarity) = answer else { throw DigitReaderError.noModel }
         var best = 0
         for index in probabilities.indices where probabilities[index] > probabilities[best] { best = index }
         return DigitAnswer(
             digit: best, probabilities: probabilities, input: digit,
-            notADigit: DigitCheck.problem(with: map, probabilities: probabilities))
+            notADigit: DigitCheck.problem(with: map, probabilities: probabilities, unfamiliarity: unfamiliarity))
     }
 }

@@ -15,6 +15,8 @@ public struct Ensemble {
     /// The temperature its probabilities are given at (`Calibration`): from the files' metadata
     /// (`mnist calibrate`; the mean when they differ), 1 when none was fitted.
     public var temperature: Float
+    /// Each model's feature distribution (`mnist calibrate`), nil for a model that records none.
+    public let distributions: [FeatureDistribution?]
 
     public var classCount: Int { networks[0].classCount }
     public var inputCount: Int { networks[0].inputCount }
@@ -26,8 +28,16 @@ public struct Ensemble {
         var networks: [Network] = []
         var normalizations: [(Float, Float)] = []
         var temperatures: [Float] = []
+        var distributions: [FeatureDistribution?] = []
         for url in urls {
             let (network, metadata) = try Network.loadChecked(from: url)
+            do {
+                distributions.append(
+                    try FeatureDistribution(
+                        metadata: metadata, classes: network.classCount, featureCount: network.featureCount))
+            } catch {
+                throw ModelFileError(path: url.path, reason: "\(error)")
+            }
             let temperature = metadata[ModelMetadataKey.temperature].flatMap(Float.init) ?? 1
             guard temperature.isFinite, temperature > 0 else {
                 throw ModelFileError(
@@ -57,6 +67,7 @@ public struct Ensemble {
             normalizations.append((mean, deviation))
         }
         self.networks = networks
+        self.distributions = distributions
         self.paths = urls.map(\.path)
         temperature = temperatures.reduce(0, +) / Float(temperatures.count)
         (inputMean, inputStandardDeviation) = normalizations[0]
@@ -66,10 +77,28 @@ public struct Ensemble {
     /// training (`InputNormalization`).
     public init(network: Network, name: String = "current weights") {
         networks = [network]
+        distributions = [nil]
         paths = [name]
         inputMean = InputNormalization.mean
         inputStandardDeviation = InputNormalization.standardDeviation
         temperature = 1
+    }
+
+    /// How unlike the training digits each of the normalised `images` `[N, C, H, W]` is: each model's
+    /// feature distance over its threshold, averaged over the models that record a distribution
+    /// (`FeatureDistribution`); above 1 is unlike. Nil when no model records one.
+    public func unfamiliarity(images: [Float]) -> [Double]? {
+        let recorded = zip(networks, distributions).compactMap { network, distribution in
+            distribution.map { (network, $0) }
+        }
+        guard !recorded.isEmpty else { return nil }
+        var sum = [Double](repeating: 0, count: images.count / max(1, inputCount))
+        for (network, distribution) in recorded {
+            for (index, distance) in distribution.distances(network.features(images: images)).enumerated() {
+                sum[index] += distance / distribution.threshold
+            }
+        }
+        return sum.map { $0 / Double(recorded.count) }
     }
 
     /// The mean of the models' class probabilities for normalised `images` `[N, C, H, W]`: `[N, classes]`.

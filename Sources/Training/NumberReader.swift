@@ -217,8 +217,10 @@ public enum DigitCheck {
     public static let minimumConfidence: Float = 0.9
 
     /// Why the image is not one digit, or nil when it is: several digit-sized groups of ink side by side,
-    /// or a confidence below `minimumConfidence` (with the model's temperature applied).
-    public static func problem(with map: InkMap, probabilities: [Float]) -> String? {
+    /// an input unlike the training digits to the network (`unfamiliarity` above 1, when the model
+    /// records its feature distribution: `Ensemble.unfamiliarity`), or a confidence below
+    /// `minimumConfidence` (with the model's temperature applied).
+    public static func problem(with map: InkMap, probabilities: [Float], unfamiliarity: Double? = nil) -> String? {
         if map.regions.count > NumberSegmentation.maximumRegions {
             return "it has \(map.regions.count) separate marks, far more than a digit"
         }
@@ -227,6 +229,11 @@ public enum DigitCheck {
         let digitSized = groups.filter { Double($0.box.height) >= 0.6 * Double(tallest) }.count
         if digitSized >= 2 {
             return "it looks like \(digitSized) digits side by side; --number reads a number"
+        }
+        if let unfamiliarity, unfamiliarity > 1 {
+            return String(
+                format: "it is unlike the digits the network learned from (%.1fx the distance that only 1%% of "
+                    + "test digits exceed)", unfamiliarity)
         }
         let confidence = probabilities.max() ?? 0
         if confidence < minimumConfidence {

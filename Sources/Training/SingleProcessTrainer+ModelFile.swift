@@ -18,6 +18,12 @@ public enum ModelMetadataKey {
     public static let weightsSHA256 = "weights_sha256"
     /// The temperature `mnist calibrate` fitted (absent: 1).
     public static let temperature = "temperature"
+    /// Where the training digits lie in the network's features (`FeatureDistribution`), fitted by
+    /// `mnist calibrate`: the class means and the covariance's Cholesky factor (base64 of little-endian
+    /// float32), and the distance beyond which an input is unlike them.
+    public static let featureMeans = "feature_means"
+    public static let featureCholesky = "feature_cholesky"
+    public static let featureThreshold = "feature_threshold"
 }
 
 extension ModelMetadataKey {

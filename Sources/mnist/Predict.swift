@@ -16,8 +16,9 @@ struct Predict: ParsableCommand {
             white), a photo's uneven lighting evened out and ruled lines erased, light ink on black whichever \
             way it was drawn, cropped to the ink, scaled to fit 20x20 with area averaging, and centred by \
             centre of mass in 28x28. --show prints that 28x28 input. An image that does not look like one \
-            digit (several side by side, or one the network is less than 90% sure of at the temperature \
-            `mnist calibrate` recorded) is answered "not a digit?" with the reason and the best guess.
+            digit (several side by side; after `mnist calibrate`, one whose features lie farther from the \
+            training digits' than those of 99% of test digits; or one the network is less than 90% sure of, \
+            at the temperature calibrate recorded) is answered "not a digit?" with the reason and the best guess.
             The exit status is 1 if any image could not be read.
             """)
 
@@ -94,6 +95,7 @@ struct Predict: ParsableCommand {
         }
         let inputs = number ? [] : entries.flatMap { $0.digits.flatMap { $0.pixels.map { ($0 - mean) / deviation } } }
         let probabilities = inputs.isEmpty ? [] : ensemble.probabilities(images: inputs)
+        let unfamiliarity = inputs.isEmpty ? nil : ensemble.unfamiliarity(images: inputs)
         let classes = ensemble.classCount
         var next = 0
         for entry in entries {
@@ -114,9 +116,12 @@ struct Predict: ParsableCommand {
                 continue
             }
             let row = Array(probabilities[(next * classes)..<((next + 1) * classes)])
+            let distance = unfamiliarity?[next]
             next += 1
             let ranked = row.indices.sorted { row[$0] > row[$1] }
-            let problem = maps[entry.file].flatMap { DigitCheck.problem(with: $0, probabilities: row) }
+            let problem = maps[entry.file].flatMap {
+                DigitCheck.problem(with: $0, probabilities: row, unfamiliarity: distance)
+            }
             if json {
                 print(Self.json(file: entry.file, ranked: ranked, probabilities: row, problem: problem))
             } else {

@@ -139,4 +139,37 @@ final class NetworkTests: XCTestCase {
             "probabilities, chunk 5 vs 256")
         XCTAssertEqual(network.predictions(images: images).count, 12)
     }
+
+    /// The features are what the last layer reads: the last dense layer's weights applied to them give
+    /// the logits whose softmax `probabilities` returns, for the default preset (batch normalisation
+    /// folded) and another chunking.
+    func testFeaturesAreWhatTheLastLayerReads() throws {
+        let network = try Network(architecture: ModelPreset.fast.architecture, seed: 4)
+        network.chunkSize = 3
+        var generator = TestGenerator(seed: 71)
+        let images = generator.uniformArray(7 * 784, -0.5, 2.5)
+        let features = network.features(images: images)
+        XCTAssertEqual(network.featureCount, 128)
+        XCTAssertEqual(features.count, 7 * 128)
+        XCTAssertTrue(features.allSatisfy { $0 >= 0 }, "after the ReLU")
+        XCTAssertGreaterThan(Set(features).count, 100)
+        let tensors = network.namedTensors
+        let weight = try XCTUnwrap(tensors.dropLast().last), bias = try XCTUnwrap(tensors.last)
+        XCTAssertEqual(weight.shape, [10, 128])
+        let probabilities = network.probabilities(images: images)
+        for n in 0..<7 {
+            let logits = (0..<10).map { k in
+                (0..<128).reduce(Double(bias.values[k])) {
+                    $0 + Double(weight.values[k * 128 + $1]) * Double(features[n * 128 + $1])
+                }
+            }
+            let largest = logits.max() ?? 0
+            let total = logits.map { exp($0 - largest) }.reduce(0, +)
+            for k in 0..<10 {
+                XCTAssertEqual(Double(probabilities[n * 10 + k]), exp(logits[k] - largest) / total, accuracy: 1e-5)
+            }
+        }
+        network.chunkSize = 64
+        assertClose(network.features(images: images), features, absoluteTolerance: 1e-5, "features, chunk 3 vs 64")
+    }
 }
