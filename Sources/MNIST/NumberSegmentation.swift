@@ -112,10 +112,13 @@ public enum NumberSegmentation {
             from: group.box.x + spacing, to: group.box.x + group.box.width - spacing, by: max(1, spacing / 3))
         // The group's ink by column, cumulative from the left: a cut must leave a tenth on each side.
         var inkBefore = [Int](repeating: 0, count: group.box.width + 1)
-        for (column, ink) in inkColumns(map, group).enumerated() { inkBefore[column + 1] = inkBefore[column] + ink }
+        let isInk = inkTest(map, group)
+        for (column, ink) in inkColumns(map, group, isInk: isInk).enumerated() {
+            inkBefore[column + 1] = inkBefore[column] + ink
+        }
         let total = inkBefore[group.box.width]
         let tried = starts.compactMap { start -> (path: CutPath, drift: Double)? in
-            let cut = cutPath(map, group, near: start, reach: reach)
+            let cut = cutPath(map, group, near: start, reach: reach, isInk: isInk)
             let left = inkBefore[min(max(0, Int(cut.middle.rounded()) - group.box.x), group.box.width)]
             guard min(left, total - left) * 10 >= total else { return nil }
             return (cut, abs(cut.middle - Double(start)))
@@ -136,18 +139,18 @@ public enum NumberSegmentation {
     /// other's). The cut records how much ink it crosses. Among cuts crossing equal ink, straighter
     /// ones nearer `column` win.
     public static func cutPath(_ map: InkMap, _ group: DigitSegment, near column: Int, reach: Int) -> CutPath {
+        cutPath(map, group, near: column, reach: reach, isInk: inkTest(map, group))
+    }
+
+    static func cutPath(
+        _ map: InkMap, _ group: DigitSegment, near column: Int, reach: Int, isInk: (Int) -> Bool
+    ) -> CutPath {
         let low = max(group.box.x + 1, column - reach), high = min(group.box.x + group.box.width - 1, column + reach)
         guard low <= high else {
             return CutPath(top: group.box.y, columns: [Int](repeating: column, count: group.box.height))
         }
         let band = high - low + 1, rows = group.box.height
-        var selected = [Bool](repeating: false, count: Int(map.regions.map(\.label).max() ?? 0) + 1)
-        for label in group.regions where Int(label) < selected.count { selected[Int(label)] = true }
-        func inked(_ x: Int, _ y: Int) -> Bool {
-            let index = y * map.width + x
-            let label = Int(map.labels[index])
-            return label < selected.count && selected[label] && map.ink(at: index) > 0
-        }
+        func inked(_ x: Int, _ y: Int) -> Bool { isInk(y * map.width + x) }
         // Costs: an ink pixel 1, a sideways step 0.01, and 0.001 per column away from `column`.
         var cost = (0..<band).map { offset -> Float in
             (inked(low + offset, group.box.y) ? 1 : 0) + 0.001 * Float(abs(low + offset - column))
@@ -205,17 +208,23 @@ public enum NumberSegmentation {
     }
 
     /// How many of the group's pixels in each of its columns are its ink.
-    static func inkColumns(_ map: InkMap, _ group: DigitSegment) -> [Int] {
-        var selected = [Bool](repeating: false, count: Int(map.regions.map(\.label).max() ?? 0) + 1)
-        for label in group.regions where Int(label) < selected.count { selected[Int(label)] = true }
+    static func inkColumns(_ map: InkMap, _ group: DigitSegment, isInk: (Int) -> Bool) -> [Int] {
         var counts = [Int](repeating: 0, count: group.box.width)
         for y in group.box.y..<(group.box.y + group.box.height) {
-            for x in group.box.x..<(group.box.x + group.box.width) {
-                let index = y * map.width + x
-                let label = Int(map.labels[index])
-                if label < selected.count, selected[label], map.ink(at: index) > 0 { counts[x - group.box.x] += 1 }
+            for x in group.box.x..<(group.box.x + group.box.width) where isInk(y * map.width + x) {
+                counts[x - group.box.x] += 1
             }
         }
         return counts
+    }
+
+    /// Whether the pixel at an index of `map` is ink of `group`'s regions.
+    static func inkTest(_ map: InkMap, _ group: DigitSegment) -> (Int) -> Bool {
+        var selected = [Bool](repeating: false, count: Int(map.regions.map(\.label).max() ?? 0) + 1)
+        for label in group.regions where Int(label) < selected.count { selected[Int(label)] = true }
+        return { index in
+            let label = Int(map.labels[index])
+            return label < selected.count && selected[label] && map.ink(at: index) > 0
+        }
     }
 }
