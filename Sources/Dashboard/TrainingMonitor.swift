@@ -432,7 +432,8 @@ public final class TrainingMonitor: @unchecked Sendable {
         shown["augmentation"] =
             configuration.augment
             ? "shift \(configuration.shift) px, rotation \(configuration.rotation)°, scale \(configuration.scale), "
-                + "shear \(configuration.shear)°" : "none"
+                + "shear \(configuration.shear)°"
+                + (configuration.elastic > 0 ? ", elastic \(configuration.elastic) px" : "") : "none"
         shown["weight decay"] = "\(configuration.weightDecay)"
         shown["average decay"] = "\(configuration.averageDecay)"
         return shown

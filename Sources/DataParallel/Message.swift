@@ -6,7 +6,7 @@
 public enum ProtocolInfo {
     /// The protocol version this build speaks. Bump it when any frame layout or meaning changes.
     /// `hello` and `refuse` keep their layout across every version so that a mismatch can be reported.
-    public static let version: UInt16 = 4
+    public static let version: UInt16 = 5
     /// The four bytes every header frame starts with: ASCII "MNDP" (MNIST data parallel).
     public static let magic: [UInt8] = [0x4D, 0x4E, 0x44, 0x50]
     /// The size of the header frame in bytes; every message starts with exactly one such frame.

@@ -24,7 +24,8 @@ public struct BenchmarkFigures: Sendable, Codable, Equatable {
     public var trainingImagesPerCPUSecond: Double
     public var inferenceImagesPerCPUSecond: Double
     /// Microseconds of one thread to prepare one 28x28 training input: normalised only, shifted by
-    /// whole pixels (`--rotation 0 --scale 0 --shear 0`), and by the default affine augmentation.
+    /// whole pixels (`--rotation 0 --scale 0 --shear 0`), by the default affine augmentation, and by it
+    /// with an elastic distortion (`--elastic 34`).
     public var inputMicroseconds: InputPreparation
 }
 
@@ -33,6 +34,7 @@ public struct InputPreparation: Sendable, Codable, Equatable {
     public var plain: Double
     public var wholePixelShift: Double
     public var affine: Double
+    public var elastic: Double
 }
 
 /// Seconds of CPU time this process has used, all threads.
@@ -80,7 +82,10 @@ public enum Benchmark {
             return (clock.now - start).seconds * 1e6 / Double(max(1, images))
         }
         let affine = defaults.augmentation ?? Augmentation(shift: 2, rotation: 10, scale: 0.1)
-        return InputPreparation(plain: time(nil), wholePixelShift: time(shift), affine: time(affine))
+        var elastic = affine
+        elastic.elastic = 34
+        return InputPreparation(
+            plain: time(nil), wholePixelShift: time(shift), affine: time(affine), elastic: time(elastic))
     }
 
     /// Measures `model` for about `seconds` each for training and inference.

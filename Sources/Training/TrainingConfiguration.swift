@@ -39,6 +39,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var scale: Double = 0.1
     /// `--shear`: largest horizontal shear in degrees either way, 0...45.
     public var shear: Double = 0
+    /// `--elastic`: strength in pixels of the elastic distortion, 0...100 (0: none; `Augmentation.elastic`).
+    public var elastic: Double = 0
     /// `--threads`: threads for OpenBLAS and the element-wise kernels, 1...256.
     public var threads: Int = AvailableCPUs.count
     /// `--weight-decay`: L2 (SGD) or decoupled (Adam) weight decay, 0...1.
@@ -70,7 +72,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     /// thread count), and each process chooses its own.
     private enum CodingKeys: String, CodingKey {
         case epochs, batchSize, learningRate, optimizer, schedule, model, seed, augment, weightDecay
-        case averageDecay, shift, rotation, scale, shear
+        case averageDecay, shift, rotation, scale, shear, elastic
     }
 
     /// Decodes the JSON of `jsonString()`; settings missing from files of earlier versions keep
@@ -94,6 +96,28 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         rotation = try container.decodeIfPresent(Double.self, forKey: .rotation) ?? 0
         scale = try container.decodeIfPresent(Double.self, forKey: .scale) ?? 0
         shear = try container.decodeIfPresent(Double.self, forKey: .shear) ?? 0
+        elastic = try container.decodeIfPresent(Double.self, forKey: .elastic) ?? 0
+    }
+
+    /// Every setting but `elastic` when it is 0, so that runs without it record the same JSON (and write the
+    /// same model file) as before it existed.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(epochs, forKey: .epochs)
+        try container.encode(batchSize, forKey: .batchSize)
+        try container.encode(learningRate, forKey: .learningRate)
+        try container.encode(optimizer, forKey: .optimizer)
+        try container.encode(schedule, forKey: .schedule)
+        try container.encode(model, forKey: .model)
+        try container.encode(seed, forKey: .seed)
+        try container.encode(augment, forKey: .augment)
+        try container.encode(weightDecay, forKey: .weightDecay)
+        try container.encode(averageDecay, forKey: .averageDecay)
+        try container.encode(shift, forKey: .shift)
+        try container.encode(rotation, forKey: .rotation)
+        try container.encode(scale, forKey: .scale)
+        try container.encode(shear, forKey: .shear)
+        if elastic != 0 { try container.encode(elastic, forKey: .elastic) }
     }
 
     /// A setting outside its allowed range, naming the command-line flag.
@@ -133,6 +157,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         }
         for (flag, value, limit) in [
             ("--shift", shift, 8.0), ("--rotation", rotation, 90), ("--scale", scale, 0.5), ("--shear", shear, 45),
+            ("--elastic", elastic, 100),
         ] {
             guard value.isFinite, (0...limit).contains(value) else {
                 throw fail(flag, "must be 0...\(limit.formatted()), got \(value)")
@@ -145,7 +170,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
     /// The variation of training images, or nil without `augment`.
     public var augmentation: Augmentation? {
-        augment ? Augmentation(shift: shift, rotation: rotation, scale: scale, shear: shear) : nil
+        augment ? Augmentation(shift: shift, rotation: rotation, scale: scale, shear: shear, elastic: elastic) : nil
     }
 
     /// The optimizer settings this configuration implies.

@@ -68,8 +68,8 @@ struct Bench: ParsableCommand {
         print(
             String(
                 format:
-                    "inputs     %8.2f µs per image normalised, %.2f shifted by whole pixels, %.2f affine (one thread)",
-                inputs.plain, inputs.wholePixelShift, inputs.affine))
+                    "inputs     %8.2f µs per image normalised, %.2f shifted by whole pixels, %.2f affine, %.2f affine and elastic (one thread)",
+                inputs.plain, inputs.wholePixelShift, inputs.affine, inputs.elastic))
         if let target = toAccuracy {
             try timeToAccuracy(target)
         }

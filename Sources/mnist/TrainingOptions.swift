@@ -43,7 +43,8 @@ struct TrainingOptions: ParsableArguments {
 
     @Flag(
         inversion: .prefixedNo,
-        help: "Vary each training image by a random affine transform (--shift, --rotation, --scale, --shear).")
+        help:
+            "Vary each training image by a random affine transform (--shift, --rotation, --scale, --shear, --elastic).")
     var augment = defaults.augment
 
     @Option(help: ArgumentHelp("Largest translation of a training image along each axis, 0-8.", valueName: "pixels"))
@@ -60,6 +61,12 @@ struct TrainingOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Largest horizontal shear of a training image either way, 0-45.", valueName: "degrees"))
     var shear = defaults.shear
+
+    @Option(
+        help: ArgumentHelp(
+            "Strength of a random elastic distortion of each training image, 0-100 (0: none; 34 is Simard et al.'s; smoothed over 4 pixels).",
+            valueName: "pixels"))
+    var elastic = defaults.elastic
 
     @Option(
         help: """
@@ -92,6 +99,7 @@ struct TrainingOptions: ParsableArguments {
         configuration.rotation = rotation
         configuration.scale = scale
         configuration.shear = shear
+        configuration.elastic = elastic
         configuration.threads = threads
         configuration.weightDecay = weightDecay
         configuration.averageDecay = averageDecay

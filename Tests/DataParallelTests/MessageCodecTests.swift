@@ -98,7 +98,7 @@ final class MessageCodecTests: XCTestCase {
         ).encode()
         let expected: [UInt8] = [
             0x4D, 0x4E, 0x44, 0x50,  // magic "MNDP"
-            0x04, 0x00,  // version 4
+            0x05, 0x00,  // version 5
             0x07, 0x00,  // kind 7 = gradient
             0x02, 0x01, 0, 0, 0, 0, 0, 0,  // step
             0x01, 0, 0, 0, 0, 0, 0, 0,  // a = piece count

@@ -21,6 +21,7 @@ final class DistributedEquivalenceTests: XCTestCase {
         configuration.scale = 0.1
         configuration.shear = 8
         configuration.shift = 2.5
+        configuration.elastic = 20  // and distorted elastically
         configuration.batchSize = 160
         configuration.epochs = 2
         configuration.seed = 17

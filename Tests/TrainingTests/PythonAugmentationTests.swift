@@ -92,12 +92,13 @@ final class PythonAugmentationTests: XCTestCase {
         }
         func configuration(
             seed: UInt64, augment: Bool = true, shift: Double = 2, rotation: Double = 0, scale: Double = 0,
-            shear: Double = 0
+            shear: Double = 0, elastic: Double = 0
         ) -> TrainingConfiguration {
             var configuration = TrainingConfiguration()
             (configuration.seed, configuration.augment) = (seed, augment)
             (configuration.shift, configuration.rotation) = (shift, rotation)
             (configuration.scale, configuration.shear) = (scale, shear)
+            configuration.elastic = elastic
             return configuration
         }
         // (epoch, configuration as the coordinator sends it); the affine ones are not whole-pixel shifts.
@@ -110,6 +111,9 @@ final class PythonAugmentationTests: XCTestCase {
             (2, configuration(seed: 3, shift: 8, rotation: 90, scale: 0.5, shear: 45)),  // every limit
             (5, configuration(seed: 4, shift: 2, rotation: 30)),  // a whole shift, but rotated: affine
             (0, configuration(seed: 1, augment: false)),
+            (1, configuration(seed: 5, rotation: 10, scale: 0.1, elastic: 34)),  // elastic distortion
+            (4, configuration(seed: 6, shift: 2, elastic: 8)),  // a whole shift, but elastic: sampled
+            (2, configuration(seed: 3, shift: 8, rotation: 90, scale: 0.5, shear: 45, elastic: 100)),
         ]
         let images = Self.images()
         let root = try TemporaryDirectory("py-augmentation")

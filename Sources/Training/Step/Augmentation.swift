@@ -1,5 +1,5 @@
-// Random affine transforms of training images: rotation, scale, shear and shift, sampled bilinearly.
-// Each image's transform is drawn from (run seed, epoch, sample key), so a sample is varied the same
+// Random affine transforms of training images: rotation, scale, shear and shift, optionally with an
+// elastic distortion (Simard, Steinkraus and Platt 2003), sampled bilinearly. Each image's transform is drawn from (run seed, epoch, sample key), so a sample is varied the same
 // way on whichever node computes it, and a run stays bit-identical for any worker count. With
 // rotation, scale and shear all 0 and a whole-pixel shift, images are shifted by whole pixels (the
 // augmentation of earlier versions, kept bit for bit so their checkpoints resume unchanged).
@@ -7,7 +7,8 @@ import ConvNet
 import Foundation
 
 /// How much each training image may be rotated, scaled, sheared and shifted; each amount is drawn
-/// uniformly from [-limit, limit] per image.
+/// uniformly from [-limit, limit] per image. With `elastic` above 0, each image is also distorted by a
+/// smooth random displacement field.
 public struct Augmentation: Sendable, Equatable {
     /// Largest translation, in pixels, along each axis.
     public var shift: Double
@@ -17,17 +18,31 @@ public struct Augmentation: Sendable, Equatable {
     public var scale: Double
     /// Largest horizontal shear, in degrees, either way.
     public var shear: Double
+    /// Strength of the elastic distortion, in pixels (Simard's α): each displacement is `elastic` times a
+    /// field of uniform draws in [-1, 1) smoothed by a Gaussian of `elasticSigma` pixels. 0: none.
+    public var elastic: Double
 
-    public init(shift: Double = 2, rotation: Double = 0, scale: Double = 0, shear: Double = 0) {
+    public init(shift: Double = 2, rotation: Double = 0, scale: Double = 0, shear: Double = 0, elastic: Double = 0) {
         self.shift = shift
         self.rotation = rotation
         self.scale = scale
         self.shear = shear
+        self.elastic = elastic
     }
+
+    /// The standard deviation, in pixels, of the Gaussian that smooths the elastic displacement field.
+    public static let elasticSigma = 4.0
+    /// The smoothing kernel: `exp(−k² / 2σ²)` for k in −3σ...3σ, divided by its sum (in Double), as Float.
+    public static let elasticKernel: [Float] = {
+        let radius = Int((3 * elasticSigma).rounded(.up))
+        let weights = (-radius...radius).map { exp(-Double($0 * $0) / (2 * elasticSigma * elasticSigma)) }
+        let sum = weights.reduce(0, +)
+        return weights.map { Float($0 / sum) }
+    }()
 
     /// Whole-pixel shifts only: no sampling between pixels is needed.
     public var isWholePixelShift: Bool {
-        rotation == 0 && scale == 0 && shear == 0 && shift == shift.rounded()
+        rotation == 0 && scale == 0 && shear == 0 && elastic == 0 && shift == shift.rounded()
     }
 
     /// The map from an output pixel `(x, y)` to the point of the source image it shows:
@@ -44,7 +59,16 @@ public struct Augmentation: Sendable, Equatable {
     /// rotated about its centre, then shifted; a positive angle turns the digit clockwise on screen
     /// (y grows downwards), a positive shift moves it right or down.
     public func sourceMap(key: Int, epochSeed: UInt64, rows: Int, columns: Int) -> SourceMap {
-        var generator = SplitMix64(seed: SplitMix64.derivedSeed(epochSeed, UInt64(bitPattern: Int64(key))))
+        var generator = Self.generator(key: key, epochSeed: epochSeed)
+        return sourceMap(drawingFrom: &generator, rows: rows, columns: columns)
+    }
+
+    /// The generator of the image with key `key`: its state starts at `derivedSeed(epochSeed, key)`.
+    private static func generator(key: Int, epochSeed: UInt64) -> SplitMix64 {
+        SplitMix64(seed: SplitMix64.derivedSeed(epochSeed, UInt64(bitPattern: Int64(key))))
+    }
+
+    private func sourceMap(drawingFrom generator: inout SplitMix64, rows: Int, columns: Int) -> SourceMap {
         func draw() -> Double { generator.nextUnitDouble() * 2 - 1 }
         let angle = draw() * rotation * Double.pi / 180
         let factor = 1 + draw() * scale
@@ -93,7 +117,79 @@ public struct Augmentation: Sendable, Equatable {
             }
             return
         }
-        let map = sourceMap(key: key, epochSeed: epochSeed, rows: rows, columns: columns)
+        var generator = Self.generator(key: key, epochSeed: epochSeed)
+        let map = sourceMap(drawingFrom: &generator, rows: rows, columns: columns)
+        guard elastic > 0 else {
+            sample(pixels: pixels, rows: rows, columns: columns, map: map, table: table, output: output)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * rows * columns) { scratch in
+            let count = rows * columns
+            let field = UnsafeMutableBufferPointer(rebasing: scratch[0..<(2 * count)])
+            let smoothing = UnsafeMutableBufferPointer(rebasing: scratch[(2 * count)..<(4 * count)])
+            displacements(drawingFrom: &generator, rows: rows, columns: columns, into: field, scratch: smoothing)
+            sample(
+                pixels: pixels, rows: rows, columns: columns, map: map,
+                displacement: (
+                    UnsafeBufferPointer(rebasing: field[0..<count]), UnsafeBufferPointer(rebasing: field[count...])
+                ),
+                table: table, output: output)
+        }
+    }
+
+    /// The elastic displacements of one image, x then y, each `rows * columns` values row by row, into `field`.
+    ///
+    /// After the five affine draws, the same generator draws `2 * rows * columns` uniforms in [-1, 1),
+    /// `f32(next() >> 40) · 2^−24 · 2 − 1`: the x field row by row, then the y field. Each field is smoothed
+    /// along rows, then along columns, by `elasticKernel` (values outside the image count as absent: each
+    /// sum runs over the kernel offsets that land inside, in increasing order, from 0), then multiplied by
+    /// `f32(elastic)`. All in Float, each operation rounded on its own.
+    func displacements(
+        drawingFrom generator: inout SplitMix64, rows: Int, columns: Int, into field: UnsafeMutableBufferPointer<Float>,
+        scratch: UnsafeMutableBufferPointer<Float>
+    ) {
+        let count = rows * columns
+        guard count > 0, let fields = field.baseAddress, let scratch = scratch.baseAddress else { return }
+        for index in 0..<(2 * count) { field[index] = generator.nextUnitFloat() * 2 - 1 }
+        let kernel = Self.elasticKernel
+        let radius = kernel.count / 2
+        let strength = Float(elastic)
+        /// `target[i] += weight * source[i]` for i in 0..<count, each value rounded on its own: vectorisable.
+        func accumulate(
+            _ target: UnsafeMutablePointer<Float>, _ weight: Float, _ source: UnsafePointer<Float>, _ count: Int
+        ) {
+            for i in 0..<count { target[i] = target[i] + weight * source[i] }
+        }
+        // Offset by offset over whole rows (each value's sum still in increasing offsets, from 0).
+        for part in 0..<2 {
+            let values = fields + part * count, along = scratch + part * count
+            along.update(repeating: 0, count: count)
+            for k in -radius...radius {
+                let weight = kernel[k + radius]
+                let first = max(0, -k), end = min(columns, columns - k)
+                guard first < end else { continue }
+                for y in 0..<rows {
+                    accumulate(along + y * columns + first, weight, values + y * columns + first + k, end - first)
+                }
+            }
+            values.update(repeating: 0, count: count)
+            for k in -radius...radius {
+                let weight = kernel[k + radius]
+                let first = max(0, -k), end = min(rows, rows - k)
+                guard first < end else { continue }
+                accumulate(values + first * columns, weight, along + (first + k) * columns, (end - first) * columns)
+            }
+            for index in 0..<count { values[index] = strength * values[index] }
+        }
+    }
+
+    /// Bilinear sampling of `pixels` at the points `map` (plus `displacement`, when given) shows.
+    private func sample(
+        pixels: UnsafeBufferPointer<UInt8>, rows: Int, columns: Int, map: SourceMap,
+        displacement: (x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>)? = nil,
+        table: UnsafeBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>
+    ) {
+        let background = table[0]
         let a = Float(map.a), b = Float(map.b), c = Float(map.c)
         let d = Float(map.d), e = Float(map.e), f = Float(map.f)
         /// The normalised value of source pixel (x, y), the background outside.
@@ -104,7 +200,11 @@ public struct Augmentation: Sendable, Equatable {
         for y in 0..<rows {
             let rowX = b * Float(y) + c, rowY = e * Float(y) + f
             for x in 0..<columns {
-                let sourceX = a * Float(x) + rowX, sourceY = d * Float(x) + rowY
+                var sourceX = a * Float(x) + rowX, sourceY = d * Float(x) + rowY
+                if let displacement {
+                    sourceX = sourceX + displacement.x[y * columns + x]
+                    sourceY = sourceY + displacement.y[y * columns + x]
+                }
                 let left = sourceX.rounded(.down), top = sourceY.rounded(.down)
                 let fx = sourceX - left, fy = sourceY - top
                 // Far outside (and NaN-free: the map's entries are finite): the background.

@@ -133,6 +133,7 @@ extension TrainingConfiguration {
         compare("--rotation", rotation, other.rotation)
         compare("--scale", scale, other.scale)
         compare("--shear", shear, other.shear)
+        compare("--elastic", elastic, other.elastic)
         compare("--weight-decay", weightDecay, other.weightDecay)
         compare("--average-decay", averageDecay, other.averageDecay)
         return result
