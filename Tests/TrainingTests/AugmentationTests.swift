@@ -123,6 +123,18 @@ final class AugmentationTests: XCTestCase {
         XCTAssertEqual(farFromAffine, 12, "every image is distorted beyond its affine transform")
     }
 
+    /// The values PROTOCOL.md gives to check an implementation against (computed there by its Python skeleton).
+    func testElasticDisplacementsAreThoseTheProtocolDocuments() {
+        let augmentation = Augmentation(shift: 2, rotation: 10, scale: 0.1, elastic: 34)
+        let field = augmentation.displacements(
+            key: 0, epochSeed: TrainingSeeds.augmentation(1, epoch: 0), rows: 28, columns: 28)
+        XCTAssertEqual(Augmentation.elasticKernel[12], 0.09990835934877396)
+        XCTAssertEqual(Augmentation.elasticKernel[0], 0.0011098815593868494)
+        XCTAssertEqual(field[0], -0.6911112666130066)
+        XCTAssertEqual(field[13 * 28 + 13], -0.7804155945777893)
+        XCTAssertEqual(field[784 + 13 * 28 + 13], -2.1781530380249023)
+    }
+
     /// Elastic strengths on images smaller than the kernel, and 0 (exactly the affine transform).
     func testElasticDistortionOnSmallImagesAndAtZero() {
         let small: [UInt8] = (0..<35).map { UInt8($0 * 7) }

@@ -137,6 +137,20 @@ public struct Augmentation: Sendable, Equatable {
         }
     }
 
+    /// The elastic displacements of the image with key `key` (after its five affine draws): x then y, each
+    /// `rows * columns` values row by row.
+    public func displacements(key: Int, epochSeed: UInt64, rows: Int, columns: Int) -> [Float] {
+        var generator = Self.generator(key: key, epochSeed: epochSeed)
+        _ = sourceMap(drawingFrom: &generator, rows: rows, columns: columns)
+        var field = [Float](repeating: 0, count: 2 * rows * columns), scratch = field
+        field.withUnsafeMutableBufferPointer { field in
+            scratch.withUnsafeMutableBufferPointer { scratch in
+                displacements(drawingFrom: &generator, rows: rows, columns: columns, into: field, scratch: scratch)
+            }
+        }
+        return field
+    }
+
     /// The elastic displacements of one image, x then y, each `rows * columns` values row by row, into `field`.
     ///
     /// After the five affine draws, the same generator draws `2 * rows * columns` uniforms in [-1, 1),
