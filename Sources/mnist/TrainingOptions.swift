@@ -43,8 +43,7 @@ struct TrainingOptions: ParsableArguments {
 
     @Flag(
         inversion: .prefixedNo,
-        help:
-            "Vary each training image by a random affine transform (--shift, --rotation, --scale, --shear, --elastic).")
+        help: "Vary each training image by a random transform (--shift, --rotation, --scale, --shear, --elastic).")
     var augment = defaults.augment
 
     @Option(help: ArgumentHelp("Largest translation of a training image along each axis, 0-8.", valueName: "pixels"))

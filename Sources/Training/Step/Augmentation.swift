@@ -1,8 +1,9 @@
 // Random affine transforms of training images: rotation, scale, shear and shift, optionally with an
-// elastic distortion (Simard, Steinkraus and Platt 2003), sampled bilinearly. Each image's transform is drawn from (run seed, epoch, sample key), so a sample is varied the same
-// way on whichever node computes it, and a run stays bit-identical for any worker count. With
-// rotation, scale and shear all 0 and a whole-pixel shift, images are shifted by whole pixels (the
-// augmentation of earlier versions, kept bit for bit so their checkpoints resume unchanged).
+// elastic distortion (Simard, Steinkraus and Platt 2003), sampled bilinearly. Each image's transform
+// is drawn from (run seed, epoch, sample key), so a sample is varied the same way on whichever node
+// computes it, and a run stays bit-identical for any worker count. With rotation, scale, shear and the
+// elastic strength all 0 and a whole-pixel shift, images are shifted by whole pixels (the augmentation
+// of earlier versions, kept bit for bit so their checkpoints resume unchanged).
 import ConvNet
 import Foundation
 
@@ -158,7 +159,7 @@ public struct Augmentation: Sendable, Equatable {
     /// along rows, then along columns, by `elasticKernel` (values outside the image count as absent: each
     /// sum runs over the kernel offsets that land inside, in increasing order, from 0), then multiplied by
     /// `f32(elastic)`. All in Float, each operation rounded on its own.
-    func displacements(
+    private func displacements(
         drawingFrom generator: inout SplitMix64, rows: Int, columns: Int, into field: UnsafeMutableBufferPointer<Float>,
         scratch: UnsafeMutableBufferPointer<Float>
     ) {
