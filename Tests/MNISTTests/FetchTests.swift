@@ -82,28 +82,37 @@ final class PickleConverterTests: XCTestCase {
     }
 }
 
-/// A static file server on 127.0.0.1 with an ephemeral port, stopped on release.
-private final class LocalHTTPServer {
+/// A Python HTTP server on 127.0.0.1 with an ephemeral port, stopped on release: by default a static
+/// file server for `folder`; or `script`, which must print its port on its first line.
+final class LocalHTTPServer {
     let process = Process()
     let port: Int
 
-    init(serving folder: URL) throws {
-        let script = """
-            import functools, http.server, sys
-            handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-            handler.log_message = lambda *args: None
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            print(server.server_address[1], flush=True)
-            server.serve_forever()
-            """
+    convenience init(serving folder: URL) throws {
+        try self.init(
+            script: """
+                import functools, http.server, sys
+                handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+                handler.log_message = lambda *args: None
+                server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+                print(server.server_address[1], flush=True)
+                server.serve_forever()
+                """, arguments: [folder.path])
+    }
+
+    init(script: String, arguments: [String] = []) throws {
         let output = Pipe()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, folder.path]
+        process.arguments = ["python3", "-c", script] + arguments
         process.standardOutput = output
         try process.run()
         let line = output.fileHandleForReading.availableData
         guard let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-        else { throw XCTSkip("the local HTTP server did not start") }
+        else {
+            process.terminate()
+            throw CocoaError(
+                .fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "the local HTTP server did not start"])
+        }
         self.port = port
     }
 
@@ -224,5 +233,17 @@ final class FetchTests: XCTestCase {
             [Products.mnist.path, "fetch", "--data", target.path], environment: ["MNIST_MIRRORS": ""], timeout: 600)
         XCTAssertEqual(again.status, 0, again.standardError)
         XCTAssertEqual(again.standardOutput.components(separatedBy: "(already present)").count - 1, 4)
+    }
+
+    /// Downloads go through SwiftNIO, which the binary links anyway: it must not link URLSession's
+    /// FoundationNetworking and libcurl (with their TLS, LDAP and Kerberos libraries), which cost every
+    /// process start about 10 ms of symbol binding.
+    func testTheCommandLinksNoCurl() throws {
+        let result = try Subprocess.capture(["ldd", Products.mnist.path], timeout: 60)
+        XCTAssertEqual(result.status, 0, result.standardError)
+        XCTAssertTrue(result.standardOutput.contains("libzmq"), result.standardOutput)
+        for library in ["libFoundationNetworking", "libcurl"] {
+            XCTAssertFalse(result.standardOutput.contains(library), "\(library) is linked:\n\(result.standardOutput)")
+        }
     }
 }
