@@ -1,6 +1,7 @@
 // What the tests that run real processes share: a child process whose output a test can wait on, and a
 // loopback port the system reports free.
 import Foundation
+import Host
 
 /// A child process whose stderr and stdout go to a file that a test can wait on for a line.
 public final class WatchedProcess {
@@ -86,4 +87,19 @@ public func freeLoopbackPort() throws -> Int {
     }
     guard bound else { throw POSIXError(.EADDRINUSE) }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// The first Python that imports every module of `modules`: `python3` on PATH, else Debian's
+/// `/usr/bin/python3`, where `Cluster/setup.sh --test` installs python3-zmq and python3-numpy when another
+/// python3 (pyenv's, a virtual environment's) comes first on PATH. When none
+/// does, its path is nil and the error says why each failed.
+public func python3(importing modules: [String]) throws -> (path: String?, error: String) {
+    var error = ""
+    for candidate in ["python3", "/usr/bin/python3"] {
+        let probe = try Subprocess.capture(
+            [candidate, "-c", "import " + modules.joined(separator: ", ")], timeout: 60)
+        if probe.status == 0 { return (candidate, "") }
+        error += "\(candidate): \(probe.standardError)"
+    }
+    return (nil, error)
 }

@@ -85,9 +85,9 @@ final class PythonAugmentationTests: XCTestCase {
     }
 
     func testTheDocumentedPythonWorkerAugmentsAsTheSwiftWorkersDo() throws {
-        let probe = try Subprocess.capture(["/usr/bin/env", "python3", "-c", "import numpy"], timeout: 60)
-        guard probe.status == 0 else {
-            if isContinuousIntegration { return XCTFail("python3 with numpy: \(probe.standardError)") }
+        let found = try python3(importing: ["numpy"])
+        guard let interpreter = found.path else {
+            if isContinuousIntegration { return XCTFail("python3 with numpy: \(found.error)") }
             throw XCTSkip("python3 with numpy is needed (Cluster/setup.sh --test installs it)")
         }
         func configuration(
@@ -125,7 +125,7 @@ final class PythonAugmentationTests: XCTestCase {
             to: root.file("cases.json"), atomically: true, encoding: .utf8)
 
         let run = try Subprocess.capture(
-            ["/usr/bin/env", "python3", root.file("driver.py").path, root.url.path], timeout: 120)
+            [interpreter, root.file("driver.py").path, root.url.path], timeout: 120)
         XCTAssertEqual(run.status, 0, run.standardError)
         let bytes = try [UInt8](Data(contentsOf: root.file("out.bin")))
         let perCase = images.count * 784

@@ -36,9 +36,9 @@ final class PythonWorkerTests: XCTestCase {
     }
 
     func testTheDocumentedPythonWorkerJoinsAKeyedCoordinator() throws {
-        let probe = try Subprocess.capture(["/usr/bin/env", "python3", "-c", "import zmq, numpy"], timeout: 60)
-        guard probe.status == 0 else {
-            if isContinuousIntegration { return XCTFail("python3 with zmq and numpy: \(probe.standardError)") }
+        let found = try python3(importing: ["zmq", "numpy"])
+        guard let python = found.path else {
+            if isContinuousIntegration { return XCTFail("python3 with zmq and numpy: \(found.error)") }
             throw XCTSkip("python3 with zmq and numpy is needed (Cluster/setup.sh --test installs them)")
         }
         let data = try TinyDataset.folder("py-data", seed: 27)
@@ -67,12 +67,12 @@ final class PythonWorkerTests: XCTestCase {
         XCTAssertNotNil(coordinator.waitForLine(containing: "listening", seconds: 60), coordinator.output)
 
         let refused = try Subprocess.capture(
-            ["/usr/bin/env", "python3", script.path, endpoint, other.path, "py-stranger"], timeout: 60)
+            [python, script.path, endpoint, other.path, "py-stranger"], timeout: 60)
         XCTAssertNotEqual(refused.status, 0, refused.standardError)
         XCTAssertTrue(refused.standardError.contains("refused our key"), refused.standardError)
 
         let worker = try WatchedProcess(
-            URL(fileURLWithPath: "/usr/bin/env"), ["python3", script.path, endpoint, keys.path, "py-worker"])
+            URL(fileURLWithPath: "/usr/bin/env"), [python, script.path, endpoint, keys.path, "py-worker"])
         defer { worker.kill(SIGKILL) }
         XCTAssertNotNil(
             coordinator.waitForLine(containing: "training started", and: "py-worker", seconds: 60),
