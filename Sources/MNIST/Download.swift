@@ -66,8 +66,8 @@ public enum Download {
     }
 
     /// The proxy the environment names for `scheme`, as curl reads it: `https_proxy` (or `HTTPS_PROXY`)
-    /// for https, `http_proxy` for http; none when `no_proxy` (or `NO_PROXY`) is `*` or lists `host`
-    /// or a domain it ends with.
+    /// for https, `http_proxy` for http, with the user and password it may hold; none when `no_proxy`
+    /// (or `NO_PROXY`) is `*` or lists `host` or a domain it ends with.
     static func proxy(
         scheme: String, host: String, environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> HTTPClient.Configuration.Proxy? {
@@ -82,7 +82,12 @@ public enum Download {
         }
         guard let proxy = URL(string: value.contains("://") ? value : "http://" + value), let proxyHost = proxy.host
         else { return nil }
-        return .server(host: proxyHost, port: proxy.port ?? 80)
+        // Percent-escapes in the user and password (a password holding "@" or ":") are undone, as curl does.
+        let decoded = { (part: String?) in part.map { $0.removingPercentEncoding ?? $0 } }
+        let credentials = decoded(proxy.user).map {
+            HTTPClient.Authorization.basic(username: $0, password: decoded(proxy.password) ?? "")
+        }
+        return .server(host: proxyHost, port: proxy.port ?? 80, authorization: credentials)
     }
 
     /// A readable reason for what AsyncHTTPClient or NIO threw.

@@ -126,6 +126,10 @@ final class DownloadTests: XCTestCase {
         XCTAssertEqual(proxy("https", "notdata.example"), "secure.proxy:3128")
         XCTAssertNil(Download.proxy(scheme: "https", host: "x", environment: ["https_proxy": "p:1", "no_proxy": "*"]))
         XCTAssertNil(Download.proxy(scheme: "https", host: "x", environment: [:]))
+        XCTAssertNil(Download.proxy(scheme: "https", host: "x", environment: ["https_proxy": "p:1"])?.authorization)
+        let credentials = Download.proxy(
+            scheme: "https", host: "x", environment: ["https_proxy": "http://ann:s%40cret@p:1"])?.authorization
+        XCTAssertEqual(credentials, .basic(username: "ann", password: "s@cret"))
         // curl ignores an upper-case HTTP_PROXY (a CGI program's environment could set it from a header).
         XCTAssertNil(Download.proxy(scheme: "http", host: "x", environment: ["HTTP_PROXY": "p:1"]))
         XCTAssertEqual(
