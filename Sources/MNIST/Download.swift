@@ -29,6 +29,9 @@ public enum Download {
     /// The most a download may bring: the largest MNIST file is 47 MB raw.
     public static let defaultLimit = 256 << 20
 
+    /// The longest a whole download may take, however steadily the bytes come.
+    static let deadlineMinutes: Int64 = 30
+
     /// Fetches `url`, following up to five redirects, through the proxy that `https_proxy` or
     /// `http_proxy` names (unless `no_proxy` lists the host); `progress(received, expected)` is called
     /// as bytes arrive (expected is nil when unknown).
@@ -57,7 +60,9 @@ public enum Download {
         }
         let collector = Collector(limit: limit, progress: progress)
         do {
-            return try client.execute(request: request, delegate: collector, deadline: .now() + .minutes(30)).wait()
+            return try client.execute(
+                request: request, delegate: collector, deadline: .now() + .minutes(deadlineMinutes)
+            ).wait()
         } catch let error as Collector.Refusal {
             throw DownloadError(url: url, reason: error.reason, isHTTPStatus: error.isHTTPStatus)
         } catch {
@@ -95,7 +100,7 @@ public enum Download {
         let reasons: [(HTTPClientError, String)] = [
             (.readTimeout, "no data for longer than the timeout"),
             (.connectTimeout, "the connection timed out"),
-            (.deadlineExceeded, "the download took longer than 30 minutes"),
+            (.deadlineExceeded, "the download took longer than \(deadlineMinutes) minutes"),
             (.remoteConnectionClosed, "the server closed the connection before the end"),
             (.redirectLimitReached, "more than five redirects"),
             (.redirectCycleDetected, "the redirects go round in a circle"),
