@@ -42,6 +42,11 @@ public struct NumberReader {
         /// read as a confident 1, but it is bent, and a 1 is straight.
         public var bentOne: Float = 5
         public var straightest: Float = 0.15
+        /// A digit shorter than `tallness` times the lowest height of MNIST's digits of its class
+        /// (`lowest`) costs this per unit of the number's height short: a 7's bar cut from its stem is
+        /// no 1, nor a 0's lower curve a 6. The slack allows for slanted and unevenly sized writing.
+        public var short: Float = 4
+        public var tallness = 0.8
     }
     public var weights = Weights()
 
@@ -72,10 +77,25 @@ public struct NumberReader {
     /// path over the boundaries): a digit can be part of a group of touching digits, a whole group, or
     /// several groups (a digit whose strokes came apart), at most `widest` wide. Its score is how sure
     /// the network is of it, less what it costs (`Weights`).
-    public func read(_ image: RasterImage) throws -> [ReadDigit] {
+    public func read(_ image: RasterImage) throws -> [ReadDigit] { best(try lattice(image)) }
+
+    /// Every candidate digit of a number with the network's reading of it: all the choice of the best
+    /// reading needs, whatever the weights.
+    struct Lattice {
+        var boundaries: [Boundary]
+        var pieces: [Piece]
+        var read: [ReadDigit]
+        /// The number's height: its tallest group's, in source pixels.
+        var height: Double
+    }
+
+    /// The candidates of the number in `image` (`candidates`) that could be framed, read by the network.
+    func lattice(_ image: RasterImage) throws -> Lattice {
         let map = try preprocessor.inkMap(image)
         let groups = NumberSegmentation.segment(map)
-        guard let tallest = groups.map(\.box.height).max() else { return [] }
+        guard let tallest = groups.map(\.box.height).max() else {
+            return Lattice(boundaries: [Boundary(next: 0, previous: -1, cut: nil)], pieces: [], read: [], height: 1)
+        }
         let height = Double(tallest)
         var boundaries = [Boundary(next: 0, previous: -1, cut: nil)]
         for (index, group) in groups.enumerated() {
@@ -87,28 +107,38 @@ public struct NumberReader {
             }
             boundaries.append(Boundary(next: index + 1, previous: index, cut: nil))
         }
-        let pieces = candidates(groups, boundaries, height: height)
-        var framed: [(piece: Piece, input: PreprocessedDigit)] = []
-        for piece in pieces {
-            if let input = try? preprocessor.frame(map, piece.parts) { framed.append((piece, input)) }
+        var pieces: [Piece] = [], inputs: [PreprocessedDigit] = []
+        for piece in candidates(groups, boundaries, height: height) {
+            if let input = try? preprocessor.frame(map, piece.parts) {
+                pieces.append(piece)
+                inputs.append(input)
+            }
         }
-        let read = classify(framed.map(\.input), boxes: framed.map(\.input.report.cropBox))
+        return Lattice(
+            boundaries: boundaries, pieces: pieces, read: classify(inputs, boxes: inputs.map(\.report.cropBox)),
+            height: height)
+    }
+
+    /// The best reading of the lattice's number: the digits whose scores sum highest, over a path
+    /// from its first boundary to its last.
+    func best(_ lattice: Lattice) -> [ReadDigit] {
+        let boundaries = lattice.boundaries, pieces = lattice.pieces
         // best[b]: the best score of reading the number up to boundary b, and the last digit's index.
         var best = [(score: Float, digit: Int)](repeating: (-.infinity, -1), count: boundaries.count)
         best[0] = (0, -1)
-        for index in framed.indices.sorted(by: { framed[$0].piece.to < framed[$1].piece.to }) {
-            let piece = framed[index].piece
+        for index in pieces.indices.sorted(by: { pieces[$0].to < pieces[$1].to }) {
+            let piece = pieces[index]
             guard best[piece.from].score > -.infinity else { continue }
             let score =
                 best[piece.from].score
-                + self.score(read[index], piece, cut: boundaries[piece.to].cut, height: height)
+                + self.score(lattice.read[index], piece, cut: boundaries[piece.to].cut, height: lattice.height)
             if score > best[piece.to].score { best[piece.to] = (score, index) }
         }
         var digits: [ReadDigit] = []
         var boundary = boundaries.count - 1
         while boundary > 0, best[boundary].digit >= 0 {
-            digits.append(read[best[boundary].digit])
-            boundary = framed[best[boundary].digit].piece.from
+            digits.append(lattice.read[best[boundary].digit])
+            boundary = pieces[best[boundary].digit].from
         }
         return digits.reversed()
     }
@@ -151,12 +181,25 @@ public struct NumberReader {
                 weights.bentOne
                 * max(0, Self.curvature(digit.input.pixels, side: digit.input.side) - weights.straightest)
         }
+        score -=
+            weights.short
+            * Self.shortfall(Double(digit.box.height) / height, digit: digit.digit, tallness: weights.tallness)
         return score
     }
 
     /// The narrowest 1% of MNIST's training digits of each class are this wide, times their height
     /// (a 1 can be a bare stroke; a 0 or a 2 is rarely narrower than 0.6).
     static let narrowest: [Double] = [0.6, 0.2, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.4]
+
+    /// The shortest 1% of MNIST's training digits of each class are this tall, times the tallest (a 2 or a 5
+    /// may be wide and flat; a 1 or a 9 is always drawn full height).
+    static let lowest: [Double] = [0.75, 1, 0.6, 0.8, 0.8, 0.6, 0.9, 0.8, 0.8, 1]
+
+    /// How much shorter a digit of this height (times the number's height) is than `tallness` times the
+    /// lowest of MNIST's digits of its class: 0 for most digits, more for slivers.
+    static func shortfall(_ height: Double, digit: Int, tallness: Double) -> Float {
+        Float(max(0, tallness * (digit < lowest.count ? lowest[digit] : 0) - height))
+    }
 
     /// How implausible a digit of this width (times the number's height) is: 0 within MNIST's range
     /// for the class, growing with the square of the distance outside it (in tenths of the height).

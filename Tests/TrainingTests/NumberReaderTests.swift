@@ -33,4 +33,15 @@ final class NumberReaderTests: XCTestCase {
         XCTAssertGreaterThan(NumberReader.widthPenalty(1.4, digit: 4), 6, "two digits read as one")
         XCTAssertLessThan(NumberReader.widthPenalty(1.1, digit: 4), NumberReader.widthPenalty(1.2, digit: 4))
     }
+
+    func testShortfallSparesFlatTwosButNotShortOnes() {
+        let tallness = NumberReader.Weights().tallness
+        XCTAssertEqual(NumberReader.shortfall(0.95, digit: 1, tallness: tallness), 0, "a 1 of full height")
+        XCTAssertEqual(NumberReader.shortfall(0.55, digit: 2, tallness: tallness), 0, "a wide, flat 2")
+        XCTAssertGreaterThan(NumberReader.shortfall(0.3, digit: 1, tallness: tallness), 0.4, "a 7's bar read as a 1")
+        XCTAssertGreaterThan(NumberReader.shortfall(0.45, digit: 6, tallness: tallness), 0.2, "the foot of a 0 as a 6")
+        XCTAssertLessThan(
+            NumberReader.shortfall(0.5, digit: 9, tallness: tallness),
+            NumberReader.shortfall(0.4, digit: 9, tallness: tallness))
+    }
 }
