@@ -42,8 +42,6 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: ["FullFoundation"]),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
-        // HTTPS for `mnist fetch`, on the SwiftNIO that Hummingbird brings: URLSession would link libcurl.
-        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C libraries, found with pkg-config; each is imported by exactly one Swift module.
@@ -59,7 +57,6 @@ let package = Package(
             name: "MNIST",
             dependencies: [
                 "CZlib", "CPNG", "CTurboJPEG", "Host", .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: checkedOptimised),
         // Processes, CPU counts and features, signals: the operating system outside math and sockets.

@@ -4,9 +4,10 @@
 # Usage: Cluster/setup.sh [--test]   (--test adds what only the tests need)
 set -euo pipefail
 
-# C libraries (found by pkg-config at build time), python3 with pip (the offline MNIST source),
-# and iproute2 (network-namespace tests of the coordinator and workers).
-packages=(pkg-config libzmq3-dev libopenblas-dev zlib1g-dev libpng-dev libturbojpeg0-dev iproute2)
+# C libraries (found by pkg-config at build time), the curl program with the CA certificates it checks
+# servers against (`mnist fetch` downloads with it), python3 with pip (the offline MNIST source), and
+# iproute2 (network-namespace tests of the coordinator and workers).
+packages=(pkg-config libzmq3-dev libopenblas-dev zlib1g-dev libpng-dev libturbojpeg0-dev curl ca-certificates iproute2)
 if ! python3 -m pip --version >/dev/null 2>&1; then
     packages+=(python3 python3-pip)
 fi

@@ -235,7 +235,7 @@ final class FetchTests: XCTestCase {
         XCTAssertEqual(again.standardOutput.components(separatedBy: "(already present)").count - 1, 4)
     }
 
-    /// Downloads go through SwiftNIO, which the binary links anyway: it must not link URLSession's
+    /// Downloads run the curl program as a child process: the binary must not link URLSession's
     /// FoundationNetworking and libcurl (with their TLS, LDAP and Kerberos libraries), which cost every
     /// process start about 10 ms of symbol binding.
     func testTheCommandLinksNoCurl() throws {
