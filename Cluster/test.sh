@@ -11,7 +11,7 @@ swift build --build-tests
 # Style: swift format (it ships with the toolchain) with the repository's .swift-format, strictly.
 swift format lint --strict -r Sources Tests Fuzz
 echo "lint: swift format reports nothing"
-# libFuzzer with AddressSanitizer on the message decoder and on the image and IDX readers, 30 s each
+# libFuzzer with AddressSanitizer on the message decoder and on the image, IDX and download-report readers, 30 s each
 # (the XCTest fuzz tests of every reader run with the rest below).
 Fuzz/run.sh 60
 # The Kubernetes manifests, offline: API schemas and cross-object consistency (installs a pinned

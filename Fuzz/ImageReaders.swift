@@ -1,18 +1,20 @@
 // libFuzzer target for the readers of files that users and mirrors hand over: the image dispatch
 // (`ImageFile.decode`: PNG through libpng, JPEG through libjpeg-turbo with the EXIF orientation
 // parser, binary PGM/PPM), the preprocessing of whatever decodes,
-// and the IDX reader with its gzip layer. Fuzz/run.sh compiles it with AddressSanitizer together
-// with those MNIST sources alone (the download code, which needs swift-crypto, stays out), with
-// checks on as in the package. Byte 0 of an input picks the reader (modulo 4): 0 an image file,
+// the IDX reader with its gzip layer, and the reader of what a server's headers make curl write
+// during a download (`Download.StandardError`). Fuzz/run.sh compiles it with AddressSanitizer
+// together with those MNIST sources alone (the fetching, which needs swift-crypto, stays out), with
+// checks on as in the package. Byte 0 of an input picks the reader (modulo 5): 0 an image file,
 // 1 an IDX image file, 2 an IDX label file, 3 a pair (bytes 1-2 give the image file's length,
-// little-endian, then come the image file and the label file). The rest is the file. A failure is
-// a crash: a trap or an ASan report in a reader, an error of another type than the reader's own,
-// sizes that disagree, or a decoded image or data set that does not survive encoding again.
+// little-endian, then come the image file and the label file), 4 curl's standard error. The rest is
+// the file. A failure is a crash: a trap or an ASan report in a reader, an error of another type than
+// the reader's own, sizes that disagree, a decoded image or data set that does not survive encoding
+// again, or a download report read differently when it arrives in two pieces.
 import Foundation
 
 /// The readers an input's first byte chooses between.
 enum Reader: UInt8, CaseIterable {
-    case image = 0, idxImages, idxLabels, idxPair
+    case image = 0, idxImages, idxLabels, idxPair, downloadReport
 }
 
 /// Stops the fuzzer with `message` (kept in optimised builds, unlike a `precondition`'s).
@@ -22,7 +24,7 @@ func expect(_ condition: Bool, _ message: @autoclosure () -> String) {
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzReaders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    guard size > 0, let reader = Reader(rawValue: data[0] % 4) else { return 0 }
+    guard size > 0, let reader = Reader(rawValue: data[0] % 5) else { return 0 }
     // A slice whose indices start at 1: readers must not assume that `Data` starts at 0.
     let file = Data(bytes: data, count: size).dropFirst()
     switch reader {
@@ -34,8 +36,28 @@ public func fuzzReaders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let length = Int(file[file.startIndex]) | Int(file[file.startIndex + 1]) << 8
         let images = file.dropFirst(2).prefix(length)
         checkIDXPair(images: images, labels: file.dropFirst(2 + images.count))
+    case .downloadReport: checkDownloadReport([UInt8](file))
     }
     return 0
+}
+
+/// What curl writes on standard error during a download (each response's headers, as the server sent
+/// them, its error message, the final status): any bytes are read, to the same status, length and
+/// message whether they come in one piece or in two cut anywhere, and a length read is above zero.
+func checkDownloadReport(_ bytes: [UInt8]) {
+    func read(_ pieces: [ArraySlice<UInt8>]) -> Download.StandardError {
+        var report = Download.StandardError()
+        for piece in pieces { report.consume(piece) }
+        report.finish()
+        return report
+    }
+    let whole = read([bytes[...]])
+    let cut = bytes.isEmpty ? 0 : Int(bytes[0]) * 257 % (bytes.count + 1)
+    let split = read([bytes[..<cut], bytes[cut...]])
+    expect(
+        whole.status == split.status && whole.expected == split.expected && whole.message == split.message,
+        "a download report read differently when cut at byte \(cut)")
+    if let expected = whole.expected { expect(expected > 0, "a Content-Length of \(expected) taken") }
 }
 
 /// An image file: decodes or throws an `ImageFileError`; what decodes has consistent sizes,
@@ -200,6 +222,17 @@ func seeds() throws -> [(name: String, input: [UInt8])] {
     func add(_ name: String, _ reader: Reader, _ file: [UInt8]) {
         seeds.append(("seed-\(name)", [reader.rawValue] + file))
     }
+
+    add(
+        "download-report", .downloadReport,
+        Array(
+            ("HTTP/1.1 302 Found\r\nLocation: /file\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n\n"
+                + Download.StandardError.statusMarker + "200\n").utf8))
+    add(
+        "download-error", .downloadReport,
+        Array(
+            ("curl: (22) The requested URL returned error: 404\n\n" + Download.StandardError.statusMarker + "404").utf8)
+    )
 
     // A "1" as a light stroke on a dark, slightly uneven ground, so that preprocessing finds ink.
     let width = 12, height = 10

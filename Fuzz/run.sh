@@ -3,7 +3,7 @@
 # .build/fuzz/: the message decoder (Fuzz/MessageDecoder.swift with the DataParallel sources) and the
 # image and IDX readers (Fuzz/ImageReaders.swift with the MNIST reader sources: PNG through libpng,
 # PGM/PPM, the image dispatch and preprocessing with its photo steps and the number segmentation, IDX
-# with its gzip layer through zlib). SECONDS (default 60) is the whole fuzzing time, split evenly
+# with its gzip layer through zlib, and the reader of curl's report of a download's headers). SECONDS (default 60) is the whole fuzzing time, split evenly
 # between the targets. Each starts from a corpus
 # seeded with valid inputs that grows across runs (.build/fuzz/corpus, .build/fuzz/corpus-readers).
 # Usage: Fuzz/run.sh [SECONDS]. Exits non-zero on a crash, leaving the input in .build/fuzz/.
@@ -16,11 +16,11 @@ mkdir -p "$out/corpus" "$out/corpus-readers"
 quiet() { grep -v "Cannot export local symbol" >&2 || true; }
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name DataParallelFuzz \
     Sources/DataParallel/*.swift Fuzz/MessageDecoder.swift -o "$out/message-decoder" 2> >(quiet)
-# Only the reader files and what they use (not the downloads, which need swift-crypto); checks stay
+# Only the reader files and what they use (not Fetch, whose checksums need swift-crypto); checks stay
 # on (-O), as the package compiles them. The test helper that writes PNGs by hand makes seeds.
 readers=()
 for name in Gzip IDX LabeledImages Image ImageFile PNG JPEG EXIF PNM Preprocess PreprocessPhoto PreprocessResampling \
-    NumberSegmentation ImageTextPicture; do
+    NumberSegmentation ImageTextPicture Download; do
     readers+=("Sources/MNIST/$name.swift")
 done
 # shellcheck disable=SC2046  # pkg-config prints several flags
@@ -49,5 +49,6 @@ fuzz() {
 }
 first=$((seconds / 2 > 0 ? seconds / 2 : 1))  # libFuzzer reads 0 s as no limit
 fuzz message-decoder "$out/corpus" "$first" 4096 "the message decoder"
-fuzz image-readers "$out/corpus-readers" $((seconds - first > 0 ? seconds - first : 1)) 8192 "the image and IDX readers"
+fuzz image-readers "$out/corpus-readers" $((seconds - first > 0 ? seconds - first : 1)) 8192 \
+    "the image, IDX and download-report readers"
 exit $status
